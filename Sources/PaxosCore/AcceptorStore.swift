@@ -1,0 +1,136 @@
+/// One change to durable state. A ``Ready`` lists them; the driver commits them as one atomic,
+/// durable batch before anything that depends on them leaves the process.
+public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
+    /// The acceptor promised `ballot` for `seq`.
+    case promise(seq: Int, ballot: Ballot)
+    /// The acceptor accepted `value` under `ballot` for `seq` (and so also promised `ballot`).
+    case accept(seq: Int, ballot: Ballot, value: Value)
+    /// `seq` is decided with `value`.
+    case decide(seq: Int, value: Value)
+    /// The proposer's highest round seen or used. Never goes down.
+    case maxRound(UInt64)
+    /// The highest `done` value known for `peer`. Never goes down.
+    case done(peer: NodeID, seq: Int)
+    /// Everything about instances below `seq` is released. Never goes down.
+    case forget(below: Int)
+
+    public var description: String {
+        switch self {
+        case .promise(let seq, let ballot): "promise(seq: \(seq), ballot: \(ballot))"
+        case .accept(let seq, let ballot, let value):
+            "accept(seq: \(seq), ballot: \(ballot), value: \(renderValue(value)))"
+        case .decide(let seq, let value): "decide(seq: \(seq), value: \(renderValue(value)))"
+        case .maxRound(let round): "maxRound(\(round))"
+        case .done(let peer, let seq): "done(peer: \(peer), seq: \(seq))"
+        case .forget(let below): "forget(below: \(below))"
+        }
+    }
+}
+
+/// The durable record of one instance at one node.
+public struct InstanceRecord: Hashable, Sendable {
+    /// The highest ballot this acceptor promised (phase 1) or accepted under (phase 2).
+    public var promised: Ballot?
+    /// The highest-ballot proposal this acceptor accepted.
+    public var accepted: AcceptedProposal?
+    /// The decided value, once known.
+    public var decided: Value?
+
+    public init(promised: Ballot? = nil, accepted: AcceptedProposal? = nil, decided: Value? = nil) {
+        self.promised = promised
+        self.accepted = accepted
+        self.decided = decided
+    }
+}
+
+/// Everything one node must find again after a crash. A store's ``AcceptorStore/load()`` returns
+/// it; ``apply(_:)`` defines what each ``StoreMutation`` means, so every backend and every test
+/// model agrees on it.
+public struct DurableState: Hashable, Sendable {
+    /// The proposer's highest round seen or used.
+    public var maxRound: UInt64 = 0
+    /// The highest `done` value known per peer (absent means -1, nothing done).
+    public var doneByPeer: [NodeID: Int] = [:]
+    /// Instances below this are forgotten: the acceptor never takes part in them again.
+    public var forgottenBelow: Int = 0
+    /// Instances at or above ``forgottenBelow``.
+    public var instances: [Int: InstanceRecord] = [:]
+
+    public init() {}
+
+    /// Applies one mutation with the rules every store must follow: rounds, done values and the
+    /// forget floor never go down, and nothing below the forget floor is kept or recreated.
+    public mutating func apply(_ mutation: StoreMutation) {
+        switch mutation {
+        case .promise(let seq, let ballot):
+            guard seq >= forgottenBelow else { return }
+            instances[seq, default: InstanceRecord()].promised = ballot
+        case .accept(let seq, let ballot, let value):
+            guard seq >= forgottenBelow else { return }
+            instances[seq, default: InstanceRecord()].promised = ballot
+            instances[seq, default: InstanceRecord()].accepted = AcceptedProposal(
+                ballot: ballot, value: value)
+        case .decide(let seq, let value):
+            guard seq >= forgottenBelow else { return }
+            instances[seq, default: InstanceRecord()].decided = value
+        case .maxRound(let round):
+            maxRound = Swift.max(maxRound, round)
+        case .done(let peer, let seq):
+            doneByPeer[peer] = Swift.max(doneByPeer[peer] ?? -1, seq)
+        case .forget(let below):
+            guard below > forgottenBelow else { return }
+            forgottenBelow = below
+            instances = instances.filter { $0.key >= below }
+        }
+    }
+}
+
+/// Durable storage for one node's acceptor, learner and proposer state.
+///
+/// The protocol core never calls a store: it returns ``StoreMutation``s in a ``Ready`` and the
+/// driver commits them. A backend must make ``commit(_:)`` atomic (all of a batch or none of it
+/// survives a crash) and durable (when it returns, the batch survives power loss). Batches from
+/// many inputs may be merged into one commit (group commit); that is the driver's choice.
+public protocol AcceptorStore: Sendable {
+    /// Reads everything that was committed, for a node that (re)starts on this store.
+    func load() async throws -> DurableState
+    /// Atomically and durably applies a batch, in order. When this throws, nothing that depends
+    /// on the batch may be released: the driver stops answering as an acceptor.
+    func commit(_ mutations: [StoreMutation]) async throws
+}
+
+/// The in-memory ``AcceptorStore`` for tests. "Durable" here means it outlives the peer that
+/// wrote to it, so a test can drop a peer without shutdown and start a new one on the same store.
+public actor InMemoryStore: AcceptorStore {
+    /// An error injected by a test to exercise the driver's handling of failed commits.
+    public struct InjectedFailure: Error, Hashable, Sendable {
+        public var message: String
+        public init(_ message: String) { self.message = message }
+    }
+
+    private var state = DurableState()
+    private var failures: [InjectedFailure] = []
+    /// How many batches were committed (empty batches are not committed).
+    public private(set) var commitCount = 0
+
+    public init(state: DurableState = DurableState()) { self.state = state }
+
+    public func load() -> DurableState { state }
+
+    public func commit(_ mutations: [StoreMutation]) throws {
+        if !failures.isEmpty { throw failures.removeFirst() }
+        // Apply to a copy so a batch is all-or-nothing even if a later step were to fail.
+        var next = state
+        for mutation in mutations { next.apply(mutation) }
+        state = next
+        commitCount += 1
+    }
+
+    /// Makes the next commit fail with `failure` and leave the state untouched.
+    public func failNextCommit(_ failure: InjectedFailure = InjectedFailure("injected commit failure")) {
+        failures.append(failure)
+    }
+
+    /// A copy of the committed state, for assertions.
+    public var snapshot: DurableState { state }
+}

@@ -1,0 +1,124 @@
+import Paxos
+import PaxosCore
+import PaxosWire
+import Synchronization
+
+/// An in-process network that reproduces the 6.824 lab harness, for tests.
+///
+/// - Unreliable mode, per receiver: 10% of requests are dropped unprocessed; of the rest, 20% are
+///   processed but lose their reply.
+/// - Deafness: nobody can reach a deaf node; the node itself can still send.
+/// - Partitions: symmetric groups; a call succeeds only between members of one group.
+/// - Calls that cannot complete fail promptly, and the receiver counts the RPCs it accepted for
+///   processing (the lab's `rpcCount`).
+///
+/// Every request and reply is encoded with ``PaxosWire`` and decoded on the other side, so peers
+/// never share a value by reference and the codec is exercised by every test.
+public final class SimulatedNetwork: Sendable {
+    public typealias Handler = @Sendable (RequestEnvelope) async -> ReplyEnvelope?
+
+    private struct State {
+        var handlers: [NodeID: Handler] = [:]
+        var unreliable: Set<NodeID> = []
+        var deaf: Set<NodeID> = []
+        /// `nil` means fully connected.
+        var groups: [Set<NodeID>]?
+        var rpcCounts: [NodeID: Int] = [:]
+        var random: SplitMix64
+    }
+
+    private let state: Mutex<State>
+
+    public init(seed: UInt64 = 1) {
+        state = Mutex(State(random: SplitMix64(seed: seed)))
+    }
+
+    /// The transport a peer with id `node` uses on this network.
+    public func transport(for node: NodeID) -> SimulatedTransport {
+        SimulatedTransport(network: self, node: node)
+    }
+
+    /// The lab's `setunreliable`: the receiver `node` drops requests and replies at random.
+    public func setUnreliable(_ node: NodeID, _ unreliable: Bool) {
+        state.withLock { state in
+            if unreliable { state.unreliable.insert(node) } else { state.unreliable.remove(node) }
+        }
+    }
+
+    /// Makes `node` unreachable by everybody (it can still send).
+    public func setDeaf(_ node: NodeID, _ deaf: Bool) {
+        state.withLock { state in
+            if deaf { state.deaf.insert(node) } else { state.deaf.remove(node) }
+        }
+    }
+
+    /// The lab's `part`: only nodes in the same group can talk; a node in no group is isolated.
+    public func partition(_ groups: [[NodeID]]) {
+        state.withLock { $0.groups = groups.map(Set.init) }
+    }
+
+    /// Removes every partition.
+    public func heal() {
+        state.withLock { $0.groups = nil }
+    }
+
+    /// The RPCs `node` accepted for processing.
+    public func rpcCount(_ node: NodeID) -> Int {
+        state.withLock { $0.rpcCounts[node] ?? 0 }
+    }
+
+    /// The RPCs accepted by all nodes.
+    public var totalRPCCount: Int {
+        state.withLock { $0.rpcCounts.values.reduce(0, +) }
+    }
+
+    fileprivate func register(_ node: NodeID, _ handler: Handler?) {
+        state.withLock { $0.handlers[node] = handler }
+    }
+
+    fileprivate func call(_ request: RequestEnvelope, from: NodeID, to: NodeID) async throws -> ReplyEnvelope
+    {
+        let requestBytes = PaxosWire.encode(request)
+        let admission = state.withLock { state -> (Handler, Bool)? in
+            guard let handler = state.handlers[to], !state.deaf.contains(to) else { return nil }
+            if let groups = state.groups, !groups.contains(where: { $0.contains(from) && $0.contains(to) }) {
+                return nil
+            }
+            var dropReply = false
+            if state.unreliable.contains(to) {
+                if UInt64.random(in: 0..<1000, using: &state.random) < 100 { return nil }
+                dropReply = UInt64.random(in: 0..<1000, using: &state.random) < 200
+            }
+            state.rpcCounts[to, default: 0] += 1
+            return (handler, dropReply)
+        }
+        guard let (handler, dropReply) = admission else {
+            throw TransportError("\(from) cannot reach \(to)")
+        }
+        let delivered = try PaxosWire.decodeRequest(requestBytes)
+        guard let reply = await handler(delivered) else {
+            throw TransportError("\(to) did not answer")
+        }
+        let replyBytes = PaxosWire.encode(reply)
+        if dropReply { throw TransportError("reply from \(to) lost") }
+        return try PaxosWire.decodeReply(replyBytes)
+    }
+}
+
+/// One node's view of a ``SimulatedNetwork``.
+public struct SimulatedTransport: PaxosTransport {
+    let network: SimulatedNetwork
+    public let node: NodeID
+
+    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
+        try await network.call(request, from: node, to: peer)
+    }
+
+    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
+        network.register(node, handler)
+    }
+
+    public func shutdown() async {
+        network.register(node, nil)
+    }
+}
