@@ -5,7 +5,7 @@ public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
     case promise(seq: Int, ballot: Ballot)
     /// The acceptor accepted `value` under `ballot` for `seq` (and so also promised `ballot`).
     case accept(seq: Int, ballot: Ballot, value: Value)
-    /// `seq` is decided with `value`.
+    /// `seq` is decided with `value` (and the accepted proposal is no longer needed).
     case decide(seq: Int, value: Value)
     /// The proposer's highest round seen or used. Never goes down.
     case maxRound(UInt64)
@@ -72,7 +72,10 @@ public struct DurableState: Hashable, Sendable {
                 ballot: ballot, value: value)
         case .decide(let seq, let value):
             guard seq >= forgottenBelow else { return }
+            // The decision supersedes the accepted proposal: once decided, the acceptor answers
+            // with the decision and never needs the proposal again.
             instances[seq, default: InstanceRecord()].decided = value
+            instances[seq, default: InstanceRecord()].accepted = nil
         case .maxRound(let round):
             maxRound = Swift.max(maxRound, round)
         case .done(let peer, let seq):

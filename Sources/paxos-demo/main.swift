@@ -5,7 +5,8 @@ import PaxosTesting
 // Runs a 3-peer cluster in this process (simulated network, in-memory stores), agrees on one
 // instance per command-line argument, proposing each from a different peer, and prints what
 // every peer decided. The real multi-process node is `paxos-node` (issue 4).
-let values = CommandLine.arguments.dropFirst().isEmpty ? ["hello", "paxos"] : Array(CommandLine.arguments.dropFirst())
+let values =
+    CommandLine.arguments.dropFirst().isEmpty ? ["hello", "paxos"] : Array(CommandLine.arguments.dropFirst())
 let cluster = try await LabCluster(3)
 let peers = cluster.peers().map { $0! }
 for (seq, value) in values.enumerated() {

@@ -1,0 +1,121 @@
+import PaxosCore
+
+extension Value {
+    static func text(_ string: String) -> Value { Array(string.utf8) }
+}
+
+extension Ready {
+    /// The requests this Ready sends, by kind, for assertions.
+    var prepares: [OutboundRequest] {
+        messages.filter { if case .prepare = $0.envelope.request { true } else { false } }
+    }
+    var accepts: [OutboundRequest] {
+        messages.filter { if case .accept = $0.envelope.request { true } else { false } }
+    }
+    var decides: [OutboundRequest] {
+        messages.filter { if case .decided = $0.envelope.request { true } else { false } }
+    }
+}
+
+func node(_ me: NodeID, of count: UInt32 = 3, state: DurableState = DurableState(), seed: UInt64 = 1)
+    -> PaxosNode
+{
+    PaxosNode(me: me, peers: (0..<count).map { NodeID($0) }, state: state, seed: seed)
+}
+
+/// A synchronous, deterministic driver for a few PaxosNodes: it applies each Ready's mutations to
+/// the node's DurableState before releasing anything, as the contract demands, and delivers
+/// messages from a pool in an order (and with losses and duplicates) chosen by a seeded generator.
+struct SyncCluster {
+    var nodes: [PaxosNode]
+    var disks: [DurableState]
+    var pool: [(OutboundRequest, NodeID)] = []  // (request, sender)
+    var replies: [(ReplyEnvelope, NodeID)] = []  // (reply, to)
+    var remoteRequests = 0
+    var random: SplitMix64
+    var dropPercent: UInt64 = 0
+    var duplicatePercent: UInt64 = 0
+    /// Every decision ever observed, per instance, at any node, across restarts.
+    var decided: [Int: Value] = [:]
+    var violations: [String] = []
+
+    init(count: UInt32, seed: UInt64) {
+        let ids = (0..<count).map { NodeID($0) }
+        nodes = ids.map { PaxosNode(me: $0, peers: ids, seed: seed) }
+        disks = Array(repeating: DurableState(), count: Int(count))
+        random = SplitMix64(seed: seed)
+    }
+
+    mutating func carryOut(_ ready: Ready, at index: Int) {
+        for mutation in ready.mutations { disks[index].apply(mutation) }
+        for message in ready.messages { pool.append((message, nodes[index].me)) }
+        for reply in ready.localReplies { carryOut(nodes[index].onReply(reply), at: index) }
+        for seq in ready.decisions {
+            guard case .decided(let value) = nodes[index].status(seq) else { continue }
+            if let earlier = decided[seq], earlier != value {
+                violations.append("seq \(seq): node \(index) decided \(value), earlier \(earlier)")
+            }
+            decided[seq] = value
+        }
+    }
+
+    mutating func start(_ index: Int, _ seq: Int, _ value: Value) {
+        let ready = nodes[index].start(seq: seq, value: value)
+        carryOut(ready, at: index)
+    }
+
+    /// Delivers one pending message (or reply) chosen at random; returns false when none is left.
+    mutating func step() -> Bool {
+        let total = pool.count + replies.count
+        guard total > 0 else { return false }
+        let pick = Int(random.next() % UInt64(total))
+        if pick < pool.count {
+            let (message, sender) = pool.remove(at: pick)
+            let to = Int(message.to.rawValue)
+            let senderIndex = Int(sender.rawValue)
+            if random.next() % 100 < dropPercent {
+                carryOut(nodes[senderIndex].onSendFailure(message), at: senderIndex)
+                return true
+            }
+            if random.next() % 100 < duplicatePercent { pool.append((message, sender)) }
+            remoteRequests += 1
+            let ready = nodes[to].onRequest(message.envelope)
+            carryOut(ready, at: to)
+            if let reply = ready.reply {
+                if random.next() % 100 < dropPercent {
+                    carryOut(nodes[senderIndex].onSendFailure(message), at: senderIndex)
+                } else {
+                    replies.append((reply, sender))
+                }
+            }
+        } else {
+            let (reply, to) = replies.remove(at: pick - pool.count)
+            let index = Int(to.rawValue)
+            carryOut(nodes[index].onReply(reply), at: index)
+        }
+        return true
+    }
+
+    mutating func tick() {
+        for index in nodes.indices { carryOut(nodes[index].tick(), at: index) }
+    }
+
+    /// Drops node `index`'s memory and rebuilds it from what it committed, as a crash would.
+    mutating func crashAndRestart(_ index: Int, seed: UInt64) {
+        let me = nodes[index].me
+        nodes[index] = PaxosNode(me: me, peers: nodes[index].peers, state: disks[index], seed: seed)
+        // Messages in flight to or from it may still arrive, as on a real network.
+    }
+
+    /// Runs until no message is pending, ticking when the network is idle, up to `limit` steps.
+    mutating func run(limit: Int = 100_000) {
+        var steps = 0
+        while steps < limit {
+            steps += 1
+            if !step() {
+                if nodes.allSatisfy({ !$0.hasActiveWork }) { return }
+                tick()
+            }
+        }
+    }
+}

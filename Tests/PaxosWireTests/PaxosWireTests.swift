@@ -1,0 +1,144 @@
+import PaxosCore
+import PaxosWire
+import Testing
+
+@Suite("Wire codec")
+struct PaxosWireTests {
+    static let ballot = Ballot(round: 0x0102_0304_0506_0708, node: 7)
+    static let value: Value = Array("a value ✓".utf8)
+
+    static let requests: [RequestEnvelope] = [
+        RequestEnvelope(from: 1, done: -1, request: .prepare(seq: 0, ballot: ballot)),
+        RequestEnvelope(
+            from: 2, done: 41, request: .accept(seq: Int(Int32.max) + 5, ballot: ballot, value: value)),
+        RequestEnvelope(from: 3, done: 0, request: .accept(seq: 3, ballot: ballot, value: [])),
+        RequestEnvelope(from: NodeID(UInt32.max), done: 9, request: .decided(seq: 12, value: value)),
+    ]
+
+    static let replies: [ReplyEnvelope] = [
+        ReplyEnvelope(from: 1, done: -1, reply: .promise(seq: 4, ballot: ballot, accepted: nil)),
+        ReplyEnvelope(
+            from: 1, done: 3,
+            reply: .promise(
+                seq: 4, ballot: ballot,
+                accepted: AcceptedProposal(ballot: Ballot(round: 2, node: 1), value: value))),
+        ReplyEnvelope(from: 2, done: 0, reply: .accepted(seq: 5, ballot: ballot)),
+        ReplyEnvelope(
+            from: 2, done: 0, reply: .rejected(seq: 5, ballot: ballot, promised: Ballot(round: .max, node: 3))
+        ),
+        ReplyEnvelope(from: 3, done: 7, reply: .decided(seq: 6, value: value)),
+        ReplyEnvelope(from: 3, done: 7, reply: .decidedAck(seq: 6)),
+        ReplyEnvelope(from: 4, done: 100, reply: .forgotten(seq: 1)),
+    ]
+
+    @Test("every request type survives a round trip", arguments: requests)
+    func requestRoundTrip(envelope: RequestEnvelope) throws {
+        #expect(try PaxosWire.decodeRequest(PaxosWire.encode(envelope)) == envelope)
+    }
+
+    @Test("every reply type survives a round trip", arguments: replies)
+    func replyRoundTrip(envelope: ReplyEnvelope) throws {
+        #expect(try PaxosWire.decodeReply(PaxosWire.encode(envelope)) == envelope)
+    }
+
+    @Test("every truncation of a valid message is refused as truncated")
+    func truncations() {
+        for envelope in Self.requests {
+            let bytes = PaxosWire.encode(envelope)
+            for length in 0..<bytes.count {
+                #expect(throws: WireError.self) { try PaxosWire.decodeRequest(Array(bytes.prefix(length))) }
+            }
+        }
+        for envelope in Self.replies {
+            let bytes = PaxosWire.encode(envelope)
+            for length in 0..<bytes.count {
+                #expect(throws: WireError.self) { try PaxosWire.decodeReply(Array(bytes.prefix(length))) }
+            }
+        }
+    }
+
+    @Test("random bytes never crash the decoder: they decode or give a WireError")
+    func randomBytes() {
+        var random = SplitMix64(seed: 99)
+        for _ in 0..<20_000 {
+            let count = Int(random.next() % 64)
+            var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            // Make most inputs get past the version check, so the fields are exercised too.
+            if count > 0, random.next() % 4 != 0 { bytes[0] = PaxosWire.version }
+            do { _ = try PaxosWire.decodeRequest(bytes) } catch {}
+            do { _ = try PaxosWire.decodeReply(bytes) } catch {}
+        }
+    }
+
+    @Test("mutated valid messages never crash the decoder")
+    func mutatedMessages() {
+        var random = SplitMix64(seed: 100)
+        let encoded = Self.requests.map { PaxosWire.encode($0) } + Self.replies.map { PaxosWire.encode($0) }
+        for _ in 0..<20_000 {
+            var bytes = encoded[Int(random.next() % UInt64(encoded.count))]
+            for _ in 0..<(1 + random.next() % 3) {
+                bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next())
+            }
+            do { _ = try PaxosWire.decodeRequest(bytes) } catch {}
+            do { _ = try PaxosWire.decodeReply(bytes) } catch {}
+        }
+    }
+
+    func code(_ body: () throws -> Void) -> WireError.Code? {
+        do {
+            try body()
+            return nil
+        } catch let error as WireError {
+            return error.code
+        } catch {
+            Issue.record("not a WireError: \(error)")
+            return nil
+        }
+    }
+
+    @Test("a message of another version is refused with a clear error")
+    func unsupportedVersion() {
+        var bytes = PaxosWire.encode(Self.requests[0])
+        bytes[0] = 2
+        #expect(code { _ = try PaxosWire.decodeRequest(bytes) } == .unsupportedVersion)
+    }
+
+    @Test("an unknown message type, or a reply where a request belongs, is refused")
+    func unknownType() {
+        var bytes = PaxosWire.encode(Self.requests[0])
+        bytes[1] = 0x7f
+        #expect(code { _ = try PaxosWire.decodeRequest(bytes) } == .unknownMessageType)
+        #expect(
+            code { _ = try PaxosWire.decodeRequest(PaxosWire.encode(Self.replies[0])) } == .unknownMessageType
+        )
+        #expect(
+            code { _ = try PaxosWire.decodeReply(PaxosWire.encode(Self.requests[0])) } == .unknownMessageType)
+    }
+
+    @Test("a value above the limit is refused before it is read")
+    func valueTooLarge() {
+        let bytes = PaxosWire.encode(
+            RequestEnvelope(
+                from: 1, done: -1, request: .decided(seq: 1, value: Array(repeating: 1, count: 100))))
+        #expect(code { _ = try PaxosWire.decodeRequest(bytes, maxValueBytes: 99) } == .valueTooLarge)
+        #expect(code { _ = try PaxosWire.decodeRequest(bytes, maxValueBytes: 100) } == nil)
+    }
+
+    @Test("trailing bytes after a message are refused")
+    func trailingBytes() {
+        let bytes = PaxosWire.encode(Self.requests[0]) + [0]
+        #expect(code { _ = try PaxosWire.decodeRequest(bytes) } == .trailingBytes)
+    }
+
+    @Test("negative sequence numbers and done values below -1 are refused")
+    func invalidFields() {
+        var negativeSeq = PaxosWire.encode(
+            RequestEnvelope(from: 1, done: -1, request: .prepare(seq: 0, ballot: Self.ballot)))
+        negativeSeq[14] = 0xff  // first byte of seq (after version, type, from:4, done:8)
+        #expect(code { _ = try PaxosWire.decodeRequest(negativeSeq) } == .invalidField)
+        var lowDone = PaxosWire.encode(Self.requests[0])
+        for index in 6..<14 { lowDone[index] = 0xff }
+        lowDone[13] = 0xfe  // done = -2
+        #expect(code { _ = try PaxosWire.decodeRequest(lowDone) } == .invalidField)
+    }
+}
