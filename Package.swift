@@ -7,7 +7,11 @@ let package = Package(
         .library(name: "PaxosCore", targets: ["PaxosCore"]),
         .library(name: "PaxosWire", targets: ["PaxosWire"]),
         .library(name: "Paxos", targets: ["Paxos"]),
+        .library(name: "PaxosSQLite", targets: ["PaxosSQLite"]),
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
         // Pure protocol core: standard library only (no Foundation, no clocks, no threads, no I/O).
@@ -16,6 +20,10 @@ let package = Package(
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
         // The shell: PaxosPeer actor (core + store + transport + ticks) and the Transport protocol.
         .target(name: "Paxos", dependencies: ["PaxosCore"]),
+        // The system libsqlite3 (Debian: libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
+        .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "CSQLite"]),
         // Allocator statistics for the lab's memory test (glibc mallinfo2 is not in Swift's Glibc module).
         .target(name: "CAllocatorStats"),
         // Test support: the simulated network and lab helpers.
@@ -25,12 +33,21 @@ let package = Package(
         ),
         // A 3-peer cluster in one process, for a first look.
         .executableTarget(name: "paxos-demo", dependencies: ["Paxos", "PaxosCore", "PaxosTesting"]),
+        // Benchmarks of the store and the peer, and the commit stream the kill -9 test runs.
+        .executableTarget(
+            name: "paxos-bench",
+            dependencies: [
+                "Paxos", "PaxosCore", "PaxosSQLite", "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "PaxosCoreTests", dependencies: ["PaxosCore"]),
         .testTarget(name: "PaxosWireTests", dependencies: ["PaxosWire", "PaxosCore"]),
         .testTarget(
             name: "PaxosLabTests",
-            dependencies: ["Paxos", "PaxosCore", "PaxosTesting"]
+            dependencies: ["Paxos", "PaxosCore", "PaxosTesting", "PaxosSQLite"]
         ),
+        .testTarget(name: "PaxosSQLiteTests", dependencies: ["PaxosSQLite", "PaxosCore", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,301 @@
+import Dispatch
+import PaxosCore
+
+/// The production ``AcceptorStore``: one SQLite file per node.
+///
+/// Durability: `journal_mode=WAL` with `synchronous=FULL`, so every commit fsyncs the WAL before
+/// it returns (WAL with `NORMAL` may lose the last commits on power loss). Each batch is one
+/// `BEGIN IMMEDIATE … COMMIT` transaction: all of it survives a crash or none of it does.
+///
+/// Threading: the connection is used only on the store's own serial dispatch queue, never on
+/// the Swift concurrency pool or an event loop, because SQLite calls block (fsync).
+///
+/// Failure: after a failed commit the store is poisoned and refuses every later commit, because
+/// after a failed write or fsync the state of the file is unknown; the peer stops serving.
+public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
+    /// Marks a file as a swift-paxos database (`PRAGMA application_id`; "Paxs").
+    public static let applicationID: Int64 = 0x5061_7873
+
+    /// Options for opening a store.
+    public struct Options: Sendable {
+        /// Limits the file to this many pages (tests use it to make the disk "full").
+        public var maxPageCount: Int?
+        /// How long a writer waits for a lock held by another connection, e.g. `sqlite3` reading.
+        public var busyTimeoutMilliseconds: Int
+
+        public init(maxPageCount: Int? = nil, busyTimeoutMilliseconds: Int = 5000) {
+            self.maxPageCount = maxPageCount
+            self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        }
+    }
+
+    /// The database file.
+    public let path: String
+    private let queue: DispatchQueue
+    // Guarded by `queue`.
+    private var connection: SQLiteConnection?
+    private var forgottenBelow: Int
+    private var poison: SQLiteError?
+
+    /// Opens (creating if needed) the database at `path`, refuses a file that is not one of ours,
+    /// is corrupt, or has a newer schema, and applies the pending migrations.
+    public init(path: String, options: Options = Options()) throws {
+        self.path = path
+        self.queue = DispatchQueue(label: "swift-paxos.sqlite-store")
+        let connection = try SQLiteConnection(path: path)
+        do {
+            try Self.prepare(connection, options: options)
+            self.forgottenBelow = Int(try connection.scalar("SELECT forgotten_below FROM node_state") ?? 0)
+        } catch {
+            connection.close()
+            throw error
+        }
+        self.connection = connection
+    }
+
+    /// Closes the connection. Later calls fail.
+    public func close() async {
+        await onQueue {
+            self.connection?.close(); self.connection = nil
+        }
+    }
+
+    // MARK: - AcceptorStore
+
+    public func load() async throws -> DurableState {
+        try await onQueue { () throws(SQLiteError) -> DurableState in
+            let connection = try self.openConnection()
+            var state = DurableState()
+            try connection.run("SELECT max_round, forgotten_below FROM node_state") {
+                (row: SQLiteRow) throws(SQLiteError) in
+                state.maxRound = UInt64(row.integer(0))
+                state.forgottenBelow = Int(row.integer(1))
+            }
+            try connection.run("SELECT peer_id, done_seq FROM peer_done") {
+                (row: SQLiteRow) throws(SQLiteError) in
+                state.doneByPeer[NodeID(UInt32(truncatingIfNeeded: row.integer(0)))] = Int(row.integer(1))
+            }
+            try connection.run(
+                """
+                SELECT seq, promised_round, promised_node, accepted_round, accepted_node, accepted_value,
+                       decided_value
+                FROM instances WHERE seq >= ?
+                """, [.integer(Int64(state.forgottenBelow))]
+            ) { (row: SQLiteRow) throws(SQLiteError) in
+                var record = InstanceRecord()
+                if !row.isNull(1) {
+                    record.promised = Ballot(
+                        round: UInt64(row.integer(1)),
+                        node: NodeID(UInt32(truncatingIfNeeded: row.integer(2))))
+                }
+                if !row.isNull(3) {
+                    record.accepted = AcceptedProposal(
+                        ballot: Ballot(
+                            round: UInt64(row.integer(3)),
+                            node: NodeID(UInt32(truncatingIfNeeded: row.integer(4)))),
+                        value: row.blob(5))
+                }
+                if !row.isNull(6) { record.decided = row.blob(6) }
+                state.instances[Int(row.integer(0))] = record
+            }
+            return state
+        }
+    }
+
+    public func commit(_ mutations: [StoreMutation]) async throws {
+        guard !mutations.isEmpty else { return }
+        try await onQueue { () throws(SQLiteError) in try self.commitOnQueue(mutations) }
+    }
+
+    // MARK: - Commit
+
+    private func commitOnQueue(_ mutations: [StoreMutation]) throws(SQLiteError) {
+        if let poison {
+            throw SQLiteError(
+                .poisoned, "\(path): an earlier commit failed (\(poison.message)); refusing to continue")
+        }
+        let connection = try openConnection()
+        var floor = forgottenBelow
+        var forgot = false
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+            for mutation in mutations {
+                try apply(mutation, connection, floor: &floor, forgot: &forgot)
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            poison = error
+            throw error
+        }
+        forgottenBelow = floor
+        if forgot { reclaimSpace(connection) }
+    }
+
+    private func apply(
+        _ mutation: StoreMutation, _ connection: SQLiteConnection, floor: inout Int, forgot: inout Bool
+    ) throws(SQLiteError) {
+        switch mutation {
+        case .promise(let seq, let ballot):
+            guard seq >= floor else { return }
+            try connection.run(
+                """
+                INSERT INTO instances (seq, promised_round, promised_node) VALUES (?1, ?2, ?3)
+                ON CONFLICT (seq) DO UPDATE SET promised_round = ?2, promised_node = ?3
+                """,
+                [
+                    .integer(Int64(seq)), .integer(Int64(bitPattern: ballot.round)),
+                    .integer(Int64(ballot.node.rawValue)),
+                ])
+        case .accept(let seq, let ballot, let value):
+            guard seq >= floor else { return }
+            let round = SQLiteValue.integer(Int64(bitPattern: ballot.round))
+            let node = SQLiteValue.integer(Int64(ballot.node.rawValue))
+            try connection.run(
+                """
+                INSERT INTO instances (seq, promised_round, promised_node, accepted_round, accepted_node,
+                                       accepted_value, accepted_is_text)
+                VALUES (?1, ?2, ?3, ?2, ?3, ?4, ?5)
+                ON CONFLICT (seq) DO UPDATE SET promised_round = ?2, promised_node = ?3, accepted_round = ?2,
+                    accepted_node = ?3, accepted_value = ?4, accepted_is_text = ?5
+                """, [.integer(Int64(seq)), round, node, .blob(value), .integer(Self.isText(value) ? 1 : 0)])
+        case .decide(let seq, let value):
+            guard seq >= floor else { return }
+            try connection.run(
+                """
+                INSERT INTO instances (seq, decided_value, decided_is_text) VALUES (?1, ?2, ?3)
+                ON CONFLICT (seq) DO UPDATE SET decided_value = ?2, decided_is_text = ?3, accepted_round = NULL,
+                    accepted_node = NULL, accepted_value = NULL, accepted_is_text = 0
+                """, [.integer(Int64(seq)), .blob(value), .integer(Self.isText(value) ? 1 : 0)])
+        case .maxRound(let round):
+            try connection.run(
+                "UPDATE node_state SET max_round = max(max_round, ?1)", [.integer(Int64(bitPattern: round))])
+        case .done(let peer, let seq):
+            try connection.run(
+                """
+                INSERT INTO peer_done (peer_id, done_seq) VALUES (?1, ?2)
+                ON CONFLICT (peer_id) DO UPDATE SET done_seq = max(done_seq, ?2)
+                """, [.integer(Int64(peer.rawValue)), .integer(Int64(seq))])
+        case .forget(let below):
+            guard below > floor else { return }
+            floor = below
+            forgot = true
+            try connection.run("UPDATE node_state SET forgotten_below = ?1", [.integer(Int64(below))])
+            try connection.run("DELETE FROM instances WHERE seq < ?1", [.integer(Int64(below))])
+        }
+    }
+
+    /// Returns the pages freed by forgetting to the file system, so a steady start/decide/done
+    /// workload keeps the file bounded.
+    private func reclaimSpace(_ connection: SQLiteConnection) {
+        do {
+            let free = try connection.scalar("PRAGMA freelist_count") ?? 0
+            if free >= 64 { try connection.execute("PRAGMA incremental_vacuum") }
+        } catch {
+            // The batch itself is committed; but a write that fails now means the disk is in
+            // trouble, so the next commit refuses rather than trusting it.
+            poison = error
+        }
+    }
+
+    private static func isText(_ value: Value) -> Bool {
+        !value.contains(0) && String(validating: value, as: UTF8.self) != nil
+    }
+
+    // MARK: - Opening
+
+    private static func prepare(_ connection: SQLiteConnection, options: Options) throws(SQLiteError) {
+        let path = connection.path
+        let application = try connection.scalar("PRAGMA application_id") ?? 0
+        let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
+        let objects = try connection.scalar("SELECT count(*) FROM sqlite_schema") ?? 0
+        if application != 0 && application != applicationID {
+            throw SQLiteError(
+                .notADatabase,
+                "\(path) is an SQLite database of another application (application_id \(application))")
+        }
+        if application == 0 && objects > 0 {
+            throw SQLiteError(
+                .notADatabase,
+                "\(path) is an SQLite database, but not a swift-paxos one (it has tables and no swift-paxos schema)"
+            )
+        }
+        if version > Migrations.latestVersion {
+            throw SQLiteError(
+                .newerSchema,
+                "\(path) has schema version \(version), newer than this build supports (\(Migrations.latestVersion)); "
+                    + "run a newer swift-paxos, or restore a backup")
+        }
+        if objects == 0 {
+            // Must be chosen before the first table exists.
+            try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        }
+        var mode = ""
+        try connection.run("PRAGMA journal_mode = WAL") { (row: SQLiteRow) throws(SQLiteError) in
+            mode = row.text(0)
+        }
+        guard mode.lowercased() == "wal" else {
+            throw SQLiteError(.sqlite, "\(path): could not switch to WAL journal mode (got '\(mode)')")
+        }
+        try connection.execute(
+            """
+            PRAGMA synchronous = FULL;
+            PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds);
+            PRAGMA journal_size_limit = 67108864;
+            PRAGMA trusted_schema = OFF;
+            """)
+        if let pages = options.maxPageCount { _ = try connection.scalar("PRAGMA max_page_count = \(pages)") }
+        if objects > 0 {
+            var verdict: [String] = []
+            try connection.run("PRAGMA quick_check") { (row: SQLiteRow) throws(SQLiteError) in
+                verdict.append(row.text(0))
+            }
+            guard verdict == ["ok"] else {
+                throw SQLiteError(
+                    .corrupt,
+                    "\(path) failed its integrity check: \(verdict.prefix(3).joined(separator: "; "))")
+            }
+        }
+        for migration in Migrations.all where migration.version > version {
+            do {
+                try connection.execute("BEGIN IMMEDIATE")
+                try connection.execute(migration.sql)
+                try connection.execute("PRAGMA user_version = \(migration.version)")
+                try connection.execute("PRAGMA application_id = \(applicationID)")
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw SQLiteError(
+                    error.code, "\(path): migration \(migration.name) failed: \(error.message)",
+                    resultCode: error.resultCode)
+            }
+        }
+    }
+
+    // MARK: - Queue
+
+    private func openConnection() throws(SQLiteError) -> SQLiteConnection {
+        guard let connection else { throw SQLiteError(.sqlite, "\(path): the store is closed") }
+        return connection
+    }
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(SQLiteError) -> T)
+        async throws(SQLiteError) -> T
+    {
+        let result: Result<T, SQLiteError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(returning: Result { () throws(SQLiteError) -> T in try body() })
+            }
+        }
+        return try result.get()
+    }
+
+    private func onQueue(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            queue.async {
+                body()
+                continuation.resume()
+            }
+        }
+    }
+}
