@@ -39,12 +39,17 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     /// Opens (creating if needed) the database at `path`, refuses a file that is not one of ours,
     /// is corrupt, or has a newer schema, and applies the pending migrations.
-    public init(path: String, options: Options = Options()) throws {
+    public convenience init(path: String, options: Options = Options()) throws {
+        try self.init(path: path, options: options, migrations: Migrations.all)
+    }
+
+    /// Opens with an explicit migration list (tests use it to exercise upgrades).
+    init(path: String, options: Options, migrations: [Migration]) throws {
         self.path = path
         self.queue = DispatchQueue(label: "swift-paxos.sqlite-store")
         let connection = try SQLiteConnection(path: path)
         do {
-            try Self.prepare(connection, options: options)
+            try Self.prepare(connection, options: options, migrations: migrations)
             self.forgottenBelow = Int(try connection.scalar("SELECT forgotten_below FROM node_state") ?? 0)
         } catch {
             connection.close()
@@ -204,7 +209,10 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     // MARK: - Opening
 
-    private static func prepare(_ connection: SQLiteConnection, options: Options) throws(SQLiteError) {
+    private static func prepare(
+        _ connection: SQLiteConnection, options: Options, migrations: [Migration]
+    ) throws(SQLiteError) {
+        let latest = migrations.last?.version ?? 0
         let path = connection.path
         let application = try connection.scalar("PRAGMA application_id") ?? 0
         let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
@@ -220,10 +228,10 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
                 "\(path) is an SQLite database, but not a swift-paxos one (it has tables and no swift-paxos schema)"
             )
         }
-        if version > Migrations.latestVersion {
+        if version > latest {
             throw SQLiteError(
                 .newerSchema,
-                "\(path) has schema version \(version), newer than this build supports (\(Migrations.latestVersion)); "
+                "\(path) has schema version \(version), newer than this build supports (\(latest)); "
                     + "run a newer swift-paxos, or restore a backup")
         }
         if objects == 0 {
@@ -256,7 +264,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
                     "\(path) failed its integrity check: \(verdict.prefix(3).joined(separator: "; "))")
             }
         }
-        for migration in Migrations.all where migration.version > version {
+        for migration in migrations where migration.version > version {
             do {
                 try connection.execute("BEGIN IMMEDIATE")
                 try connection.execute(migration.sql)

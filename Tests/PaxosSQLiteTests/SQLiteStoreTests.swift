@@ -1,0 +1,274 @@
+import Foundation
+import PaxosCore
+import Testing
+
+@testable import PaxosSQLite
+
+@Suite("SQLite store")
+struct SQLiteStoreTests {
+    // MARK: Migrations
+
+    @Test("the migrations the binary carries are exactly the files in migrations/")
+    func carriedMigrationsMatchFiles() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let directory = root.appendingPathComponent("migrations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(files == Migrations.all.map(\.name), "run tools/embed-migrations")
+        for migration in Migrations.all {
+            let text = try String(
+                contentsOf: directory.appendingPathComponent(migration.name), encoding: .utf8)
+            #expect(
+                text.trimmingCharacters(in: .newlines) == migration.sql,
+                "\(migration.name) differs from the embedded copy: run tools/embed-migrations")
+        }
+        #expect(
+            Migrations.all.map(\.version) == Array(1...Migrations.all.count),
+            "numbered 1, 2, 3, … with no gaps")
+    }
+
+    @Test("a fresh file gets the latest schema, WAL, our application id and the inspection views")
+    func freshFile() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        _ = try SQLiteStore(path: dir.path("n.db"))
+        let path = dir.path("n.db")
+        #expect(try sqlite(path, "PRAGMA user_version") == [[String(Migrations.latestVersion)]])
+        #expect(try sqlite(path, "PRAGMA application_id") == [[String(SQLiteStore.applicationID)]])
+        #expect(try sqlite(path, "PRAGMA journal_mode") == [["wal"]])
+        #expect(try sqlite(path, "PRAGMA auto_vacuum") == [["2"]], "incremental")
+        let names = try sqlite(
+            path, "SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
+        #expect(
+            names.map { $0[0] } == [
+                "decisions", "instance_state", "instances", "node_state", "node_summary", "peer_done",
+            ])
+    }
+
+    static let extraMigration = Migration(
+        version: 2, name: "0002_test_only.sql", sql: "ALTER TABLE node_state ADD COLUMN note TEXT;")
+
+    @Test("an older file is upgraded in place and keeps its data")
+    func upgrade() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let v1 = try SQLiteStore(path: path, options: .init(), migrations: Migrations.all)
+        try await v1.commit([.maxRound(7), .decide(seq: 3, value: Array("kept".utf8))])
+        await v1.close()
+        let v2 = try SQLiteStore(
+            path: path, options: .init(), migrations: Migrations.all + [Self.extraMigration])
+        #expect(try sqlite(path, "PRAGMA user_version") == [["2"]])
+        let state = try await v2.load()
+        #expect(state.maxRound == 7)
+        #expect(state.instances[3]?.decided == Array("kept".utf8))
+        await v2.close()
+    }
+
+    @Test("a failing migration changes nothing")
+    func failedMigrationRollsBack() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let v1 = try SQLiteStore(path: path)
+        try await v1.commit([.maxRound(7)])
+        await v1.close()
+        let broken = Migration(
+            version: 2, name: "0002_broken.sql", sql: "CREATE TABLE a (x); CREATE TABLE a (x);")
+        #expect(throws: SQLiteError.self) {
+            try SQLiteStore(path: path, options: .init(), migrations: Migrations.all + [broken])
+        }
+        #expect(try sqlite(path, "PRAGMA user_version") == [["1"]])
+        #expect(try sqlite(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'a'") == [["0"]])
+    }
+
+    @Test("a file with a newer schema is refused with a clear message, and left untouched")
+    func newerSchemaRefused() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let v2 = try SQLiteStore(
+            path: path, options: .init(), migrations: Migrations.all + [Self.extraMigration])
+        await v2.close()
+        do {
+            _ = try SQLiteStore(path: path)
+            Issue.record("opened a database with a newer schema")
+        } catch let error as SQLiteError {
+            #expect(error.code == .newerSchema)
+            #expect(error.message.contains("schema version 2, newer than this build supports (1)"))
+        }
+        #expect(try sqlite(path, "PRAGMA user_version") == [["2"]])
+    }
+
+    // MARK: Bad storage
+
+    func openError(_ path: String) -> SQLiteError? {
+        do {
+            _ = try SQLiteStore(path: path)
+            return nil
+        } catch let error as SQLiteError {
+            return error
+        } catch {
+            Issue.record("not an SQLiteError: \(error)")
+            return nil
+        }
+    }
+
+    @Test("a file that is not a database is refused, and left untouched")
+    func notADatabase() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("junk.db")
+        let junk = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try junk.write(to: URL(fileURLWithPath: path))
+        #expect(openError(path)?.code == .notADatabase)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == junk)
+    }
+
+    @Test("another application's SQLite database is refused")
+    func foreignDatabase() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("other.db")
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        _ = try sqlite(path, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        let error = openError(path)
+        #expect(error?.code == .notADatabase)
+        #expect(error?.message.contains("not a swift-paxos one") == true)
+    }
+
+    @Test("a directory that does not exist, or a path that is a directory, gives a clear open error")
+    func unusablePath() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let missing = openError(dir.path("no/such/dir/n.db"))
+        #expect(missing?.code == .cannotOpen)
+        #expect(missing?.message.contains("no/such/dir/n.db") == true)
+        #expect(openError(dir.url.path)?.code == .cannotOpen)
+    }
+
+    @Test("a corrupt file is refused instead of being used as if it were empty")
+    func corruptFile() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        for seq in 0..<200 {
+            try await store.commit([.decide(seq: seq, value: Array(repeating: UInt8(seq % 250), count: 300))])
+        }
+        await store.close()
+        // Overwrite part of the instances table's pages (not the header).
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 4096 * 3 + 100)
+        handle.write(Data(repeating: 0xA5, count: 4096 * 2))
+        try handle.close()
+        let code = openError(path)?.code
+        #expect(code == .corrupt || code == .notADatabase, "got \(String(describing: code))")
+    }
+
+    @Test("a full disk fails the commit, keeps the batch out, and poisons the store")
+    func fullDisk() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path, options: .init(maxPageCount: 40))
+        try await store.commit([.maxRound(1), .decide(seq: 0, value: Array("small".utf8))])
+        let big = Array(repeating: UInt8(1), count: 512 * 1024)
+        do {
+            try await store.commit([
+                .maxRound(2), .accept(seq: 1, ballot: Ballot(round: 2, node: 0), value: big),
+            ])
+            Issue.record("a commit beyond the size limit succeeded")
+        } catch let error as SQLiteError {
+            #expect(error.code == .full)
+        }
+        do {
+            try await store.commit([.maxRound(3)])
+            Issue.record("a poisoned store accepted a commit")
+        } catch let error as SQLiteError {
+            #expect(error.code == .poisoned)
+        }
+        await store.close()
+        let state = try await SQLiteStore(path: path).load()
+        #expect(state.maxRound == 1)
+        #expect(state.instances[1] == nil)
+        #expect(state.instances[0]?.decided == Array("small".utf8))
+    }
+
+    // MARK: Inspection and growth
+
+    @Test("the views show ballots as round.node and values as text only when they are UTF-8")
+    func views() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        try await store.commit([
+            .accept(seq: 1, ballot: Ballot(round: 12, node: 3), value: Array("héllo".utf8)),
+            .accept(seq: 2, ballot: Ballot(round: 4, node: 1), value: [0xff, 0xfe, 0x00]),
+            .decide(seq: 3, value: Array("done".utf8)),
+            .maxRound(12), .done(peer: 2, seq: 0),
+        ])
+        let rows = try sqlite(
+            path,
+            "SELECT seq, fate, promised, accepted, accepted_text, accepted_bytes, decided_text FROM instance_state ORDER BY seq"
+        )
+        #expect(
+            rows == [
+                ["1", "pending", "12.3", "12.3", "héllo", "6", "NULL"],
+                ["2", "pending", "4.1", "4.1", "NULL", "3", "NULL"],
+                ["3", "decided", "NULL", "NULL", "NULL", "NULL", "done"],
+            ])
+        #expect(try sqlite(path, "SELECT seq, value FROM decisions") == [["3", "done"]])
+        #expect(try sqlite(path, "SELECT max_round, min FROM node_summary") == [["12", "0"]])
+        await store.close()
+    }
+
+    @Test("reading with a second connection while the store writes is safe and sees committed data")
+    func concurrentReader() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        for seq in 0..<300 {
+            try await store.commit([.decide(seq: seq, value: Array("v\(seq)".utf8))])
+            if seq % 50 == 0 {
+                let count = Int(try sqlite(path, "SELECT count(*) FROM decisions")[0][0])!
+                #expect(count == seq + 1)
+            }
+        }
+        #expect(try sqlite(path, "PRAGMA integrity_check") == [["ok"]])
+        await store.close()
+    }
+
+    @Test("a steady start/decide/done workload keeps the file bounded")
+    func fileStaysBounded() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        let value = Array(repeating: UInt8(ascii: "x"), count: 2000)
+        func round(_ start: Int) async throws {
+            for seq in start..<start + 500 {
+                let ballot = Ballot(round: UInt64(seq + 1), node: 0)
+                try await store.commit([.maxRound(UInt64(seq + 1)), .promise(seq: seq, ballot: ballot)])
+                try await store.commit([.accept(seq: seq, ballot: ballot, value: value)])
+                try await store.commit([
+                    .decide(seq: seq, value: value), .done(peer: 0, seq: seq), .forget(below: seq - 10),
+                ])
+            }
+        }
+        func size() throws -> Int {
+            (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        }
+        try await round(0)
+        let afterFirst = try size()
+        for block in 1..<6 { try await round(block * 500) }
+        let afterSix = try size()
+        // 3000 instances of 2 KB were written; only the last ~11 are kept.
+        #expect(afterSix <= afterFirst + 64 * 1024, "file grew from \(afterFirst) to \(afterSix) bytes")
+        #expect(afterSix < 3000 * 2000 / 10)
+        await store.close()
+    }
+}

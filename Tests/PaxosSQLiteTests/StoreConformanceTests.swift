@@ -1,0 +1,128 @@
+import Foundation
+import PaxosCore
+import Testing
+
+@testable import PaxosSQLite
+
+/// One suite for every AcceptorStore: each backend must behave as `DurableState.apply` says.
+@Suite("Store conformance")
+struct StoreConformanceTests {
+    enum Backend: String, CaseIterable, CustomTestStringConvertible {
+        case memory, sqlite
+        var testDescription: String { rawValue }
+    }
+
+    /// A backend under test: `open` gives a store on the same backing data each time.
+    final class Harness: @unchecked Sendable {
+        let backend: Backend
+        let dir: TempDir
+        let memory = InMemoryStore()
+        var open: [SQLiteStore] = []
+
+        init(_ backend: Backend) throws {
+            self.backend = backend
+            self.dir = try TempDir()
+        }
+
+        func store() throws -> any AcceptorStore {
+            switch backend {
+            case .memory: return memory
+            case .sqlite:
+                let store = try SQLiteStore(path: dir.path("node.db"))
+                open.append(store)
+                return store
+            }
+        }
+
+        func close(_ store: any AcceptorStore) async {
+            if let store = store as? SQLiteStore { await store.close() }
+        }
+
+        /// Makes the next commit of `store` fail part-way, through the backend's real failure path.
+        func breakNextCommit(_ store: any AcceptorStore) async throws -> any AcceptorStore {
+            switch backend {
+            case .memory:
+                await memory.failNextCommit()
+                return store
+            case .sqlite:
+                // A store limited to its current size: the next batch hits "database or disk is full".
+                let pages = try sqlite(dir.path("node.db"), "PRAGMA page_count")[0][0]
+                await close(store)
+                let limited = try SQLiteStore(
+                    path: dir.path("node.db"), options: .init(maxPageCount: Int(pages)! + 1))
+                open.append(limited)
+                return limited
+            }
+        }
+
+        deinit { dir.remove() }
+    }
+
+    @Test("committed batches load back exactly as the model applies them", arguments: Backend.allCases)
+    func roundTrip(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        let store = try harness.store()
+        var model = DurableState()
+        for batch in randomBatches(seed: 42, count: 300) {
+            try await store.commit(batch)
+            for mutation in batch { model.apply(mutation) }
+        }
+        #expect(try await store.load() == model)
+        await harness.close(store)
+    }
+
+    @Test("a batch that fails leaves nothing of itself behind", arguments: Backend.allCases)
+    func failedBatchIsAtomic(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        var store = try harness.store()
+        var model = DurableState()
+        for batch in randomBatches(seed: 7, count: 50) {
+            try await store.commit(batch)
+            for mutation in batch { model.apply(mutation) }
+        }
+        store = try await harness.breakNextCommit(store)
+        let big = Array(repeating: UInt8(7), count: 256 * 1024)
+        await #expect(throws: (any Error).self) {
+            try await store.commit([
+                .maxRound(999), .promise(seq: 500, ballot: Ballot(round: 999, node: 1)),
+                .accept(seq: 501, ballot: Ballot(round: 999, node: 1), value: big),
+            ])
+        }
+        await harness.close(store)
+        let reopened = backend == .memory ? store : try harness.store()
+        #expect(try await reopened.load() == model)
+        await harness.close(reopened)
+    }
+
+    @Test("a store reopened after close holds every committed batch", arguments: Backend.allCases)
+    func reopenAfterClose(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        let store = try harness.store()
+        var model = DurableState()
+        for batch in randomBatches(seed: 9, count: 100) {
+            try await store.commit(batch)
+            for mutation in batch { model.apply(mutation) }
+        }
+        await harness.close(store)
+        let reopened = try harness.store()
+        #expect(try await reopened.load() == model)
+        await harness.close(reopened)
+    }
+
+    @Test(
+        "a store reopened without closing the old one (a crash) holds every committed batch",
+        arguments: Backend.allCases)
+    func reopenAfterCrash(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        let store = try harness.store()
+        var model = DurableState()
+        for batch in randomBatches(seed: 10, count: 100) {
+            try await store.commit(batch)
+            for mutation in batch { model.apply(mutation) }
+        }
+        // The old connection is abandoned, not closed.
+        let reopened = try harness.store()
+        #expect(try await reopened.load() == model)
+        await harness.close(reopened)
+    }
+}
