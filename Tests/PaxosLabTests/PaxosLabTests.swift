@@ -2,93 +2,96 @@ import PaxosCore
 import PaxosTesting
 import Testing
 
-/// The 6.824 Paxos lab suite on the simulated network with in-memory stores, one test per lab
-/// test, named as the lab names them. Serialized: the lab ran them one at a time, and the memory
-/// test measures the whole process's allocator.
-@Suite("6.824 Paxos lab (in-memory stores)", .serialized)
-struct PaxosLabTests {
-    let stores: LabCluster.StoreFactory = { _ in InMemoryStore() }
+extension ClusterSuites {
+    /// The 6.824 Paxos lab suite on the simulated network with in-memory stores, one test per lab
+    /// test, named as the lab names them. Serialized: the lab ran them one at a time, and the memory
+    /// test measures the whole process's allocator.
+    @Suite("6.824 Paxos lab (in-memory stores)", .serialized)
+    struct PaxosLabTests {
+        let stores: LabCluster.StoreFactory = { _ in InMemoryStore() }
 
-    @Test("Single proposer") func singleProposer() async throws {
-        try await LabScenarios.basic(through: .singleProposer, stores: stores)
-    }
+        @Test("Single proposer") func singleProposer() async throws {
+            try await LabScenarios.basic(through: .singleProposer, stores: stores)
+        }
 
-    @Test("Many proposers, same value") func manyProposersSameValue() async throws {
-        try await LabScenarios.basic(through: .manyProposersSameValue, stores: stores)
-    }
+        @Test("Many proposers, same value") func manyProposersSameValue() async throws {
+            try await LabScenarios.basic(through: .manyProposersSameValue, stores: stores)
+        }
 
-    @Test("Many proposers, different values") func manyProposersDifferentValues() async throws {
-        try await LabScenarios.basic(through: .manyProposersDifferentValues, stores: stores)
-    }
+        @Test("Many proposers, different values") func manyProposersDifferentValues() async throws {
+            try await LabScenarios.basic(through: .manyProposersDifferentValues, stores: stores)
+        }
 
-    @Test("Out-of-order instances") func outOfOrderInstances() async throws {
-        try await LabScenarios.basic(through: .outOfOrder, stores: stores)
-    }
+        @Test("Out-of-order instances") func outOfOrderInstances() async throws {
+            try await LabScenarios.basic(through: .outOfOrder, stores: stores)
+        }
 
-    @Test("Deaf proposer") func deafProposer() async throws {
-        try await LabScenarios.deaf(stores: stores)
-    }
+        @Test("Deaf proposer") func deafProposer() async throws {
+            try await LabScenarios.deaf(stores: stores)
+        }
 
-    @Test("Forgetting") func forgetting() async throws {
-        try await LabScenarios.forget(stores: stores)
-    }
+        @Test("Forgetting") func forgetting() async throws {
+            try await LabScenarios.forget(stores: stores)
+        }
 
-    @Test("Lots of forgetting") func lotsOfForgetting() async throws {
-        try await LabScenarios.manyForget(stores: stores)
-    }
+        @Test("Lots of forgetting") func lotsOfForgetting() async throws {
+            try await LabScenarios.manyForget(stores: stores)
+        }
 
-    @Test("Paxos frees forgotten instance memory") func freesForgottenMemory() async throws {
-        let figures = try await LabScenarios.forgetMem(stores: stores)
-        print(
-            "memory: allocator bytes in use \(figures.initial) initially, \(figures.peak) at peak,"
-                + " \(figures.afterForgetting) after forgetting")
-    }
+        @Test("Paxos frees forgotten instance memory") func freesForgottenMemory() async throws {
+            let figures = try await LabScenarios.forgetMem(stores: stores)
+            print(
+                "memory: allocator bytes in use \(figures.initial) initially, \(figures.peak) at peak,"
+                    + " \(figures.afterForgetting) after forgetting")
+        }
 
-    @Test("Paxos Max() after Done()s") func maxAfterDone() async throws {
-        try await LabScenarios.doneMax(stores: stores)
-    }
+        @Test("Paxos Max() after Done()s") func maxAfterDone() async throws {
+            try await LabScenarios.doneMax(stores: stores)
+        }
 
-    @Test("RPC counts aren't too high") func rpcCounts() async throws {
-        let figures = try await LabScenarios.rpcCount(stores: stores)
-        print(
-            "rpc counts: \(figures.serial) for 5 serial agreements (bound 45), \(figures.concurrent) for 5 concurrent (bound 225)"
-        )
-    }
+        @Test("RPC counts aren't too high") func rpcCounts() async throws {
+            let figures = try await LabScenarios.rpcCount(stores: stores)
+            print(
+                "rpc counts: \(figures.serial) for 5 serial agreements (bound 45), \(figures.concurrent) for 5 concurrent (bound 225)"
+            )
+        }
 
-    @Test("Many instances") func manyInstances() async throws {
-        try await LabScenarios.many(stores: stores)
-    }
+        @Test("Many instances") func manyInstances() async throws {
+            try await LabScenarios.many(stores: stores)
+        }
 
-    @Test("Minority proposal ignored") func minorityProposalIgnored() async throws {
-        try await LabScenarios.old(stores: stores)
-    }
+        @Test("Minority proposal ignored") func minorityProposalIgnored() async throws {
+            try await LabScenarios.old(stores: stores)
+        }
 
-    @Test("Many instances, unreliable RPC") func manyInstancesUnreliable() async throws {
-        try await LabScenarios.manyUnreliable(stores: stores)
-    }
+        @Test("Many instances, unreliable RPC") func manyInstancesUnreliable() async throws {
+            try await LabScenarios.manyUnreliable(stores: stores)
+        }
 
-    @Test("No decision if partitioned") func noDecisionIfPartitioned() async throws {
-        try await LabScenarios.partition(through: .noDecision, stores: stores)
-    }
+        @Test("No decision if partitioned") func noDecisionIfPartitioned() async throws {
+            try await LabScenarios.partition(through: .noDecision, stores: stores)
+        }
 
-    @Test("Decision in majority partition") func decisionInMajorityPartition() async throws {
-        try await LabScenarios.partition(through: .majorityDecides, stores: stores)
-    }
+        @Test("Decision in majority partition") func decisionInMajorityPartition() async throws {
+            try await LabScenarios.partition(through: .majorityDecides, stores: stores)
+        }
 
-    @Test("All agree after full heal") func allAgreeAfterFullHeal() async throws {
-        try await LabScenarios.partition(through: .allAgreeAfterHeal, stores: stores)
-    }
+        @Test("All agree after full heal") func allAgreeAfterFullHeal() async throws {
+            try await LabScenarios.partition(through: .allAgreeAfterHeal, stores: stores)
+        }
 
-    @Test("One peer switches partitions") func onePeerSwitchesPartitions() async throws {
-        try await LabScenarios.partition(through: .oneSwitches, stores: stores)
-    }
+        @Test("One peer switches partitions") func onePeerSwitchesPartitions() async throws {
+            try await LabScenarios.partition(through: .oneSwitches, stores: stores)
+        }
 
-    @Test("One peer switches partitions, unreliable") func onePeerSwitchesPartitionsUnreliable() async throws
-    {
-        try await LabScenarios.partition(through: .oneSwitchesUnreliable, stores: stores)
-    }
+        @Test("One peer switches partitions, unreliable") func onePeerSwitchesPartitionsUnreliable()
+            async throws
+        {
+            try await LabScenarios.partition(through: .oneSwitchesUnreliable, stores: stores)
+        }
 
-    @Test("Many requests, changing partitions") func manyRequestsChangingPartitions() async throws {
-        try await LabScenarios.lots(stores: stores)
+        @Test("Many requests, changing partitions") func manyRequestsChangingPartitions() async throws {
+            try await LabScenarios.lots(stores: stores)
+        }
     }
 }

@@ -26,98 +26,100 @@ actor GatedStore: AcceptorStore {
     }
 }
 
-@Suite("PaxosPeer shell", .serialized)
-struct PaxosPeerTests {
-    @Test("no vote leaves a peer before its commit returns")
-    func noReplyBeforeCommit() async throws {
-        let gated = [GatedStore(), GatedStore()]
-        let cluster = try await LabCluster(3, seed: 3) { index in
-            index == 0 ? InMemoryStore() as any AcceptorStore : gated[index - 1]
+extension ClusterSuites {
+    @Suite("PaxosPeer shell", .serialized)
+    struct PaxosPeerTests {
+        @Test("no vote leaves a peer before its commit returns")
+        func noReplyBeforeCommit() async throws {
+            let gated = [GatedStore(), GatedStore()]
+            let cluster = try await LabCluster(3, seed: 3) { index in
+                index == 0 ? InMemoryStore() as any AcceptorStore : gated[index - 1]
+            }
+            defer { Task { await cluster.cleanup() } }
+            await cluster[0]!.start(0, .text("v"))
+            // Peers 1 and 2 received the prepare (their commits started) but cannot answer yet, and
+            // peer 0 alone is not a majority.
+            for store in gated {
+                while await store.commitsStarted == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await cluster[0]!.status(0) == .pending)
+            #expect(try await cluster.ndecided(0) == 0)
+            for store in gated { await store.openGate() }
+            try await cluster.waitn(0, 3)
         }
-        defer { Task { await cluster.cleanup() } }
-        await cluster[0]!.start(0, .text("v"))
-        // Peers 1 and 2 received the prepare (their commits started) but cannot answer yet, and
-        // peer 0 alone is not a majority.
-        for store in gated {
-            while await store.commitsStarted == 0 { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await cluster[0]!.status(0) == .pending)
-        #expect(try await cluster.ndecided(0) == 0)
-        for store in gated { await store.openGate() }
-        try await cluster.waitn(0, 3)
-    }
 
-    @Test("a failed commit stops the peer from answering, and the others still decide")
-    func failedCommitIsCrashStop() async throws {
-        let failing = InMemoryStore()
-        let cluster = try await LabCluster(3, seed: 4) { index in
-            index == 1 ? failing : InMemoryStore() as any AcceptorStore
+        @Test("a failed commit stops the peer from answering, and the others still decide")
+        func failedCommitIsCrashStop() async throws {
+            let failing = InMemoryStore()
+            let cluster = try await LabCluster(3, seed: 4) { index in
+                index == 1 ? failing : InMemoryStore() as any AcceptorStore
+            }
+            defer { Task { await cluster.cleanup() } }
+            await failing.failNextCommit()
+            await cluster[0]!.start(0, .text("v"))
+            try await cluster.waitn(0, 2)
+            let failure = await cluster[1]!.failure
+            #expect(failure?.contains("injected commit failure") == true)
+            // Peer 1 never answered from the unpersisted promise, and answers nothing any more.
+            #expect(await cluster[1]!.status(0) == .pending)
+            #expect(await failing.snapshot.instances[0] == nil)
+            let before = cluster.network.rpcCount(1)
+            await cluster[2]!.start(1, .text("w"))
+            try await cluster.waitn(1, 2)
+            #expect(cluster.network.rpcCount(1) > before, "requests still reach it")
+            #expect(await cluster[1]!.status(1) == .pending, "but it takes no part")
         }
-        defer { Task { await cluster.cleanup() } }
-        await failing.failNextCommit()
-        await cluster[0]!.start(0, .text("v"))
-        try await cluster.waitn(0, 2)
-        let failure = await cluster[1]!.failure
-        #expect(failure?.contains("injected commit failure") == true)
-        // Peer 1 never answered from the unpersisted promise, and answers nothing any more.
-        #expect(await cluster[1]!.status(0) == .pending)
-        #expect(await failing.snapshot.instances[0] == nil)
-        let before = cluster.network.rpcCount(1)
-        await cluster[2]!.start(1, .text("w"))
-        try await cluster.waitn(1, 2)
-        #expect(cluster.network.rpcCount(1) > before, "requests still reach it")
-        #expect(await cluster[1]!.status(1) == .pending, "but it takes no part")
-    }
 
-    @Test("a peer re-created on its store after a crash keeps its decisions, promises and rounds")
-    func restartOnSameStore() async throws {
-        let cluster = try await LabCluster(3, seed: 5)
-        defer { Task { await cluster.cleanup() } }
-        for seq in 0..<5 {
-            await cluster[seq % 3]!.start(seq, .text("v\(seq)"))
-            try await cluster.waitn(seq, 3)
+        @Test("a peer re-created on its store after a crash keeps its decisions, promises and rounds")
+        func restartOnSameStore() async throws {
+            let cluster = try await LabCluster(3, seed: 5)
+            defer { Task { await cluster.cleanup() } }
+            for seq in 0..<5 {
+                await cluster[seq % 3]!.start(seq, .text("v\(seq)"))
+                try await cluster.waitn(seq, 3)
+            }
+            let roundBefore = await cluster[1]!.inspect { $0.maxRound }
+            var records: [InstanceRecord?] = []
+            for seq in 0..<5 { records.append(await cluster[1]!.inspect { $0.record(seq) }) }
+            await cluster.crash(1)
+            let restarted = try await cluster.make(1)
+            for seq in 0..<5 {
+                #expect(await restarted.status(seq) == .decided(.text("v\(seq)")))
+                #expect(await restarted.inspect { $0.record(seq) } == records[seq])
+            }
+            #expect(await restarted.inspect { $0.maxRound } >= roundBefore)
+            await restarted.start(5, .text("after"))
+            try await cluster.waitn(5, 3)
         }
-        let roundBefore = await cluster[1]!.inspect { $0.maxRound }
-        var records: [InstanceRecord?] = []
-        for seq in 0..<5 { records.append(await cluster[1]!.inspect { $0.record(seq) }) }
-        await cluster.crash(1)
-        let restarted = try await cluster.make(1)
-        for seq in 0..<5 {
-            #expect(await restarted.status(seq) == .decided(.text("v\(seq)")))
-            #expect(await restarted.inspect { $0.record(seq) } == records[seq])
-        }
-        #expect(await restarted.inspect { $0.maxRound } >= roundBefore)
-        await restarted.start(5, .text("after"))
-        try await cluster.waitn(5, 3)
-    }
 
-    @Test("a decided, quiet cluster sends nothing")
-    func noIdleChatter() async throws {
-        let cluster = try await LabCluster(3, seed: 6)
-        defer { Task { await cluster.cleanup() } }
-        for seq in 0..<3 {
-            await cluster[0]!.start(seq, .text("v"))
-            try await cluster.waitn(seq, 3)
+        @Test("a decided, quiet cluster sends nothing")
+        func noIdleChatter() async throws {
+            let cluster = try await LabCluster(3, seed: 6)
+            defer { Task { await cluster.cleanup() } }
+            for seq in 0..<3 {
+                await cluster[0]!.start(seq, .text("v"))
+                try await cluster.waitn(seq, 3)
+            }
+            try await cluster.waitQuiet()
+            let count = cluster.network.totalRPCCount
+            try await Task.sleep(for: .seconds(1))
+            #expect(cluster.network.totalRPCCount == count)
         }
-        try await cluster.waitQuiet()
-        let count = cluster.network.totalRPCCount
-        try await Task.sleep(for: .seconds(1))
-        #expect(cluster.network.totalRPCCount == count)
-    }
 
-    @Test("concurrent inputs share commits (group commit)")
-    func groupCommit() async throws {
-        let gated = GatedStore()
-        let cluster = try await LabCluster(1, seed: 7) { _ in gated }
-        defer { Task { await cluster.cleanup() } }
-        let peer = cluster[0]!
-        // The first start's commit blocks; the next 50 starts pile up behind it.
-        for seq in 0..<51 { await peer.start(seq, .text("v\(seq)")) }
-        await gated.openGate()
-        try await cluster.waitn(50, 1)
-        for seq in 0..<51 { try await cluster.waitn(seq, 1) }
-        let commits = await peer.commits
-        #expect(commits < 51, "\(commits) commits for 51 agreements")
+        @Test("concurrent inputs share commits (group commit)")
+        func groupCommit() async throws {
+            let gated = GatedStore()
+            let cluster = try await LabCluster(1, seed: 7) { _ in gated }
+            defer { Task { await cluster.cleanup() } }
+            let peer = cluster[0]!
+            // The first start's commit blocks; the next 50 starts pile up behind it.
+            for seq in 0..<51 { await peer.start(seq, .text("v\(seq)")) }
+            await gated.openGate()
+            try await cluster.waitn(50, 1)
+            for seq in 0..<51 { try await cluster.waitn(seq, 1) }
+            let commits = await peer.commits
+            #expect(commits < 51, "\(commits) commits for 51 agreements")
+        }
     }
 }
