@@ -58,15 +58,21 @@ struct StoreConformanceTests {
         deinit { dir.remove() }
     }
 
+    /// Commits seeded random batches and returns what the model says the store must now hold.
+    func commitRandomBatches(to store: any AcceptorStore, seed: UInt64, count: Int) async throws -> DurableState {
+        var model = DurableState()
+        for batch in randomBatches(seed: seed, count: count) {
+            try await store.commit(batch)
+            for mutation in batch { model.apply(mutation) }
+        }
+        return model
+    }
+
     @Test("committed batches load back exactly as the model applies them", arguments: Backend.allCases)
     func roundTrip(backend: Backend) async throws {
         let harness = try Harness(backend)
         let store = try harness.store()
-        var model = DurableState()
-        for batch in randomBatches(seed: 42, count: 300) {
-            try await store.commit(batch)
-            for mutation in batch { model.apply(mutation) }
-        }
+        let model = try await commitRandomBatches(to: store, seed: 42, count: 300)
         #expect(try await store.load() == model)
         await harness.close(store)
     }
@@ -75,11 +81,7 @@ struct StoreConformanceTests {
     func failedBatchIsAtomic(backend: Backend) async throws {
         let harness = try Harness(backend)
         var store = try harness.store()
-        var model = DurableState()
-        for batch in randomBatches(seed: 7, count: 50) {
-            try await store.commit(batch)
-            for mutation in batch { model.apply(mutation) }
-        }
+        let model = try await commitRandomBatches(to: store, seed: 7, count: 50)
         store = try await harness.breakNextCommit(store)
         let big = Array(repeating: UInt8(7), count: 256 * 1024)
         await #expect(throws: (any Error).self) {
@@ -98,11 +100,7 @@ struct StoreConformanceTests {
     func reopenAfterClose(backend: Backend) async throws {
         let harness = try Harness(backend)
         let store = try harness.store()
-        var model = DurableState()
-        for batch in randomBatches(seed: 9, count: 100) {
-            try await store.commit(batch)
-            for mutation in batch { model.apply(mutation) }
-        }
+        let model = try await commitRandomBatches(to: store, seed: 9, count: 100)
         await harness.close(store)
         let reopened = try harness.store()
         #expect(try await reopened.load() == model)
@@ -115,11 +113,7 @@ struct StoreConformanceTests {
     func reopenAfterCrash(backend: Backend) async throws {
         let harness = try Harness(backend)
         let store = try harness.store()
-        var model = DurableState()
-        for batch in randomBatches(seed: 10, count: 100) {
-            try await store.commit(batch)
-            for mutation in batch { model.apply(mutation) }
-        }
+        let model = try await commitRandomBatches(to: store, seed: 10, count: 100)
         // The old connection is abandoned, not closed.
         let reopened = try harness.store()
         #expect(try await reopened.load() == model)
