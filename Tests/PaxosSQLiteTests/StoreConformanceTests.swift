@@ -59,7 +59,9 @@ struct StoreConformanceTests {
     }
 
     /// Commits seeded random batches and returns what the model says the store must now hold.
-    func commitRandomBatches(to store: any AcceptorStore, seed: UInt64, count: Int) async throws -> DurableState {
+    func commitRandomBatches(to store: any AcceptorStore, seed: UInt64, count: Int) async throws
+        -> DurableState
+    {
         var model = DurableState()
         for batch in randomBatches(seed: seed, count: count) {
             try await store.commit(batch)
