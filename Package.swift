@@ -11,7 +11,9 @@ let package = Package(
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
     ],
     targets: [
         // Pure protocol core: standard library only (no Foundation, no clocks, no threads, no I/O).
@@ -24,6 +26,16 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
         .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "CSQLite"]),
+        // The TCP transport (SwiftNIO): framed, versioned, cluster-checked peer connections.
+        .target(
+            name: "PaxosNIO",
+            dependencies: [
+                "Paxos", "PaxosCore", "PaxosWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Allocator statistics for the lab's memory test (glibc mallinfo2 is not in Swift's Glibc module).
         .target(name: "CAllocatorStats"),
         // Test support: the simulated network and lab helpers.
@@ -46,6 +58,15 @@ let package = Package(
         .testTarget(
             name: "PaxosLabTests",
             dependencies: ["Paxos", "PaxosCore", "PaxosTesting", "PaxosSQLite"]
+        ),
+        .testTarget(
+            name: "PaxosNIOTests",
+            dependencies: [
+                "PaxosNIO", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "PaxosSQLiteTests", dependencies: ["PaxosSQLite", "PaxosCore", "CSQLite"]),
     ],

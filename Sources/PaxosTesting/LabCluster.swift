@@ -17,6 +17,7 @@ public final class LabCluster: Sendable {
     public let network: SimulatedNetwork
     public let count: Int
     private let makeStore: StoreFactory
+    private let transports: [any PaxosTransport]?
     private let seed: UInt64
     private let slots: Mutex<[PaxosPeer?]>
     private let stores: Mutex<[Int: any AcceptorStore]>
@@ -24,12 +25,17 @@ public final class LabCluster: Sendable {
     /// - Parameters:
     ///   - make: whether to create every peer now (the lab's `Make` for each); `false` leaves
     ///     them to ``make(_:)``.
+    ///   - transports: real transports, one per peer, to use instead of the simulated network;
+    ///     the network's faults are then injected in front of them.
     public init(
         _ count: Int, seed: UInt64 = 1, make: Bool = true,
+        transports: [any PaxosTransport]? = nil,
         stores: @escaping StoreFactory = { _ in InMemoryStore() }
     ) async throws {
+        precondition(transports == nil || transports?.count == count, "one transport per peer")
         self.network = SimulatedNetwork(seed: seed)
         self.count = count
+        self.transports = transports
         self.makeStore = stores
         self.seed = seed
         self.slots = Mutex(Array(repeating: nil, count: count))
@@ -54,8 +60,11 @@ public final class LabCluster: Sendable {
             stores.withLock { $0[index] = store }
         }
         let id = NodeID(UInt32(index))
+        let transport: any PaxosTransport =
+            transports.map { FaultInjectingTransport($0[index], network: network, node: id) }
+            ?? network.transport(for: id)
         let peer = try await PaxosPeer.make(
-            me: id, peers: ids, store: store, transport: network.transport(for: id),
+            me: id, peers: ids, store: store, transport: transport,
             seed: seed &+ UInt64(index) &* 7919)
         slots.withLock { $0[index] = peer }
         return peer
@@ -155,6 +164,8 @@ public final class LabCluster: Sendable {
     /// The lab's `cleanup`: kills every peer.
     public func cleanup() async {
         for peer in peers() { await peer?.kill() }
+        // Real transports of peers that were never made still listen.
+        for transport in transports ?? [] { await transport.shutdown() }
     }
 
     private func render(_ value: Value) -> String {

@@ -76,11 +76,17 @@ public final class SimulatedNetwork: Sendable {
         state.withLock { $0.handlers[node] = handler }
     }
 
-    fileprivate func call(_ request: RequestEnvelope, from: NodeID, to: NodeID) async throws -> ReplyEnvelope
-    {
-        let requestBytes = PaxosWire.encode(request)
-        let admission = state.withLock { state -> (Handler, Bool)? in
-            guard let handler = state.handlers[to], !state.deaf.contains(to) else { return nil }
+    /// Decides the fate of one RPC from `from` to `to` under the current faults, and counts it at
+    /// the receiver when it is accepted for processing. Returns nil when the request is lost
+    /// (partition, deafness, unreliable drop, or `to` is not serving); otherwise whether its
+    /// reply is to be lost.
+    public func admit(from: NodeID, to: NodeID, requireServing: Bool = false) -> (
+        dropReply: Bool, handler: Handler?
+    )? {
+        state.withLock { state -> (Bool, Handler?)? in
+            let handler = state.handlers[to]
+            if requireServing && handler == nil { return nil }
+            if state.deaf.contains(to) { return nil }
             if let groups = state.groups, !groups.contains(where: { $0.contains(from) && $0.contains(to) }) {
                 return nil
             }
@@ -90,9 +96,14 @@ public final class SimulatedNetwork: Sendable {
                 dropReply = UInt64.random(in: 0..<1000, using: &state.random) < 200
             }
             state.rpcCounts[to, default: 0] += 1
-            return (handler, dropReply)
+            return (dropReply, handler)
         }
-        guard let (handler, dropReply) = admission else {
+    }
+
+    fileprivate func call(_ request: RequestEnvelope, from: NodeID, to: NodeID) async throws -> ReplyEnvelope
+    {
+        let requestBytes = PaxosWire.encode(request)
+        guard let (dropReply, handler) = admit(from: from, to: to, requireServing: true), let handler else {
             throw TransportError("\(from) cannot reach \(to)")
         }
         let delivered = try PaxosWire.decodeRequest(requestBytes)
@@ -103,6 +114,35 @@ public final class SimulatedNetwork: Sendable {
         if dropReply { throw TransportError("reply from \(to) lost") }
         return try PaxosWire.decodeReply(replyBytes)
     }
+}
+
+/// Puts the faults of a ``SimulatedNetwork`` (partitions, deafness, unreliable receivers, RPC
+/// counts) in front of a real transport, so the lab scenarios also run over TCP.
+public struct FaultInjectingTransport: PaxosTransport {
+    public let inner: any PaxosTransport
+    public let network: SimulatedNetwork
+    public let node: NodeID
+
+    public init(_ inner: any PaxosTransport, network: SimulatedNetwork, node: NodeID) {
+        self.inner = inner
+        self.network = network
+        self.node = node
+    }
+
+    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
+        guard let (dropReply, _) = network.admit(from: node, to: peer) else {
+            throw TransportError("\(node) cannot reach \(peer)")
+        }
+        let reply = try await inner.call(request, to: peer)
+        if dropReply { throw TransportError("reply from \(peer) lost") }
+        return reply
+    }
+
+    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
+        await inner.serve(handler)
+    }
+
+    public func shutdown() async { await inner.shutdown() }
 }
 
 /// One node's view of a ``SimulatedNetwork``.

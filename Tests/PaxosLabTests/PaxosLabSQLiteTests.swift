@@ -34,38 +34,39 @@ extension ClusterSuites {
         @Test("Out-of-order instances (after Single proposer and Many proposers), SQLite")
         func basic() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.basic(through: .outOfOrder, stores: scratch.stores)
+            try await LabScenarios.basic(through: .outOfOrder, setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("Deaf proposer, SQLite") func deaf() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.deaf(stores: scratch.stores)
+            try await LabScenarios.deaf(setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("Forgetting, SQLite") func forgetting() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.forget(stores: scratch.stores)
+            try await LabScenarios.forget(setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("Lots of forgetting, SQLite") func lotsOfForgetting() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.manyForget(stores: scratch.stores)
+            try await LabScenarios.manyForget(setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("Minority proposal ignored, SQLite") func minority() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.old(stores: scratch.stores)
+            try await LabScenarios.old(setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("Many instances, unreliable RPC, SQLite") func manyUnreliable() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.manyUnreliable(stores: scratch.stores)
+            try await LabScenarios.manyUnreliable(setup: LabSetup(stores: scratch.stores))
         }
 
         @Test("One peer switches partitions, unreliable (after all partition steps), SQLite")
         func partitions() async throws {
             let scratch = try ScratchDirectory()
-            try await LabScenarios.partition(through: .oneSwitchesUnreliable, stores: scratch.stores)
+            try await LabScenarios.partition(
+                through: .oneSwitchesUnreliable, setup: LabSetup(stores: scratch.stores))
         }
     }
 }

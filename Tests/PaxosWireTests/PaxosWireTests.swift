@@ -142,3 +142,46 @@ struct PaxosWireTests {
         #expect(code { _ = try PaxosWire.decodeRequest(lowDone) } == .invalidField)
     }
 }
+
+@Suite("Peer frames")
+struct PeerFrameTests {
+    static let frames: [PeerFrame] = [
+        .hello(clusterID: "prod-eu", from: 1, to: 2),
+        .hello(clusterID: "", from: 0, to: NodeID(UInt32.max)),
+        .welcome,
+        .refuse(reason: "wrong cluster"),
+        .request(id: 1, payload: [1, 2, 3]),
+        .request(id: .max, payload: []),
+        .reply(id: 42, payload: Array("reply".utf8)),
+        .noReply(id: 7),
+    ]
+
+    @Test("every frame survives a round trip", arguments: frames)
+    func roundTrip(frame: PeerFrame) throws {
+        #expect(try PeerFrame.decodeBody(frame.encodeBody()) == frame)
+    }
+
+    @Test("truncated and random frame bodies give a WireError, never a crash")
+    func badBodies() {
+        for frame in Self.frames where frame != .welcome {
+            let body = frame.encodeBody()
+            for length in 0..<body.count {
+                if case .request = frame, length >= 10 { continue }  // a shorter payload is still a frame
+                if case .reply = frame, length >= 10 { continue }
+                #expect(throws: WireError.self) { try PeerFrame.decodeBody(Array(body.prefix(length))) }
+            }
+        }
+        var random = SplitMix64(seed: 3)
+        for _ in 0..<20_000 {
+            var body = (0..<Int(random.next() % 40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            if !body.isEmpty, random.next() % 4 != 0 { body[0] = PeerFrame.version }
+            do { _ = try PeerFrame.decodeBody(body) } catch {}
+        }
+    }
+
+    @Test("a hello whose cluster id is not UTF-8 is refused")
+    func nonUTF8Cluster() {
+        let body: [UInt8] = [PeerFrame.version, 1, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 1, 0, 0, 0, 2]
+        #expect(throws: WireError.self) { try PeerFrame.decodeBody(body) }
+    }
+}

@@ -1,26 +1,45 @@
 import Paxos
 import PaxosCore
-import PaxosTesting
 
 /// The MIT 6.824 (2015) Paxos lab tests, ported one by one with the lab's parameters and
 /// assertions. Each scenario takes the store factory, so the same bodies run on in-memory and on
 /// durable stores. Where the lab chains sub-tests on one cluster (TestBasic, TestPartition), each
 /// sub-test here first replays the earlier steps, with their assertions, then runs its own.
-enum LabScenarios {
-    typealias Stores = LabCluster.StoreFactory
+/// How a lab scenario builds its cluster: which stores, and which transports (nil: the
+/// simulated network).
+public struct LabSetup: Sendable {
+    public var stores: LabCluster.StoreFactory
+    public var transports: (@Sendable (Int) async throws -> [any PaxosTransport])?
 
-    static func text(_ value: Int) -> Value { .text(String(value)) }
+    public init(
+        stores: @escaping LabCluster.StoreFactory = { _ in InMemoryStore() },
+        transports: (@Sendable (Int) async throws -> [any PaxosTransport])? = nil
+    ) {
+        self.stores = stores
+        self.transports = transports
+    }
+
+    public func cluster(_ count: Int, seed: UInt64, make: Bool = true) async throws -> LabCluster {
+        let transports = try await self.transports?(count)
+        return try await LabCluster(count, seed: seed, make: make, transports: transports, stores: stores)
+    }
+}
+
+public enum LabScenarios {
+    public typealias Stores = LabCluster.StoreFactory
+
+    public static func text(_ value: Int) -> Value { .text(String(value)) }
 
     // MARK: TestBasic
 
-    enum BasicStep: Int, Comparable {
+    public enum BasicStep: Int, Comparable {
         case singleProposer, manyProposersSameValue, manyProposersDifferentValues, outOfOrder
-        static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
-    static func basic(through last: BasicStep, stores: @escaping Stores) async throws {
+    public static func basic(through last: BasicStep, setup: LabSetup) async throws {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 11, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 11)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -57,9 +76,9 @@ enum LabScenarios {
 
     // MARK: TestDeaf
 
-    static func deaf(stores: @escaping Stores) async throws {
+    public static func deaf(setup: LabSetup) async throws {
         let npaxos = 5
-        let cluster = try await LabCluster(npaxos, seed: 12, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 12)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -89,9 +108,9 @@ enum LabScenarios {
 
     // MARK: TestForget
 
-    static func forget(stores: @escaping Stores) async throws {
+    public static func forget(setup: LabSetup) async throws {
         let npaxos = 6
-        let cluster = try await LabCluster(npaxos, seed: 13, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 13)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -140,9 +159,9 @@ enum LabScenarios {
 
     // MARK: TestManyForget
 
-    static func manyForget(stores: @escaping Stores) async throws {
+    public static func manyForget(setup: LabSetup) async throws {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 14, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 14)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
         cluster.setUnreliable(true)
@@ -187,16 +206,16 @@ enum LabScenarios {
 
     // MARK: TestForgetMem
 
-    struct MemoryFigures: Sendable {
-        var initial: Int
-        var peak: Int
-        var afterForgetting: Int
+    public struct MemoryFigures: Sendable {
+        public var initial: Int
+        public var peak: Int
+        public var afterForgetting: Int
     }
 
     @discardableResult
-    static func forgetMem(stores: @escaping Stores) async throws -> MemoryFigures {
+    public static func forgetMem(setup: LabSetup) async throws -> MemoryFigures {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 16, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 16)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -263,9 +282,9 @@ enum LabScenarios {
 
     // MARK: TestDoneMax
 
-    static func doneMax(stores: @escaping Stores) async throws {
+    public static func doneMax(setup: LabSetup) async throws {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 17, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 17)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -293,15 +312,15 @@ enum LabScenarios {
 
     // MARK: TestRPCCount
 
-    struct RPCFigures: Sendable {
-        var serial: Int
-        var concurrent: Int
+    public struct RPCFigures: Sendable {
+        public var serial: Int
+        public var concurrent: Int
     }
 
     @discardableResult
-    static func rpcCount(stores: @escaping Stores) async throws -> RPCFigures {
+    public static func rpcCount(setup: LabSetup) async throws -> RPCFigures {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 18, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 18)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -361,9 +380,9 @@ enum LabScenarios {
 
     // MARK: TestMany
 
-    static func many(stores: @escaping Stores) async throws {
+    public static func many(setup: LabSetup) async throws {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 19, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 19)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
         for i in 0..<npaxos { await pxa[i].start(0, text(0)) }
@@ -382,15 +401,15 @@ enum LabScenarios {
 
     /// The lab loops until every instance is decided everywhere; bound it by 30 s per instance so
     /// a failure reports instead of hanging.
-    static func waitAllDecided(_ cluster: LabCluster, _ seqs: Range<Int>, _ wanted: Int) async throws {
+    public static func waitAllDecided(_ cluster: LabCluster, _ seqs: Range<Int>, _ wanted: Int) async throws {
         for seq in seqs { try await cluster.waitn(seq, wanted) }
     }
 
     // MARK: TestOld
 
-    static func old(stores: @escaping Stores) async throws {
+    public static func old(setup: LabSetup) async throws {
         let npaxos = 5
-        let cluster = try await LabCluster(npaxos, seed: 20, make: false, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 20, make: false)
         defer { Task { await cluster.cleanup() } }
 
         let p1 = try await cluster.make(1)
@@ -409,9 +428,9 @@ enum LabScenarios {
 
     // MARK: TestManyUnreliable
 
-    static func manyUnreliable(stores: @escaping Stores) async throws {
+    public static func manyUnreliable(setup: LabSetup) async throws {
         let npaxos = 3
-        let cluster = try await LabCluster(npaxos, seed: 21, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 21)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
         cluster.setUnreliable(true)
@@ -431,14 +450,14 @@ enum LabScenarios {
 
     // MARK: TestPartition
 
-    enum PartitionStep: Int, Comparable {
+    public enum PartitionStep: Int, Comparable {
         case noDecision, majorityDecides, allAgreeAfterHeal, oneSwitches, oneSwitchesUnreliable
-        static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
-    static func partition(through last: PartitionStep, stores: @escaping Stores) async throws {
+    public static func partition(through last: PartitionStep, setup: LabSetup) async throws {
         let npaxos = 5
-        let cluster = try await LabCluster(npaxos, seed: 22, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 22)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
 
@@ -497,9 +516,9 @@ enum LabScenarios {
 
     // MARK: TestLots
 
-    static func lots(stores: @escaping Stores, duration: Duration = .seconds(20)) async throws {
+    public static func lots(setup: LabSetup, duration: Duration = .seconds(20)) async throws {
         let npaxos = 5
-        let cluster = try await LabCluster(npaxos, seed: 23, stores: stores)
+        let cluster = try await setup.cluster(npaxos, seed: 23)
         defer { Task { await cluster.cleanup() } }
         let pxa = cluster.peers().map { $0! }
         cluster.setUnreliable(true)

@@ -1,0 +1,58 @@
+import NIOCore
+import PaxosWire
+
+/// Splits the byte stream into `length:u32 body` frames and decodes them. A frame above the
+/// limit, or one that does not decode, is an error: the connection closes, the process does not.
+struct PeerFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = PeerFrame
+
+    let maxFrameBytes: Int
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else {
+            return .needMoreData
+        }
+        guard Int(length) <= maxFrameBytes else {
+            throw WireError(.valueTooLarge, "frame of \(length) bytes exceeds the limit of \(maxFrameBytes)")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let body = buffer.readBytes(length: Int(length)) ?? []
+        context.fireChannelRead(Self.wrapInboundOut(try PeerFrame.decodeBody(body)))
+        return .continue
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if buffer.readableBytes > 0 {
+            throw WireError(
+                .truncated, "connection closed in the middle of a frame (\(buffer.readableBytes) bytes)")
+        }
+        return .needMoreData
+    }
+}
+
+/// Writes frames as `length:u32 body`.
+struct PeerFrameEncoder: MessageToByteEncoder {
+    typealias OutboundIn = PeerFrame
+
+    func encode(data: PeerFrame, out: inout ByteBuffer) throws {
+        let body = data.encodeBody()
+        out.writeInteger(UInt32(body.count))
+        out.writeBytes(body)
+    }
+}
+
+extension Channel {
+    /// Installs the frame codec and wraps the channel for async use.
+    func makePeerFrameChannel(maxFrameBytes: Int) -> EventLoopFuture<NIOAsyncChannel<PeerFrame, PeerFrame>> {
+        eventLoop.makeCompletedFuture {
+            try pipeline.syncOperations.addHandler(
+                ByteToMessageHandler(PeerFrameDecoder(maxFrameBytes: maxFrameBytes)))
+            try pipeline.syncOperations.addHandler(MessageToByteHandler(PeerFrameEncoder()))
+            return try NIOAsyncChannel<PeerFrame, PeerFrame>(wrappingChannelSynchronously: self)
+        }
+    }
+}

@@ -1,0 +1,215 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Paxos
+import PaxosCore
+import PaxosWire
+
+/// The dialing side of one peer connection: one persistent TCP connection that carries many
+/// concurrent RPCs, matched to replies by id. Calls fail promptly while the peer is unreachable;
+/// the connection is re-dialed after a backoff that doubles up to a bound.
+actor PeerClient {
+    private struct Pending {
+        var continuation: CheckedContinuation<[UInt8], any Error>
+        var deadline: ContinuousClock.Instant
+    }
+
+    private struct Connection {
+        var generation: Int
+        var writer: AsyncStream<PeerFrame>.Continuation
+    }
+
+    struct Closed: Error, CustomStringConvertible {
+        var description: String { "connection closed" }
+    }
+
+    let peer: NodeID
+    private let settings: TCPTransport.Configuration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private var address: PeerAddress
+    private var connection: Connection?
+    private var connecting = false
+    private var waiters: [CheckedContinuation<Void, any Error>] = []
+    private var retryAfter: ContinuousClock.Instant?
+    private var backoff: Duration
+    private var pending: [UInt64: Pending] = [:]
+    private var nextID: UInt64 = 1
+    private var generation = 0
+    private var closed = false
+    private var lastError: String?
+    private var sweeper: Task<Void, Never>?
+
+    init(
+        peer: NodeID, address: PeerAddress, settings: TCPTransport.Configuration, group: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.peer = peer
+        self.address = address
+        self.settings = settings
+        self.group = group
+        self.logger = logger
+        self.backoff = settings.minReconnectBackoff
+    }
+
+    var isConnected: Bool { connection != nil }
+
+    func setAddress(_ address: PeerAddress) { self.address = address }
+
+    func call(_ request: RequestEnvelope) async throws -> ReplyEnvelope {
+        let writer = try await connected()
+        let id = nextID
+        nextID += 1
+        let bytes = PaxosWire.encode(request)
+        let deadline = ContinuousClock.now.advanced(by: settings.callTimeout)
+        startSweeper()
+        let payload = try await withCheckedThrowingContinuation { continuation in
+            pending[id] = Pending(continuation: continuation, deadline: deadline)
+            writer.yield(.request(id: id, payload: bytes))
+        }
+        return try PaxosWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
+    }
+
+    func shutdown() {
+        closed = true
+        connection?.writer.finish()
+        connection = nil
+        sweeper?.cancel()
+        failAll(TransportError("transport to \(peer) is shut down"))
+    }
+
+    // MARK: Connection management
+
+    private func connected() async throws -> AsyncStream<PeerFrame>.Continuation {
+        if closed { throw TransportError("transport to \(peer) is shut down") }
+        if let connection { return connection.writer }
+        if let retryAfter, ContinuousClock.now < retryAfter {
+            throw TransportError("\(peer) at \(address) is unreachable (\(lastError ?? "not connected"))")
+        }
+        if !connecting {
+            connecting = true
+            generation += 1
+            let generation = self.generation
+            Task { await self.run(generation) }
+        }
+        try await withCheckedThrowingContinuation { waiters.append($0) }
+        guard let connection else { throw TransportError("\(peer) at \(address) is unreachable") }
+        return connection.writer
+    }
+
+    private nonisolated func run(_ generation: Int) async {
+        let address = await self.address
+        let settings = self.settings
+        let me = settings.me
+        let peer = self.peer
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .connectTimeout(TimeAmount(settings.connectTimeout))
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .connect(host: address.host, port: address.port) { channel in
+                    channel.makePeerFrameChannel(maxFrameBytes: settings.maxFrameBytes)
+                }
+            try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(.hello(clusterID: settings.clusterID, from: me, to: peer))
+                var frames = inbound.makeAsyncIterator()
+                switch try await frames.next() {
+                case .welcome?: break
+                case .refuse(let reason)?: throw TransportError("\(peer) refused the connection: \(reason)")
+                case let other:
+                    throw TransportError(
+                        "\(peer) answered hello with \(other.map(\.description) ?? "nothing")")
+                }
+                let (outgoing, writer) = AsyncStream.makeStream(of: PeerFrame.self)
+                await self.didConnect(generation, writer)
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask {
+                        for await frame in outgoing { try await outbound.write(frame) }
+                        throw Closed()
+                    }
+                    while let frame = try await frames.next() {
+                        switch frame {
+                        case .reply(let id, let payload): await self.complete(id, .success(payload))
+                        case .noReply(let id):
+                            await self.complete(id, .failure(TransportError("\(peer) declined to answer")))
+                        default: throw TransportError("\(peer) sent an unexpected \(frame)")
+                        }
+                    }
+                    throw Closed()
+                }
+            }
+        } catch {
+            await didDisconnect(generation, error)
+            return
+        }
+        await didDisconnect(generation, Closed())
+    }
+
+    private func didConnect(_ generation: Int, _ writer: AsyncStream<PeerFrame>.Continuation) {
+        guard generation == self.generation, !closed else {
+            writer.finish()
+            return
+        }
+        if lastError != nil {
+            logger.info("connected to peer", metadata: ["peer": "\(peer)", "address": "\(address)"])
+        }
+        connection = Connection(generation: generation, writer: writer)
+        connecting = false
+        retryAfter = nil
+        lastError = nil
+        backoff = settings.minReconnectBackoff
+        let waiting = waiters
+        waiters = []
+        for waiter in waiting { waiter.resume() }
+    }
+
+    private func didDisconnect(_ generation: Int, _ error: any Error) {
+        guard generation == self.generation else { return }
+        let message = "\(error)"
+        if lastError != message, !closed {
+            logger.info(
+                "peer unreachable",
+                metadata: ["peer": "\(peer)", "address": "\(address)", "reason": "\(message)"])
+        }
+        lastError = message
+        connection?.writer.finish()
+        connection = nil
+        connecting = false
+        retryAfter = ContinuousClock.now.advanced(by: backoff)
+        backoff = min(backoff * 2, settings.maxReconnectBackoff)
+        let waiting = waiters
+        waiters = []
+        let failure = TransportError("\(peer) at \(address) is unreachable: \(message)")
+        for waiter in waiting { waiter.resume(throwing: failure) }
+        failAll(failure)
+    }
+
+    private func complete(_ id: UInt64, _ result: Result<[UInt8], any Error>) {
+        pending.removeValue(forKey: id)?.continuation.resume(with: result)
+    }
+
+    private func failAll(_ error: any Error) {
+        let all = pending
+        pending = [:]
+        for (_, call) in all { call.continuation.resume(throwing: error) }
+    }
+
+    /// Fails calls whose reply did not come in time (the peer may be alive but stuck).
+    private func startSweeper() {
+        guard sweeper == nil else { return }
+        sweeper = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                await self?.expire()
+            }
+        }
+    }
+
+    private func expire() {
+        let now = ContinuousClock.now
+        for (id, call) in pending where call.deadline <= now {
+            pending[id] = nil
+            call.continuation.resume(
+                throwing: TransportError("no reply from \(peer) within \(settings.callTimeout)"))
+        }
+    }
+}

@@ -1,0 +1,267 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Paxos
+import PaxosCore
+import PaxosWire
+import Synchronization
+
+/// Where a node listens for its peers.
+public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` (IPv6 hosts in brackets: `[::1]:7000`).
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The production ``PaxosTransport``: length-prefixed, versioned frames over TCP (SwiftNIO).
+///
+/// Every connection starts with a handshake that names the cluster and both node ids; a node of
+/// another cluster, an unknown node id, or a connection meant for another node is refused and
+/// logged. A malformed, truncated, oversized or unexpected frame closes that connection with a
+/// log line; nothing a peer sends can crash the process. Handlers never run on an event loop:
+/// requests are handed to the peer actor, whose store runs on its own queue.
+public final class TCPTransport: PaxosTransport {
+    public struct Configuration: Sendable {
+        /// Nodes of other clusters are refused.
+        public var clusterID: String
+        public var me: NodeID
+        /// Every node's peer-to-peer address, this one's included (where it listens).
+        public var peers: [NodeID: PeerAddress]
+        public var maxFrameBytes = PeerFrame.defaultMaxFrameBytes
+        /// A call with no reply after this long fails (the peer may be stuck).
+        public var callTimeout = Duration.seconds(2)
+        public var connectTimeout = Duration.milliseconds(500)
+        public var minReconnectBackoff = Duration.milliseconds(20)
+        public var maxReconnectBackoff = Duration.seconds(1)
+
+        public init(clusterID: String, me: NodeID, peers: [NodeID: PeerAddress]) {
+            self.clusterID = clusterID
+            self.me = me
+            self.peers = peers
+        }
+    }
+
+    private struct State {
+        var handler: (@Sendable (RequestEnvelope) async -> ReplyEnvelope?)?
+        var server: NIOAsyncChannel<NIOAsyncChannel<PeerFrame, PeerFrame>, Never>?
+        var acceptTask: Task<Void, Never>?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var closed = false
+    }
+
+    public let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let clients: [NodeID: PeerClient]
+    private let state = Mutex(State())
+
+    public init(
+        configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "node"] = "\(configuration.me)"
+        self.logger = logger
+        var clients: [NodeID: PeerClient] = [:]
+        for (peer, address) in configuration.peers where peer != configuration.me {
+            clients[peer] = PeerClient(
+                peer: peer, address: address, settings: configuration, group: group, logger: logger)
+        }
+        self.clients = clients
+    }
+
+    /// Binds the listening socket at this node's address and starts accepting peers.
+    /// - Returns: the bound port (the real one when the configured port is 0).
+    @discardableResult
+    public func start() async throws -> Int {
+        guard let address = configuration.peers[configuration.me] else {
+            throw TransportError("node \(configuration.me) has no address among the peers")
+        }
+        let maxFrameBytes = configuration.maxFrameBytes
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .bind(host: address.host, port: address.port) { channel in
+                channel.makePeerFrameChannel(maxFrameBytes: maxFrameBytes)
+            }
+        let port = server.channel.localAddress?.port ?? address.port
+        let task = Task { await self.acceptLoop(server) }
+        state.withLock {
+            $0.server = server
+            $0.acceptTask = task
+        }
+        logger.info("listening for peers", metadata: ["address": "\(address.host):\(port)"])
+        return port
+    }
+
+    /// Points the client for `peer` at a new address (e.g. when tests bind port 0 first).
+    public func setAddress(_ address: PeerAddress, for peer: NodeID) async {
+        await clients[peer]?.setAddress(address)
+    }
+
+    /// The port this node listens on, once started.
+    public var listeningPort: Int? {
+        get async { state.withLock { $0.server?.channel.localAddress?.port } }
+    }
+
+    /// Whether a connection to `peer` is currently open.
+    public func isConnected(to peer: NodeID) async -> Bool {
+        await clients[peer]?.isConnected ?? false
+    }
+
+    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
+        guard let client = clients[peer] else { throw TransportError("unknown peer \(peer)") }
+        return try await client.call(request)
+    }
+
+    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
+        state.withLock { $0.handler = handler }
+    }
+
+    public func shutdown() async {
+        let (server, task, connections) = state.withLock { state in
+            state.closed = true
+            state.handler = nil
+            defer {
+                state.server = nil
+                state.acceptTask = nil
+                state.connections = [:]
+            }
+            return (state.server, state.acceptTask, Array(state.connections.values))
+        }
+        for client in clients.values { await client.shutdown() }
+        try? await server?.channel.close()
+        for connection in connections { try? await connection.close() }
+        task?.cancel()
+    }
+
+    // MARK: Listening side
+
+    private func acceptLoop(_ server: NIOAsyncChannel<NIOAsyncChannel<PeerFrame, PeerFrame>, Never>) async {
+        do {
+            try await server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask { await self.serveConnection(connection) }
+                    }
+                }
+            }
+        } catch {
+            if !state.withLock({ $0.closed }) { logger.error("stopped accepting peers: \(error)") }
+        }
+    }
+
+    /// Why a hello must be refused, or nil when it is fine.
+    func refusal(clusterID: String, from: NodeID, to: NodeID) -> String? {
+        if clusterID != configuration.clusterID {
+            return
+                "wrong cluster: this node belongs to cluster '\(configuration.clusterID)', not '\(clusterID)'"
+        }
+        if to != configuration.me { return "wrong node: this is node \(configuration.me), not \(to)" }
+        if from == configuration.me || configuration.peers[from] == nil {
+            return "unknown node \(from): not a peer of node \(configuration.me)"
+        }
+        return nil
+    }
+
+    private func serveConnection(_ connection: NIOAsyncChannel<PeerFrame, PeerFrame>) async {
+        let channel = connection.channel
+        let key = ObjectIdentifier(channel)
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        guard
+            state.withLock({ state -> Bool in
+                guard !state.closed else { return false }
+                state.connections[key] = channel
+                return true
+            })
+        else {
+            try? await channel.close()
+            return
+        }
+        defer { _ = state.withLock { $0.connections.removeValue(forKey: key) } }
+        var peer: NodeID?
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                guard let first = try await frames.next() else { return }
+                guard case .hello(let clusterID, let from, let to) = first else {
+                    try? await outbound.write(.refuse(reason: "expected hello, got \(first)"))
+                    throw TransportError("expected hello, got \(first)")
+                }
+                if let reason = refusal(clusterID: clusterID, from: from, to: to) {
+                    logger.warning(
+                        "refused peer connection", metadata: ["remote": "\(remote)", "reason": "\(reason)"])
+                    try? await outbound.write(.refuse(reason: reason))
+                    return
+                }
+                peer = from
+                try await outbound.write(.welcome)
+                let (replies, replyQueue) = AsyncStream.makeStream(of: PeerFrame.self)
+                defer { replyQueue.finish() }
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask {
+                        for await frame in replies { try await outbound.write(frame) }
+                    }
+                    while let frame = try await frames.next() {
+                        guard case .request(let id, let payload) = frame else {
+                            throw TransportError("unexpected \(frame) from node \(from)")
+                        }
+                        let request: RequestEnvelope
+                        do {
+                            request = try PaxosWire.decodeRequest(
+                                payload, maxValueBytes: configuration.maxFrameBytes)
+                        } catch {
+                            throw TransportError("malformed request from node \(from): \(error)")
+                        }
+                        guard request.from == from else {
+                            throw TransportError("node \(from) sent a request signed by node \(request.from)")
+                        }
+                        let handler = state.withLock { $0.handler }
+                        group.addTask {
+                            let reply = await handler?(request)
+                            replyQueue.yield(
+                                reply.map { .reply(id: id, payload: PaxosWire.encode($0)) }
+                                    ?? .noReply(id: id))
+                        }
+                    }
+                    replyQueue.finish()
+                }
+            }
+        } catch {
+            if !state.withLock({ $0.closed }) {
+                logger.warning(
+                    "closed peer connection",
+                    metadata: [
+                        "remote": "\(remote)", "peer": "\(peer.map(\.description) ?? "?")",
+                        "reason": "\(error)",
+                    ])
+            }
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

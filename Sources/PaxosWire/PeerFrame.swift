@@ -1,0 +1,116 @@
+import PaxosCore
+
+/// One frame of the TCP peer protocol. On the wire each frame is `length:u32 body`, with
+/// `body = version:u8 kind:u8 fields`; `length` counts the body and is bounded by the receiver.
+///
+/// A connection opens with `hello` from the dialing node; the listener answers `welcome`, or
+/// `refuse` with a reason and closes (another cluster, an unknown node id, a node that is not the
+/// one dialed). Then the dialer sends `request`s, each with an id, and the listener answers each
+/// with a `reply` (or `noReply` when the node declines to answer) carrying the same id, in any
+/// order, so many RPCs share one connection.
+public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
+    case hello(clusterID: String, from: NodeID, to: NodeID)
+    case welcome
+    case refuse(reason: String)
+    case request(id: UInt64, payload: [UInt8])
+    case reply(id: UInt64, payload: [UInt8])
+    case noReply(id: UInt64)
+
+    /// The frame format version this build speaks.
+    public static let version: UInt8 = 1
+    /// The default bound on one frame's body: the largest value plus room for the header.
+    public static let defaultMaxFrameBytes = PaxosWire.defaultMaxValueBytes + 4096
+    /// The longest cluster id accepted.
+    public static let maxClusterIDBytes = 255
+
+    enum Kind: UInt8 {
+        case hello = 1
+        case welcome = 2
+        case refuse = 3
+        case request = 4
+        case reply = 5
+        case noReply = 6
+    }
+
+    /// The frame's body (without the length prefix).
+    public func encodeBody() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(Self.version)
+        switch self {
+        case .hello(let clusterID, let from, let to):
+            writer.write(Kind.hello.rawValue)
+            writer.writeBytes(Array(clusterID.utf8.prefix(Self.maxClusterIDBytes)))
+            writer.write(from.rawValue)
+            writer.write(to.rawValue)
+        case .welcome:
+            writer.write(Kind.welcome.rawValue)
+        case .refuse(let reason):
+            writer.write(Kind.refuse.rawValue)
+            writer.writeBytes(Array(reason.utf8.prefix(1024)))
+        case .request(let id, let payload):
+            writer.write(Kind.request.rawValue)
+            writer.write(id)
+            writer.bytes.append(contentsOf: payload)
+        case .reply(let id, let payload):
+            writer.write(Kind.reply.rawValue)
+            writer.write(id)
+            writer.bytes.append(contentsOf: payload)
+        case .noReply(let id):
+            writer.write(Kind.noReply.rawValue)
+            writer.write(id)
+        }
+        return writer.bytes
+    }
+
+    /// Decodes a frame's body; every problem is a ``WireError``, never a trap.
+    public static func decodeBody(_ body: [UInt8]) throws(WireError) -> PeerFrame {
+        var reader = ByteReader(body)
+        let frameVersion = try reader.readUInt8("frame version")
+        guard frameVersion == version else {
+            throw WireError(
+                .unsupportedVersion,
+                "frame version \(frameVersion) is not supported (this build speaks \(version))")
+        }
+        let rawKind = try reader.readUInt8("frame kind")
+        guard let kind = Kind(rawValue: rawKind) else {
+            throw WireError(.unknownMessageType, "unknown frame kind \(rawKind)")
+        }
+        let frame: PeerFrame
+        switch kind {
+        case .hello:
+            let cluster = try reader.readBytes("cluster id", limit: maxClusterIDBytes)
+            guard let clusterID = String(validating: cluster, as: UTF8.self) else {
+                throw WireError(.invalidField, "cluster id is not UTF-8")
+            }
+            let from = NodeID(try reader.readUInt32("sender id"))
+            frame = .hello(clusterID: clusterID, from: from, to: NodeID(try reader.readUInt32("receiver id")))
+        case .welcome:
+            frame = .welcome
+        case .refuse:
+            frame = .refuse(
+                reason: String(decoding: try reader.readBytes("reason", limit: 1024), as: UTF8.self))
+        case .request, .reply:
+            let id = try reader.readUInt64("request id")
+            let payload = Array(body[reader.offset...])
+            reader.offset = body.count
+            frame = kind == .request ? .request(id: id, payload: payload) : .reply(id: id, payload: payload)
+        case .noReply:
+            frame = .noReply(id: try reader.readUInt64("request id"))
+        }
+        guard reader.remaining == 0 else {
+            throw WireError(.trailingBytes, "\(reader.remaining) unexpected bytes after a \(kind) frame")
+        }
+        return frame
+    }
+
+    public var description: String {
+        switch self {
+        case .hello(let clusterID, let from, let to): "hello(cluster: \(clusterID), from: \(from), to: \(to))"
+        case .welcome: "welcome"
+        case .refuse(let reason): "refuse(\(reason))"
+        case .request(let id, let payload): "request(#\(id), \(payload.count) bytes)"
+        case .reply(let id, let payload): "reply(#\(id), \(payload.count) bytes)"
+        case .noReply(let id): "noReply(#\(id))"
+        }
+    }
+}
