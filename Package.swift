@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -8,12 +8,19 @@ let package = Package(
         .library(name: "PaxosWire", targets: ["PaxosWire"]),
         .library(name: "Paxos", targets: ["Paxos"]),
         .library(name: "PaxosSQLite", targets: ["PaxosSQLite"]),
+        .library(name: "PaxosNIO", targets: ["PaxosNIO"]),
+        .library(name: "PaxosServer", targets: ["PaxosServer"]),
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // Without the swift-configuration trait: the node reads its settings from flags.
+        .package(
+            url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0",
+            traits: ["FullFoundation"]),
     ],
     targets: [
         // Pure protocol core: standard library only (no Foundation, no clocks, no threads, no I/O).
@@ -34,6 +41,34 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The HTTP/JSON client API (Hummingbird) over a PaxosPeer.
+        .target(
+            name: "PaxosServer",
+            dependencies: [
+                "Paxos", "PaxosCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The production node: flags, wiring, lifecycle.
+        .executableTarget(
+            name: "paxos-node",
+            dependencies: [
+                "Paxos", "PaxosCore", "PaxosSQLite", "PaxosNIO", "PaxosServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        // The command-line client and the read-only database inspector.
+        .executableTarget(
+            name: "paxosctl",
+            dependencies: [
+                "PaxosSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Allocator statistics for the lab's memory test (glibc mallinfo2 is not in Swift's Glibc module).

@@ -99,7 +99,8 @@ public actor PaxosPeer {
 
     // MARK: - Inputs
 
-    private var isServing: Bool { !killed && failure == nil }
+    /// Whether the peer answers requests: false once killed, or after a failed commit.
+    public var isServing: Bool { !killed && failure == nil }
 
     /// A request from another peer; the reply leaves only after what it depends on is durable.
     func handle(_ request: RequestEnvelope) async -> ReplyEnvelope? {

@@ -21,6 +21,8 @@ public struct SQLiteError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let io = Code(rawValue: "io-error")
         /// A previous commit failed; the store refuses to go on (its on-disk state is unknown).
         public static let poisoned = Code(rawValue: "poisoned")
+        /// The file belongs to another node or another cluster.
+        public static let wrongIdentity = Code(rawValue: "wrong-identity")
         /// Any other SQLite error.
         public static let sqlite = Code(rawValue: "sqlite")
 

@@ -65,6 +65,32 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
         }
     }
 
+    // MARK: - Identity
+
+    /// Records which node of which cluster owns this file, or checks it when already recorded.
+    /// - Throws: ``SQLiteError/Code/wrongIdentity`` when the file belongs to another node or cluster.
+    public func claimIdentity(nodeID: NodeID, clusterID: String) async throws {
+        try await onQueue { () throws(SQLiteError) in
+            let connection = try self.openConnection()
+            var recorded: (Int64, String)?
+            try connection.run("SELECT node_id, cluster_id FROM node_identity WHERE id = 1") {
+                (row: SQLiteRow) throws(SQLiteError) in recorded = (row.integer(0), row.text(1))
+            }
+            if let (node, cluster) = recorded {
+                guard node == Int64(nodeID.rawValue), cluster == clusterID else {
+                    throw SQLiteError(
+                        .wrongIdentity,
+                        "\(self.path) belongs to node \(node) of cluster '\(cluster)', not node \(nodeID) of cluster '\(clusterID)'"
+                    )
+                }
+                return
+            }
+            try connection.run(
+                "INSERT INTO node_identity (id, node_id, cluster_id) VALUES (1, ?1, ?2)",
+                [.integer(Int64(nodeID.rawValue)), .text(clusterID)])
+        }
+    }
+
     // MARK: - AcceptorStore
 
     public func load() async throws -> DurableState {

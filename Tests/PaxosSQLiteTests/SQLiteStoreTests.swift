@@ -42,24 +42,26 @@ struct SQLiteStoreTests {
             path, "SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
         #expect(
             names.map { $0[0] } == [
-                "decisions", "instance_state", "instances", "node_state", "node_summary", "peer_done",
+                "decisions", "instance_state", "instances", "node_identity", "node_state", "node_summary",
+                "peer_done",
             ])
     }
 
     static let extraMigration = Migration(
-        version: 2, name: "0002_test_only.sql", sql: "ALTER TABLE node_state ADD COLUMN note TEXT;")
+        version: Migrations.latestVersion + 1, name: "9999_test_only.sql",
+        sql: "ALTER TABLE node_state ADD COLUMN note TEXT;")
 
-    @Test("an older file is upgraded in place and keeps its data")
+    @Test("a file of schema version 1 is upgraded in place to the latest, and keeps its data")
     func upgrade() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let path = dir.path("n.db")
-        let v1 = try SQLiteStore(path: path, options: .init(), migrations: Migrations.all)
+        let v1 = try SQLiteStore(path: path, options: .init(), migrations: Array(Migrations.all.prefix(1)))
         try await v1.commit([.maxRound(7), .decide(seq: 3, value: Array("kept".utf8))])
         await v1.close()
         let v2 = try SQLiteStore(
             path: path, options: .init(), migrations: Migrations.all + [Self.extraMigration])
-        #expect(try sqlite(path, "PRAGMA user_version") == [["2"]])
+        #expect(try sqlite(path, "PRAGMA user_version") == [[String(Migrations.latestVersion + 1)]])
         let state = try await v2.load()
         #expect(state.maxRound == 7)
         #expect(state.instances[3]?.decided == Array("kept".utf8))
@@ -75,11 +77,12 @@ struct SQLiteStoreTests {
         try await v1.commit([.maxRound(7)])
         await v1.close()
         let broken = Migration(
-            version: 2, name: "0002_broken.sql", sql: "CREATE TABLE a (x); CREATE TABLE a (x);")
+            version: Migrations.latestVersion + 1, name: "9999_broken.sql",
+            sql: "CREATE TABLE a (x); CREATE TABLE a (x);")
         #expect(throws: SQLiteError.self) {
             try SQLiteStore(path: path, options: .init(), migrations: Migrations.all + [broken])
         }
-        #expect(try sqlite(path, "PRAGMA user_version") == [["1"]])
+        #expect(try sqlite(path, "PRAGMA user_version") == [[String(Migrations.latestVersion)]])
         #expect(try sqlite(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'a'") == [["0"]])
     }
 
@@ -96,9 +99,12 @@ struct SQLiteStoreTests {
             Issue.record("opened a database with a newer schema")
         } catch let error as SQLiteError {
             #expect(error.code == .newerSchema)
-            #expect(error.message.contains("schema version 2, newer than this build supports (1)"))
+            #expect(
+                error.message.contains(
+                    "schema version \(Migrations.latestVersion + 1), newer than this build supports (\(Migrations.latestVersion))"
+                ))
         }
-        #expect(try sqlite(path, "PRAGMA user_version") == [["2"]])
+        #expect(try sqlite(path, "PRAGMA user_version") == [[String(Migrations.latestVersion + 1)]])
     }
 
     // MARK: Bad storage

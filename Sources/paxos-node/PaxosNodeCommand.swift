@@ -1,0 +1,228 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Paxos
+import PaxosCore
+import PaxosNIO
+import PaxosSQLite
+import PaxosServer
+import ServiceLifecycle
+
+/// The version `paxos-node --version` and `GET /v1/status` report.
+let paxosVersion = "0.1.0"
+
+@main
+struct PaxosNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "paxos-node",
+        abstract: "Run one durable Paxos node: peers over TCP, clients over HTTP/JSON, state in SQLite.",
+        discussion: """
+            With no arguments it starts a single-node cluster on 127.0.0.1 (peers on 7101, HTTP on
+            7001) with its data in ./paxos-data. For a cluster, give every node the same --peers and
+            --cluster-id and its own --id, --http and --data-dir (tools/local-cluster does this).
+            """,
+        version: paxosVersion)
+
+    @Option(help: "This node's id; must be one of the ids in --peers.")
+    var id: UInt32 = 1
+
+    @Option(
+        help: ArgumentHelp(
+            "Every node's peer-to-peer address, this one's included: ID=HOST:PORT,ID=HOST:PORT,…",
+            valueName: "peers"))
+    var peers: String?
+
+    @Option(help: ArgumentHelp("Where to serve the HTTP client API (HOST:PORT).", valueName: "host:port"))
+    var http: String = "127.0.0.1:7001"
+
+    @Option(help: "Directory for this node's SQLite database (created if missing).")
+    var dataDir: String = "./paxos-data"
+
+    @Option(
+        help: "The cluster's name; nodes of other clusters are refused, and the data directory remembers it.")
+    var clusterId: String = "local"
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "The largest value a client may propose, in bytes.")
+    var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
+
+    func validate() throws {
+        _ = try parsedPeers()
+        guard PeerAddress(parsing: http) != nil else {
+            throw ValidationError("--http must be HOST:PORT, got '\(http)'")
+        }
+        guard !clusterId.isEmpty, clusterId.utf8.count <= 255 else {
+            throw ValidationError("--cluster-id must be 1 to 255 bytes")
+        }
+        guard maxValueBytes > 0 else { throw ValidationError("--max-value-bytes must be positive") }
+    }
+
+    /// `--peers`, or a single-node cluster of this node on 127.0.0.1:(7100 + id).
+    func parsedPeers() throws -> [NodeID: PeerAddress] {
+        guard let peers else { return [NodeID(id): PeerAddress(host: "127.0.0.1", port: 7100 + Int(id))] }
+        var result: [NodeID: PeerAddress] = [:]
+        for item in peers.split(separator: ",", omittingEmptySubsequences: true) {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let peerID = UInt32(parts[0].trimmingCharacters(in: .whitespaces)),
+                let address = PeerAddress(parsing: parts[1].trimmingCharacters(in: .whitespaces))
+            else { throw ValidationError("--peers: '\(item)' is not ID=HOST:PORT") }
+            guard result[NodeID(peerID)] == nil else {
+                throw ValidationError("--peers: node \(peerID) is listed twice")
+            }
+            result[NodeID(peerID)] = address
+        }
+        guard result[NodeID(id)] != nil else {
+            throw ValidationError(
+                "--peers must include this node (--id \(id)); it lists \(result.keys.sorted())")
+        }
+        return result
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "paxos-node")
+        logger[metadataKey: "node"] = "\(id)"
+        do {
+            try await runNode(logger: logger)
+        } catch let error as NodeStartupError {
+            FileHandle.standardError.write(Data("paxos-node: error: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func runNode(logger: Logger) async throws {
+        let me = NodeID(id)
+        let addresses = try parsedPeers()
+        let httpAddress = PeerAddress(parsing: http)!
+
+        // The data directory and its database, claimed for this node and cluster.
+        let directory = URL(fileURLWithPath: dataDir).standardizedFileURL
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw NodeStartupError(
+                "cannot use data directory \(directory.path): \(error.localizedDescription)")
+        }
+        guard FileManager.default.isWritableFile(atPath: directory.path) else {
+            throw NodeStartupError("cannot use data directory \(directory.path): it is not writable")
+        }
+        let databasePath = directory.appendingPathComponent("node.db").path
+        let store: SQLiteStore
+        do {
+            store = try SQLiteStore(path: databasePath)
+            try await store.claimIdentity(nodeID: me, clusterID: clusterId)
+        } catch let error as SQLiteError {
+            throw NodeStartupError("cannot use \(databasePath): \(error.message)")
+        }
+
+        // Peers over TCP.
+        var transportConfiguration = TCPTransport.Configuration(
+            clusterID: clusterId, me: me, peers: addresses)
+        transportConfiguration.maxFrameBytes = max(transportConfiguration.maxFrameBytes, maxValueBytes + 4096)
+        let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
+        do {
+            try await transport.start()
+        } catch {
+            await store.close()
+            throw NodeStartupError("cannot listen for peers on \(addresses[me]!): \(describe(error))")
+        }
+
+        let peer: PaxosPeer
+        do {
+            peer = try await PaxosPeer.make(
+                me: me, peers: Array(addresses.keys), store: store, transport: transport,
+                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
+        } catch {
+            await transport.shutdown()
+            throw NodeStartupError("cannot load the state in \(databasePath): \(error)")
+        }
+
+        // Clients over HTTP.
+        let info = NodeInfo(
+            clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
+            peerAddresses: addresses.mapValues(\.description),
+            isReachable: { [transport] id in await transport.isConnected(to: id) })
+        let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
+        let application = Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(httpAddress.host, port: httpAddress.port), serverName: "paxos-node"),
+            onServerRunning: { channel in
+                logger.info(
+                    "serving the HTTP API",
+                    metadata: [
+                        "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)"
+                    ])
+            },
+            logger: logger)
+
+        let node = NodeService(peer: peer, store: store, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: node),
+                    .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        logger.info(
+            "node started",
+            metadata: [
+                "cluster": "\(clusterId)",
+                "peers": "\(addresses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })",
+                "data": "\(databasePath)",
+            ])
+        do {
+            try await group.run()
+        } catch {
+            await peer.kill()
+            await store.close()
+            throw NodeStartupError("stopped: \(describe(error))")
+        }
+        logger.info("node stopped")
+    }
+}
+
+/// Runs until graceful shutdown, then stops the peer (and its transport) and closes the store.
+struct NodeService: Service {
+    let peer: PaxosPeer
+    let store: SQLiteStore
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("shutting down")
+        await peer.kill()
+        await store.close()
+    }
+}
+
+/// A startup failure, reported as one line.
+struct NodeStartupError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// One line for an error, with the common socket errors in words.
+func describe(_ error: any Error) -> String {
+    let text = "\(error)"
+    if text.contains("Address already in use") || text.contains("errno: 98") {
+        return "address already in use"
+    }
+    if text.contains("Cannot assign requested address") || text.contains("errno: 99") {
+        return "cannot assign the requested address"
+    }
+    return text.replacingOccurrences(of: "\n", with: " ")
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
