@@ -78,8 +78,6 @@ let package = Package(
             name: "PaxosTesting",
             dependencies: ["Paxos", "PaxosCore", "PaxosWire", "CAllocatorStats"]
         ),
-        // A 3-peer cluster in one process, for a first look.
-        .executableTarget(name: "paxos-demo", dependencies: ["Paxos", "PaxosCore", "PaxosTesting"]),
         // Benchmarks of the store and the peer, and the commit stream the kill -9 test runs.
         .executableTarget(
             name: "paxos-bench",
@@ -101,6 +99,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "PaxosNodeTests",
+            dependencies: [
+                "PaxosServer", "Paxos", "PaxosCore", "PaxosTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
         .testTarget(name: "PaxosSQLiteTests", dependencies: ["PaxosSQLite", "PaxosCore", "CSQLite"]),

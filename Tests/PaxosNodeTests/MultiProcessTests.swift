@@ -1,0 +1,202 @@
+import Foundation
+import Testing
+
+/// Real `paxos-node` processes on loopback, each with its own SQLite data directory.
+final class NodeProcesses: @unchecked Sendable {
+    let directory: URL
+    let count: Int
+    let httpPorts: [Int]
+    let peerPorts: [Int]
+    let cluster: String
+    private(set) var processes: [Int: Process] = [:]
+
+    init(count: Int, cluster: String = "mp-test") throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "swift-paxos-mp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.count = count
+        self.cluster = cluster
+        httpPorts = try (0..<count).map { _ in try freePort() }
+        peerPorts = try (0..<count).map { _ in try freePort() }
+    }
+
+    var peersFlag: String {
+        (1...count).map { "\($0)=127.0.0.1:\(peerPorts[$0 - 1])" }.joined(separator: ",")
+    }
+
+    func url(_ node: Int) -> String { "http://127.0.0.1:\(httpPorts[node - 1])" }
+
+    func dataDir(_ node: Int) -> String { directory.appendingPathComponent("node-\(node)").path }
+
+    /// Runs paxos-node with `arguments`, output to a log file; returns the process.
+    func launch(_ arguments: [String], log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = try builtExecutable("paxos-node")
+        process.arguments = arguments
+        let logURL = directory.appendingPathComponent(log)
+        guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+            throw TestError("cannot create \(logURL.path)")
+        }
+        let handle = try FileHandle(forWritingTo: logURL)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
+    }
+
+    func start(_ node: Int) async throws {
+        let process = try launch(
+            [
+                "--id", "\(node)", "--peers", peersFlag, "--http", "127.0.0.1:\(httpPorts[node - 1])",
+                "--data-dir", dataDir(node), "--cluster-id", cluster,
+            ], log: "node-\(node).log")
+        processes[node] = process
+        try await eventually("node \(node) healthy") {
+            guard process.isRunning else {
+                throw TestError("node \(node) exited: \(self.log("node-\(node).log"))")
+            }
+            return try await http("GET", "\(url(node))/health", timeout: 1).status == 200
+        }
+    }
+
+    func kill9(_ node: Int) {
+        guard let process = processes[node] else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        processes[node] = nil
+    }
+
+    /// SIGTERM, and the exit status.
+    func terminate(_ node: Int) -> Int32? {
+        guard let process = processes[node] else { return nil }
+        process.terminate()
+        process.waitUntilExit()
+        processes[node] = nil
+        return process.terminationStatus
+    }
+
+    func value(_ node: Int, _ seq: Int) async throws -> String? {
+        let answer = try await http("GET", "\(url(node))/v1/instances/\(seq)", timeout: 2)
+        return answer.json["fate"] as? String == "decided" ? answer.json["value"] as? String : nil
+    }
+
+    deinit {
+        for process in processes.values where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("paxos-node processes", .serialized)
+struct MultiProcessTests {
+    @Test("three nodes agree; one is kill -9'd and the others go on; restarted, it learns everything")
+    func killAndRestart() async throws {
+        let nodes = try NodeProcesses(count: 3)
+        for node in 1...3 { try await nodes.start(node) }
+        for seq in 0..<30 {
+            let answer = try await http(
+                "PUT", "\(nodes.url(seq % 3 + 1))/v1/instances/\(seq)", body: Data("v\(seq)".utf8))
+            #expect(answer.status == 202)
+        }
+        for seq in 0..<30 {
+            for node in 1...3 {
+                try await eventually("seq \(seq) decided at node \(node)") {
+                    try await nodes.value(node, seq) != nil
+                }
+            }
+        }
+
+        nodes.kill9(3)
+        for seq in 30..<45 {
+            _ = try await http(
+                "PUT", "\(nodes.url(seq % 2 + 1))/v1/instances/\(seq)", body: Data("v\(seq)".utf8))
+        }
+        for seq in 30..<45 {
+            for node in 1...2 {
+                try await eventually("seq \(seq) decided at node \(node) while 3 is down") {
+                    try await nodes.value(node, seq) != nil
+                }
+            }
+        }
+
+        try await nodes.start(3)
+        for seq in 0..<45 {
+            try await eventually("restarted node 3 learns seq \(seq)") {
+                try await nodes.value(3, seq) != nil
+            }
+            let values = try await (1...3).asyncMap { try await nodes.value($0, seq) }
+            #expect(Set(values).count == 1, "seq \(seq): \(values)")
+            #expect(values[0] == "v\(seq)")
+        }
+        for node in 1...3 { #expect(nodes.terminate(node) == 0, "graceful shutdown of node \(node)") }
+    }
+
+    @Test(
+        "startup problems are one-line errors: bad flags, busy port, another node's data, unusable directory")
+    func startupErrors() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        try await nodes.start(1)
+
+        func run(_ arguments: [String], _ name: String) throws -> (Int32, String) {
+            let process = try nodes.launch(arguments, log: name)
+            process.waitUntilExit()
+            return (process.terminationStatus, nodes.log(name))
+        }
+
+        let (badFlagsStatus, badFlags) = try run(["--peers", "garbage"], "bad-flags.log")
+        #expect(badFlagsStatus != 0 && badFlags.contains("not ID=HOST:PORT"), "\(badFlags)")
+
+        let (missingSelfStatus, missingSelf) = try run(
+            ["--id", "4", "--peers", "1=127.0.0.1:1"], "missing-self.log")
+        #expect(missingSelfStatus != 0 && missingSelf.contains("must include this node"), "\(missingSelf)")
+
+        let busyPeerPort = try run(
+            [
+                "--id", "1", "--peers", "1=127.0.0.1:\(nodes.peerPorts[0])", "--http",
+                "127.0.0.1:\(try freePort())",
+                "--data-dir", nodes.directory.appendingPathComponent("other").path,
+            ], "busy.log")
+        #expect(busyPeerPort.0 != 0 && busyPeerPort.1.contains("address already in use"), "\(busyPeerPort.1)")
+
+        let takeover = try run(
+            [
+                "--id", "2", "--peers", "2=127.0.0.1:\(try freePort())", "--http",
+                "127.0.0.1:\(try freePort())",
+                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
+            ], "takeover.log")
+        #expect(
+            takeover.0 != 0 && takeover.1.contains("belongs to node 1 of cluster 'mp-test'"), "\(takeover.1)")
+
+        let aFile = nodes.directory.appendingPathComponent("a-file").path
+        #expect(FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8)))
+        let unusable = try run(
+            [
+                "--peers", "1=127.0.0.1:\(try freePort())", "--http", "127.0.0.1:\(try freePort())",
+                "--data-dir", aFile,
+            ],
+            "unusable.log")
+        #expect(unusable.0 != 0 && unusable.1.contains("cannot use data directory"), "\(unusable.1)")
+
+        for log in ["busy.log", "takeover.log", "unusable.log"] {
+            let errorLines = nodes.log(log).split(separator: "\n").filter {
+                $0.hasPrefix("paxos-node: error:")
+            }
+            #expect(errorLines.count == 1, "\(log): \(nodes.log(log))")
+        }
+        // The running node was not disturbed.
+        #expect(try await http("GET", "\(nodes.url(1))/health").status == 200)
+        #expect(nodes.terminate(1) == 0)
+    }
+}
+
+extension ClosedRange where Bound == Int {
+    func asyncMap<T>(_ transform: (Int) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// One HTTP exchange: status code, JSON body (if any) and raw body.
+struct HTTPAnswer {
+    var status: Int
+    var json: [String: Any]
+    var body: Data
+
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+}
+
+func http(_ method: String, _ url: String, body: Data? = nil, timeout: TimeInterval = 10) async throws
+    -> HTTPAnswer
+{
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    request.httpBody = body
+    request.timeoutInterval = timeout
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    return HTTPAnswer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json, body: data)
+}
+
+/// A loopback TCP port that was free a moment ago.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { throw TestError("cannot bind a probe socket") }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+struct TestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// An executable built next to the test bundle.
+func builtExecutable(_ name: String) throws -> URL {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path),
+        directory.path != "/"
+    {
+        directory.deleteLastPathComponent()
+    }
+    let url = directory.appendingPathComponent(name)
+    guard FileManager.default.isExecutableFile(atPath: url.path) else {
+        throw TestError("\(name) is not built next to the tests; run `swift build` first")
+    }
+    return url
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+func eventually(
+    _ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
+) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while clock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    if try await condition() { return }
+    throw TestError("timed out after \(timeout): \(what)")
+}
