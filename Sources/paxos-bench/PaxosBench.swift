@@ -5,12 +5,16 @@ import Paxos
 import PaxosCore
 import PaxosSQLite
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 @main
 struct PaxosBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paxos-bench",
         abstract: "Benchmarks of swift-paxos's durable store, and test helpers that need a real process.",
-        subcommands: [StoreBenchmark.self, CommitStream.self])
+        subcommands: [StoreBenchmark.self, HTTPLatency.self, CommitStream.self])
 }
 
 /// Prints durable commits per second of the SQLite store next to raw SQLite on the same disk.
@@ -155,6 +159,76 @@ struct StoreBenchmark: AsyncParsableCommand {
             count += 1
         }
         return Double(count) / seconds(clock.now - start)
+    }
+}
+
+/// The latency a client sees from `PUT /v1/instances/{seq}` to the first `GET` that reports the
+/// instance decided, one instance at a time, against a running cluster.
+struct HTTPLatency: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "http-latency",
+        abstract: "Latency of start -> decided over the HTTP API (one instance at a time; median, p90, p99).")
+
+    @Option(help: "The node to start instances at.")
+    var endpoint: String = "http://127.0.0.1:7001"
+
+    @Option(help: "A node to poll for the decision (default: the same node).")
+    var pollEndpoint: String?
+
+    @Option(help: "How many instances to measure.")
+    var count: Int = 500
+
+    @Option(help: "The first sequence number to use.")
+    var firstSeq: Int = 100_000
+
+    func run() async throws {
+        let session = URLSession(configuration: .ephemeral)
+        let poll = pollEndpoint ?? endpoint
+        var samples: [Double] = []
+        let clock = ContinuousClock()
+        for index in 0..<count {
+            let seq = firstSeq + index
+            var put = URLRequest(url: URL(string: "\(endpoint)/v1/instances/\(seq)")!)
+            put.httpMethod = "PUT"
+            put.httpBody = Data("value \(seq)".utf8)
+            let get = URLRequest(url: URL(string: "\(poll)/v1/instances/\(seq)")!)
+            let start = clock.now
+            let (_, response) = try await session.data(for: put)
+            guard (response as? HTTPURLResponse)?.statusCode == 202 else {
+                throw ValidationError("PUT failed: \(response)")
+            }
+            while true {
+                let (data, _) = try await session.data(for: get)
+                if String(decoding: data, as: UTF8.self).contains("\"decided\"") { break }
+            }
+            let elapsed = clock.now - start
+            samples.append(
+                Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+        }
+        samples.sort()
+        func percentile(_ p: Double) -> Double {
+            samples[min(samples.count - 1, Int(Double(samples.count) * p))]
+        }
+        print(
+            String(
+                format:
+                    "start -> decided over HTTP, %d instances: median %.3f ms, p90 %.3f ms, p99 %.3f ms, min %.3f ms",
+                samples.count, percentile(0.5), percentile(0.9), percentile(0.99), samples[0]))
+        // The client's own cost: one GET of an instance already decided.
+        var gets: [Double] = []
+        let get = URLRequest(url: URL(string: "\(poll)/v1/instances/\(firstSeq)")!)
+        for _ in 0..<200 {
+            let start = clock.now
+            _ = try await session.data(for: get)
+            let elapsed = clock.now - start
+            gets.append(
+                Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+        }
+        gets.sort()
+        print(
+            String(
+                format: "for scale, one GET round trip from this client: median %.3f ms", gets[gets.count / 2]
+            ))
     }
 }
 

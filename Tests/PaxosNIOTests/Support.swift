@@ -43,9 +43,16 @@ final class LogRecorder: Sendable {
     }
 }
 
+/// Warnings and errors only: lab scenarios over TCP make peers come and go by design.
+let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    return logger
+}()
+
 /// Builds `count` TCP transports on loopback ephemeral ports, all pointing at each other.
 func makeTCPTransports(
-    _ count: Int, clusterID: String = "test-cluster", logger: Logger = Logger(label: "test")
+    _ count: Int, clusterID: String = "test-cluster", logger: Logger = quietLogger
 ) async throws -> [TCPTransport] {
     let ids = (0..<count).map { NodeID(UInt32($0)) }
     let unbound = Dictionary(uniqueKeysWithValues: ids.map { ($0, PeerAddress(host: "127.0.0.1", port: 0)) })
