@@ -13,6 +13,9 @@ public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
     case done(peer: NodeID, seq: Int)
     /// Everything about instances below `seq` is released. Never goes down.
     case forget(below: Int)
+    /// This node's proposer used `ballot` for `seq` (an audit record: it changes no protocol state,
+    /// but lets a checker prove that no ballot was ever used twice across restarts).
+    case ballotUsed(seq: Int, ballot: Ballot)
 
     public var description: String {
         switch self {
@@ -23,6 +26,7 @@ public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
         case .maxRound(let round): "maxRound(\(round))"
         case .done(let peer, let seq): "done(peer: \(peer), seq: \(seq))"
         case .forget(let below): "forget(below: \(below))"
+        case .ballotUsed(let seq, let ballot): "ballotUsed(seq: \(seq), ballot: \(ballot))"
         }
     }
 }
@@ -84,6 +88,9 @@ public struct DurableState: Hashable, Sendable {
             guard below > forgottenBelow else { return }
             forgottenBelow = below
             instances = instances.filter { $0.key >= below }
+        case .ballotUsed:
+            // An audit record for durable backends that keep one; not part of the protocol state.
+            break
         }
     }
 }

@@ -276,8 +276,9 @@ public struct PaxosNode: Sendable {
     private mutating func beginPrepare(_ seq: Int, _ ready: inout Ready) {
         guard var proposer = instances[seq]?.proposer else { return }
         maxRound += 1
-        ready.mutations.append(.maxRound(maxRound))
         proposer.ballot = Ballot(round: maxRound, node: me)
+        ready.mutations.append(.maxRound(maxRound))
+        ready.mutations.append(.ballotUsed(seq: seq, ballot: proposer.ballot))
         proposer.phase = .preparing
         proposer.votes = []
         proposer.refusals = []

@@ -213,6 +213,15 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
             forgot = true
             try connection.run("UPDATE node_state SET forgotten_below = ?1", [.integer(Int64(below))])
             try connection.run("DELETE FROM instances WHERE seq < ?1", [.integer(Int64(below))])
+            try connection.run("DELETE FROM ballot_log WHERE seq < ?1", [.integer(Int64(below))])
+        case .ballotUsed(let seq, let ballot):
+            guard seq >= floor else { return }
+            try connection.run(
+                "INSERT INTO ballot_log (seq, ballot_round, ballot_node) VALUES (?1, ?2, ?3)",
+                [
+                    .integer(Int64(seq)), .integer(Int64(bitPattern: ballot.round)),
+                    .integer(Int64(ballot.node.rawValue)),
+                ])
         }
     }
 

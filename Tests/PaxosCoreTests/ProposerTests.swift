@@ -15,10 +15,11 @@ struct ProposerTests {
         } else {
             Issue.record("the local acceptor should have promised")
         }
-        // Every ballot sent carries a round that the same Ready persists.
+        // Every ballot sent carries a round that the same Ready persists, and is logged as used.
         for message in ready.prepares {
-            if case .prepare(_, let ballot) = message.envelope.request {
+            if case .prepare(let seq, let ballot) = message.envelope.request {
                 #expect(ready.mutations.contains(.maxRound(ballot.round)))
+                #expect(ready.mutations.contains(.ballotUsed(seq: seq, ballot: ballot)))
             }
         }
     }

@@ -42,8 +42,8 @@ struct SQLiteStoreTests {
             path, "SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
         #expect(
             names.map { $0[0] } == [
-                "decisions", "instance_state", "instances", "node_identity", "node_state", "node_summary",
-                "peer_done",
+                "ballot_log", "ballots_used", "decisions", "instance_state", "instances", "node_identity",
+                "node_state", "node_summary", "peer_done", "reused_ballots",
             ])
     }
 
@@ -228,6 +228,28 @@ struct SQLiteStoreTests {
             ])
         #expect(try sqlite(path, "SELECT seq, value FROM decisions") == [["3", "done"]])
         #expect(try sqlite(path, "SELECT max_round, min FROM node_summary") == [["12", "0"]])
+        await store.close()
+    }
+
+    @Test("the ballot log records each ballot used, shows reuse, and is pruned below min()")
+    func ballotLog() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        try await store.commit([
+            .maxRound(1), .ballotUsed(seq: 0, ballot: Ballot(round: 1, node: 2)),
+            .maxRound(2), .ballotUsed(seq: 5, ballot: Ballot(round: 2, node: 2)),
+        ])
+        #expect(
+            try sqlite(path, "SELECT seq, ballot FROM ballots_used ORDER BY seq") == [
+                ["0", "1.2"], ["5", "2.2"],
+            ])
+        #expect(try sqlite(path, "SELECT * FROM reused_ballots").isEmpty)
+        try await store.commit([.ballotUsed(seq: 7, ballot: Ballot(round: 1, node: 2))])
+        #expect(try sqlite(path, "SELECT ballot, uses, seqs FROM reused_ballots") == [["1.2", "2", "0,7"]])
+        try await store.commit([.forget(below: 6)])
+        #expect(try sqlite(path, "SELECT seq FROM ballot_log ORDER BY seq") == [["7"]])
         await store.close()
     }
 

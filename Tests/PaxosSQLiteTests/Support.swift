@@ -63,7 +63,8 @@ func randomBatches(seed: UInt64, count: Int) -> [[StoreMutation]] {
                 random.next() % 3 == 0
                 ? (0..<Int(random.next() % 40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
                 : Array("value \(random.next() % 1000)".utf8)
-            switch random.next() % 7 {
+            switch random.next() % 8 {
+            case 7: return .ballotUsed(seq: seq, ballot: ballot)
             case 0: return .promise(seq: seq, ballot: ballot)
             case 1, 2: return .accept(seq: seq, ballot: ballot, value: value)
             case 3: return .decide(seq: seq, value: value)
