@@ -40,10 +40,14 @@ actor PeerClient {
     private var lastError: String?
     private var sweeper: Task<Void, Never>?
 
+    /// Where this node listens, as it introduces itself in every hello.
+    private let ownAddress: @Sendable () -> String
+
     init(
         peer: NodeID, address: PeerAddress, settings: TCPTransport.Configuration, group: any EventLoopGroup,
-        logger: Logger
+        logger: Logger, ownAddress: @escaping @Sendable () -> String
     ) {
+        self.ownAddress = ownAddress
         self.peer = peer
         self.address = address
         self.settings = settings
@@ -102,6 +106,7 @@ actor PeerClient {
         let settings = self.settings
         let me = settings.me
         let peer = self.peer
+        let ownAddress = self.ownAddress()
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(settings.connectTimeout))
@@ -110,7 +115,8 @@ actor PeerClient {
                     channel.makePeerFrameChannel(maxFrameBytes: settings.maxFrameBytes)
                 }
             try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.hello(clusterID: settings.clusterID, from: me, to: peer))
+                try await outbound.write(
+                    .hello(clusterID: settings.clusterID, from: me, to: peer, fromAddress: ownAddress))
                 var frames = inbound.makeAsyncIterator()
                 switch try await frames.next() {
                 case .welcome?: break

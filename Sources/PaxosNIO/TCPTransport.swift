@@ -66,11 +66,21 @@ public final class TCPTransport: PaxosTransport {
         var closed = false
     }
 
+    /// Every node's address as this node knows it (this node's own: where it listens). Shared with
+    /// the clients, which introduce this node by its address in every hello.
+    final class AddressBook: Sendable {
+        let addresses: Mutex<[NodeID: PeerAddress]>
+        init(_ addresses: [NodeID: PeerAddress]) { self.addresses = Mutex(addresses) }
+        subscript(node: NodeID) -> PeerAddress? { addresses.withLock { $0[node] } }
+        func set(_ address: PeerAddress, for node: NodeID) { addresses.withLock { $0[node] = address } }
+    }
+
     public let configuration: Configuration
     private let group: any EventLoopGroup
     private let logger: Logger
     private let clients: [NodeID: PeerClient]
     private let state = Mutex(State())
+    private let book: AddressBook
 
     public init(
         configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
@@ -78,13 +88,16 @@ public final class TCPTransport: PaxosTransport {
     ) {
         self.configuration = configuration
         self.group = group
+        let book = AddressBook(configuration.peers)
+        self.book = book
         var logger = logger
         logger[metadataKey: "node"] = "\(configuration.me)"
         self.logger = logger
         var clients: [NodeID: PeerClient] = [:]
         for (peer, address) in configuration.peers where peer != configuration.me {
             clients[peer] = PeerClient(
-                peer: peer, address: address, settings: configuration, group: group, logger: logger)
+                peer: peer, address: address, settings: configuration, group: group, logger: logger,
+                ownAddress: { [me = configuration.me] in book[me]?.description ?? "" })
         }
         self.clients = clients
     }
@@ -109,14 +122,19 @@ public final class TCPTransport: PaxosTransport {
             $0.server = server
             $0.acceptTask = task
         }
+        book.set(PeerAddress(host: address.host, port: port), for: configuration.me)
         logger.info("listening for peers", metadata: ["address": "\(address.host):\(port)"])
         return port
     }
 
     /// Points the client for `peer` at a new address (e.g. when tests bind port 0 first).
     public func setAddress(_ address: PeerAddress, for peer: NodeID) async {
+        book.set(address, for: peer)
         await clients[peer]?.setAddress(address)
     }
+
+    /// Where this node listens, as it tells the peers it dials.
+    var ownAddress: PeerAddress? { book[configuration.me] }
 
     /// The port this node listens on, once started.
     public var listeningPort: Int? {
@@ -171,14 +189,18 @@ public final class TCPTransport: PaxosTransport {
     }
 
     /// Why a hello must be refused, or nil when it is fine.
-    func refusal(clusterID: String, from: NodeID, to: NodeID) -> String? {
+    func refusal(clusterID: String, from: NodeID, to: NodeID, fromAddress: String) -> String? {
         if clusterID != configuration.clusterID {
             return
                 "wrong cluster: this node belongs to cluster '\(configuration.clusterID)', not '\(clusterID)'"
         }
         if to != configuration.me { return "wrong node: this is node \(configuration.me), not \(to)" }
-        if from == configuration.me || configuration.peers[from] == nil {
+        guard from != configuration.me, let known = book[from] else {
             return "unknown node \(from): not a peer of node \(configuration.me)"
+        }
+        if known.description != fromAddress {
+            return
+                "peer lists disagree: node \(from) says it listens at \(fromAddress), but this node knows it at \(known)"
         }
         return nil
     }
@@ -203,11 +225,11 @@ public final class TCPTransport: PaxosTransport {
             try await connection.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
                 guard let first = try await frames.next() else { return }
-                guard case .hello(let clusterID, let from, let to) = first else {
+                guard case .hello(let clusterID, let from, let to, let fromAddress) = first else {
                     try? await outbound.write(.refuse(reason: "expected hello, got \(first)"))
                     throw TransportError("expected hello, got \(first)")
                 }
-                if let reason = refusal(clusterID: clusterID, from: from, to: to) {
+                if let reason = refusal(clusterID: clusterID, from: from, to: to, fromAddress: fromAddress) {
                     logger.warning(
                         "refused peer connection", metadata: ["remote": "\(remote)", "reason": "\(reason)"])
                     try? await outbound.write(.refuse(reason: reason))

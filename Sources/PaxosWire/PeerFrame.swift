@@ -3,13 +3,15 @@ import PaxosCore
 /// One frame of the TCP peer protocol. On the wire each frame is `length:u32 body`, with
 /// `body = version:u8 kind:u8 fields`; `length` counts the body and is bounded by the receiver.
 ///
-/// A connection opens with `hello` from the dialing node; the listener answers `welcome`, or
-/// `refuse` with a reason and closes (another cluster, an unknown node id, a node that is not the
-/// one dialed). Then the dialer sends `request`s, each with an id, and the listener answers each
+/// A connection opens with `hello` from the dialing node, naming the cluster, both node ids and
+/// the address the dialer listens on; the listener answers `welcome`, or `refuse` with a reason
+/// and closes (another cluster, an unknown node id, a node that is not the one dialed, or a
+/// dialer whose address differs from the listener's configuration of it: two nodes whose peer
+/// lists disagree must not talk, e.g. a stale process of an earlier cluster with the same id). Then the dialer sends `request`s, each with an id, and the listener answers each
 /// with a `reply` (or `noReply` when the node declines to answer) carrying the same id, in any
 /// order, so many RPCs share one connection.
 public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
-    case hello(clusterID: String, from: NodeID, to: NodeID)
+    case hello(clusterID: String, from: NodeID, to: NodeID, fromAddress: String)
     case welcome
     case refuse(reason: String)
     case request(id: UInt64, payload: [UInt8])
@@ -37,11 +39,12 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
         var writer = ByteWriter()
         writer.write(Self.version)
         switch self {
-        case .hello(let clusterID, let from, let to):
+        case .hello(let clusterID, let from, let to, let fromAddress):
             writer.write(Kind.hello.rawValue)
             writer.writeBytes(Array(clusterID.utf8.prefix(Self.maxClusterIDBytes)))
             writer.write(from.rawValue)
             writer.write(to.rawValue)
+            writer.writeBytes(Array(fromAddress.utf8.prefix(Self.maxClusterIDBytes)))
         case .welcome:
             writer.write(Kind.welcome.rawValue)
         case .refuse(let reason):
@@ -83,7 +86,12 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
                 throw WireError(.invalidField, "cluster id is not UTF-8")
             }
             let from = NodeID(try reader.readUInt32("sender id"))
-            frame = .hello(clusterID: clusterID, from: from, to: NodeID(try reader.readUInt32("receiver id")))
+            let to = NodeID(try reader.readUInt32("receiver id"))
+            let address = try reader.readBytes("sender address", limit: maxClusterIDBytes)
+            guard let fromAddress = String(validating: address, as: UTF8.self) else {
+                throw WireError(.invalidField, "sender address is not UTF-8")
+            }
+            frame = .hello(clusterID: clusterID, from: from, to: to, fromAddress: fromAddress)
         case .welcome:
             frame = .welcome
         case .refuse:
@@ -105,7 +113,8 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .hello(let clusterID, let from, let to): "hello(cluster: \(clusterID), from: \(from), to: \(to))"
+        case .hello(let clusterID, let from, let to, let fromAddress):
+            "hello(cluster: \(clusterID), from: \(from) at \(fromAddress), to: \(to))"
         case .welcome: "welcome"
         case .refuse(let reason): "refuse(\(reason))"
         case .request(let id, let payload): "request(#\(id), \(payload.count) bytes)"

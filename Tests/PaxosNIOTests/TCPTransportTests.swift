@@ -94,7 +94,11 @@ struct TCPTransportTests {
         await transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
-        let hello = frame(PeerFrame.hello(clusterID: "test-cluster", from: 1, to: 0).encodeBody())
+        let hello = frame(
+            PeerFrame.hello(
+                clusterID: "test-cluster", from: 1, to: 0,
+                fromAddress: "127.0.0.1:\(try await listeningPort(transports[1]))"
+            ).encodeBody())
         let cases: [(String, [UInt8])] = [
             ("garbage", Array("GET / HTTP/1.1\r\n\r\n".utf8)),
             ("oversized length", [0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
@@ -147,11 +151,13 @@ struct TCPTransportTests {
         await transports[0].shutdown()
         await #expect(throws: (any Error).self) { try await transports[1].call(request, to: 0) }
         // Restart a listener on the same port.
+        let portOf1 = try await listeningPort(transports[1])
         let again = TCPTransport(
             configuration: .init(
                 clusterID: "test-cluster", me: 0,
                 peers: [
-                    0: PeerAddress(host: "127.0.0.1", port: port), 1: PeerAddress(host: "127.0.0.1", port: 0),
+                    0: PeerAddress(host: "127.0.0.1", port: port),
+                    1: PeerAddress(host: "127.0.0.1", port: portOf1),
                 ]))
         try await again.start()
         await again.serve { request in

@@ -146,8 +146,8 @@ struct PaxosWireTests {
 @Suite("Peer frames")
 struct PeerFrameTests {
     static let frames: [PeerFrame] = [
-        .hello(clusterID: "prod-eu", from: 1, to: 2),
-        .hello(clusterID: "", from: 0, to: NodeID(UInt32.max)),
+        .hello(clusterID: "prod-eu", from: 1, to: 2, fromAddress: "10.0.0.1:7101"),
+        .hello(clusterID: "", from: 0, to: NodeID(UInt32.max), fromAddress: "[::1]:7000"),
         .welcome,
         .refuse(reason: "wrong cluster"),
         .request(id: 1, payload: [1, 2, 3]),
@@ -181,7 +181,9 @@ struct PeerFrameTests {
 
     @Test("a hello whose cluster id is not UTF-8 is refused")
     func nonUTF8Cluster() {
-        let body: [UInt8] = [PeerFrame.version, 1, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 1, 0, 0, 0, 2]
+        let body: [UInt8] = [
+            PeerFrame.version, 1, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0,
+        ]
         #expect(throws: WireError.self) { try PeerFrame.decodeBody(body) }
     }
 }
