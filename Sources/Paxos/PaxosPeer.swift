@@ -72,10 +72,14 @@ public actor PaxosPeer {
     /// What this peer knows about instance `seq`. Local; never waits on the network.
     public func status(_ seq: Int) -> Fate { core.status(seq) }
 
-    /// This peer's application is done with every instance `<= seq`.
-    public func done(_ seq: Int) {
+    /// This peer's application is done with every instance `<= seq`. Returns once that is
+    /// durable (or the peer stopped), so whoever is told "done" is never told it too early.
+    public func done(_ seq: Int) async {
         guard isServing else { return }
-        enqueue(core.done(seq))
+        let ready = core.done(seq)
+        _ = await withCheckedContinuation { continuation in
+            enqueue(ready, replyTo: continuation)
+        }
     }
 
     /// 1 + the minimum `done` over all peers; instances below are forgotten.

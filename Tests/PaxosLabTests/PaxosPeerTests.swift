@@ -1,6 +1,7 @@
 import Paxos
 import PaxosCore
 import PaxosTesting
+import Synchronization
 import Testing
 
 /// A store whose commits wait until the test opens the gate: lets a test observe what a peer does
@@ -47,6 +48,26 @@ extension ClusterSuites {
             #expect(try await cluster.ndecided(0) == 0)
             for store in gated { await store.openGate() }
             try await cluster.waitn(0, 3)
+        }
+
+        @Test("done returns only once it is durable")
+        func doneWaitsForCommit() async throws {
+            let gated = GatedStore()
+            let cluster = try await LabCluster(1, seed: 8) { _ in gated }
+            defer { Task { await cluster.cleanup() } }
+            let peer = cluster[0]!
+            let finished = Mutex(false)
+            let call = Task {
+                await peer.done(3)
+                finished.withLock { $0 = true }
+            }
+            while await gated.commitsStarted == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(finished.withLock { $0 } == false, "done returned before its commit")
+            await gated.openGate()
+            await call.value
+            #expect(finished.withLock { $0 })
+            #expect(await peer.min() == 4)
         }
 
         @Test("a failed commit stops the peer from answering, and the others still decide")
