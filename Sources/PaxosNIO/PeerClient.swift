@@ -79,7 +79,9 @@ actor PeerClient {
         connection?.writer.finish()
         connection = nil
         sweeper?.cancel()
-        failAll(TransportError("transport to \(peer) is shut down"))
+        let failure = TransportError("transport to \(peer) is shut down")
+        failWaiters(failure)
+        failAll(failure)
     }
 
     // MARK: Connection management
@@ -153,6 +155,7 @@ actor PeerClient {
     private func didConnect(_ generation: Int, _ writer: AsyncStream<PeerFrame>.Continuation) {
         guard generation == self.generation, !closed else {
             writer.finish()
+            failWaiters(TransportError("transport to \(peer) is shut down"))
             return
         }
         if lastError != nil {
@@ -182,11 +185,16 @@ actor PeerClient {
         connecting = false
         retryAfter = ContinuousClock.now.advanced(by: backoff)
         backoff = min(backoff * 2, settings.maxReconnectBackoff)
+        let failure = TransportError("\(peer) at \(address) is unreachable: \(message)")
+        failWaiters(failure)
+        failAll(failure)
+    }
+
+    /// Fails every caller waiting for a connection.
+    private func failWaiters(_ error: any Error) {
         let waiting = waiters
         waiters = []
-        let failure = TransportError("\(peer) at \(address) is unreachable: \(message)")
-        for waiter in waiting { waiter.resume(throwing: failure) }
-        failAll(failure)
+        for waiter in waiting { waiter.resume(throwing: error) }
     }
 
     private func complete(_ id: UInt64, _ result: Result<[UInt8], any Error>) {
