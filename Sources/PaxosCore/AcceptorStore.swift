@@ -120,6 +120,7 @@ public actor InMemoryStore: AcceptorStore {
 
     private var state = DurableState()
     private var failures: [InjectedFailure] = []
+    private var targetedFailures: [(@Sendable ([StoreMutation]) -> Bool, InjectedFailure)] = []
     /// How many batches were committed (empty batches are not committed).
     public private(set) var commitCount = 0
 
@@ -129,6 +130,9 @@ public actor InMemoryStore: AcceptorStore {
 
     public func commit(_ mutations: [StoreMutation]) throws {
         if !failures.isEmpty { throw failures.removeFirst() }
+        if let index = targetedFailures.firstIndex(where: { $0.0(mutations) }) {
+            throw targetedFailures.remove(at: index).1
+        }
         // Apply to a copy so a batch is all-or-nothing even if a later step were to fail.
         var next = state
         for mutation in mutations { next.apply(mutation) }
@@ -139,6 +143,14 @@ public actor InMemoryStore: AcceptorStore {
     /// Makes the next commit fail with `failure` and leave the state untouched.
     public func failNextCommit(_ failure: InjectedFailure = InjectedFailure("injected commit failure")) {
         failures.append(failure)
+    }
+
+    /// Makes the first commit whose batch satisfies `matching` fail and leave the state untouched.
+    public func failNextCommit(
+        matching: @escaping @Sendable ([StoreMutation]) -> Bool,
+        _ failure: InjectedFailure = InjectedFailure("injected commit failure")
+    ) {
+        targetedFailures.append((matching, failure))
     }
 
     /// A copy of the committed state, for assertions.
