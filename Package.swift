@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "PaxosNIO", targets: ["PaxosNIO"]),
         .library(name: "PaxosServer", targets: ["PaxosServer"]),
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
+        .library(name: "PaxosKV", targets: ["PaxosKV"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,10 +30,12 @@ let package = Package(
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
         // The shell: PaxosPeer actor (core + store + transport + ticks) and the Transport protocol.
         .target(name: "Paxos", dependencies: ["PaxosCore"]),
+        // The replicated key-value state machine and its command codec (pure).
+        .target(name: "PaxosKV", dependencies: ["Paxos", "PaxosCore", "PaxosWire"]),
         // The system libsqlite3 (Debian: libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
-        .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "CSQLite"]),
+        .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "PaxosWire", "CSQLite"]),
         // The TCP transport (SwiftNIO): framed, versioned, cluster-checked peer connections.
         .target(
             name: "PaxosNIO",
@@ -76,7 +79,7 @@ let package = Package(
         // Test support: the simulated network and lab helpers.
         .target(
             name: "PaxosTesting",
-            dependencies: ["Paxos", "PaxosCore", "PaxosWire", "CAllocatorStats"]
+            dependencies: ["Paxos", "PaxosCore", "PaxosWire", "PaxosKV", "CAllocatorStats"]
         ),
         // Benchmarks of the store and the peer, and the commit stream the kill -9 test runs.
         .executableTarget(
@@ -87,6 +90,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PaxosCoreTests", dependencies: ["PaxosCore"]),
+        .testTarget(
+            name: "PaxosKVTests",
+            dependencies: ["PaxosKV", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting", "PaxosSQLite"]
+        ),
         .testTarget(name: "PaxosWireTests", dependencies: ["PaxosWire", "PaxosCore"]),
         .testTarget(
             name: "PaxosLabTests",

@@ -16,9 +16,12 @@ import Synchronization
 /// never share a value by reference and the codec is exercised by every test.
 public final class SimulatedNetwork: Sendable {
     public typealias Handler = @Sendable (RequestEnvelope) async -> ReplyEnvelope?
+    /// Serves replicated-log requests.
+    public typealias LogHandler = @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?
 
     private struct State {
         var handlers: [NodeID: Handler] = [:]
+        var logHandlers: [NodeID: LogHandler] = [:]
         var unreliable: Set<NodeID> = []
         var deaf: Set<NodeID> = []
         /// `nil` means fully connected.
@@ -86,18 +89,57 @@ public final class SimulatedNetwork: Sendable {
         state.withLock { state -> (Bool, Handler?)? in
             let handler = state.handlers[to]
             if requireServing && handler == nil { return nil }
-            if state.deaf.contains(to) { return nil }
-            if let groups = state.groups, !groups.contains(where: { $0.contains(from) && $0.contains(to) }) {
-                return nil
-            }
-            var dropReply = false
-            if state.unreliable.contains(to) {
-                if UInt64.random(in: 0..<1000, using: &state.random) < 100 { return nil }
-                dropReply = UInt64.random(in: 0..<1000, using: &state.random) < 200
-            }
-            state.rpcCounts[to, default: 0] += 1
+            guard let dropReply = Self.admit(from: from, to: to, &state) else { return nil }
             return (dropReply, handler)
         }
+    }
+
+    /// ``admit(from:to:requireServing:)`` for the replicated-log protocol.
+    public func admitLog(from: NodeID, to: NodeID, requireServing: Bool = false) -> (
+        dropReply: Bool, handler: LogHandler?
+    )? {
+        state.withLock { state -> (Bool, LogHandler?)? in
+            let handler = state.logHandlers[to]
+            if requireServing && handler == nil { return nil }
+            guard let dropReply = Self.admit(from: from, to: to, &state) else { return nil }
+            return (dropReply, handler)
+        }
+    }
+
+    /// Whether a request from `from` reaches `to` (nil: dropped), and whether its reply is lost.
+    private static func admit(from: NodeID, to: NodeID, _ state: inout State) -> Bool? {
+        if state.deaf.contains(to) { return nil }
+        if let groups = state.groups, !groups.contains(where: { $0.contains(from) && $0.contains(to) }) {
+            return nil
+        }
+        var dropReply = false
+        if state.unreliable.contains(to) {
+            if UInt64.random(in: 0..<1000, using: &state.random) < 100 { return nil }
+            dropReply = UInt64.random(in: 0..<1000, using: &state.random) < 200
+        }
+        state.rpcCounts[to, default: 0] += 1
+        return dropReply
+    }
+
+    fileprivate func registerLog(_ node: NodeID, _ handler: LogHandler?) {
+        state.withLock { $0.logHandlers[node] = handler }
+    }
+
+    fileprivate func call(_ request: LogRequestEnvelope, from: NodeID, to: NodeID) async throws
+        -> LogReplyEnvelope
+    {
+        let requestBytes = LogWire.encode(request)
+        guard let (dropReply, handler) = admitLog(from: from, to: to, requireServing: true), let handler
+        else {
+            throw TransportError("\(from) cannot reach \(to)")
+        }
+        let delivered = try LogWire.decodeRequest(requestBytes)
+        guard let reply = await handler(delivered) else {
+            throw TransportError("\(to) did not answer")
+        }
+        let replyBytes = LogWire.encode(reply)
+        if dropReply { throw TransportError("reply from \(to) lost") }
+        return try LogWire.decodeReply(replyBytes)
     }
 
     fileprivate func call(_ request: RequestEnvelope, from: NodeID, to: NodeID) async throws -> ReplyEnvelope
@@ -146,7 +188,7 @@ public struct FaultInjectingTransport: PaxosTransport {
 }
 
 /// One node's view of a ``SimulatedNetwork``.
-public struct SimulatedTransport: PaxosTransport {
+public struct SimulatedTransport: PaxosTransport, LogTransport {
     let network: SimulatedNetwork
     public let node: NodeID
 
@@ -160,5 +202,18 @@ public struct SimulatedTransport: PaxosTransport {
 
     public func shutdown() async {
         network.register(node, nil)
+    }
+
+    public func call(_ request: LogRequestEnvelope, to peer: NodeID) async throws -> LogReplyEnvelope {
+        try await network.call(request, from: node, to: peer)
+    }
+
+    public func serveLog(_ handler: @escaping @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?) async
+    {
+        network.registerLog(node, handler)
+    }
+
+    public func stopServingLog() async {
+        network.registerLog(node, nil)
     }
 }

@@ -1,47 +1,47 @@
 /// Appends big-endian integers and length-prefixed byte strings.
-struct ByteWriter {
-    var bytes: [UInt8] = []
+public struct ByteWriter {
+    public var bytes: [UInt8] = []
 
-    init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
 
-    mutating func write(_ value: UInt8) { bytes.append(value) }
+    public mutating func write(_ value: UInt8) { bytes.append(value) }
 
-    mutating func write(_ value: UInt32) {
+    public mutating func write(_ value: UInt32) {
         for shift in stride(from: 24, through: 0, by: -8) {
             bytes.append(UInt8(truncatingIfNeeded: value >> shift))
         }
     }
 
-    mutating func write(_ value: UInt64) {
+    public mutating func write(_ value: UInt64) {
         for shift in stride(from: 56, through: 0, by: -8) {
             bytes.append(UInt8(truncatingIfNeeded: value >> shift))
         }
     }
 
-    mutating func write(_ value: Int64) { write(UInt64(bitPattern: value)) }
+    public mutating func write(_ value: Int64) { write(UInt64(bitPattern: value)) }
 
-    mutating func writeBytes(_ value: [UInt8]) {
+    public mutating func writeBytes(_ value: [UInt8]) {
         write(UInt32(value.count))
         bytes.append(contentsOf: value)
     }
 }
 
 /// Reads what ``ByteWriter`` wrote, with a bounds check on every read.
-struct ByteReader {
-    let bytes: [UInt8]
-    var offset = 0
+public struct ByteReader {
+    public let bytes: [UInt8]
+    public var offset = 0
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    var remaining: Int { bytes.count - offset }
+    public var remaining: Int { bytes.count - offset }
 
-    mutating func readUInt8(_ field: String) throws(WireError) -> UInt8 {
+    public mutating func readUInt8(_ field: String) throws(WireError) -> UInt8 {
         guard remaining >= 1 else { throw truncated(field) }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    mutating func readUInt32(_ field: String) throws(WireError) -> UInt32 {
+    public mutating func readUInt32(_ field: String) throws(WireError) -> UInt32 {
         guard remaining >= 4 else { throw truncated(field) }
         var value: UInt32 = 0
         for index in offset..<offset + 4 { value = value << 8 | UInt32(bytes[index]) }
@@ -49,7 +49,7 @@ struct ByteReader {
         return value
     }
 
-    mutating func readUInt64(_ field: String) throws(WireError) -> UInt64 {
+    public mutating func readUInt64(_ field: String) throws(WireError) -> UInt64 {
         guard remaining >= 8 else { throw truncated(field) }
         var value: UInt64 = 0
         for index in offset..<offset + 8 { value = value << 8 | UInt64(bytes[index]) }
@@ -57,11 +57,11 @@ struct ByteReader {
         return value
     }
 
-    mutating func readInt64(_ field: String) throws(WireError) -> Int64 {
+    public mutating func readInt64(_ field: String) throws(WireError) -> Int64 {
         Int64(bitPattern: try readUInt64(field))
     }
 
-    mutating func readBytes(_ field: String, limit: Int) throws(WireError) -> [UInt8] {
+    public mutating func readBytes(_ field: String, limit: Int) throws(WireError) -> [UInt8] {
         let count = Int(try readUInt32(field + " length"))
         guard count <= limit else {
             throw WireError(.valueTooLarge, "\(field) of \(count) bytes exceeds the limit of \(limit)")

@@ -1,0 +1,268 @@
+import PaxosCore
+
+/// The outcome of a proposal handed to a ``LogPeer``.
+public enum SubmitOutcome: Hashable, Sendable {
+    /// Chosen and applied; the state machine's output.
+    case applied(Value)
+    /// Certainly never entered the log (no leader could take it, or the peer is stopped and the
+    /// proposal never left it). Safe to report as a failure.
+    case failed(String)
+    /// The outcome is not known (timed out, or the peer stopped after it left): it may yet be
+    /// applied. A client retries with the same request number to learn it.
+    case unknown(String)
+}
+
+/// One replica of the replicated log: a ``LogReplica`` (the pure protocol and the state machine)
+/// driven with a durable ``LogStore``, a ``LogTransport`` and a clock.
+///
+/// It carries out every ``LogReady`` as its contract demands: a leader's accepts leave at once,
+/// then the mutations of every input that arrived while a commit was in flight are committed as
+/// one batch (group commit), and only then are replies, messages, local votes and client results
+/// released. A failed commit stops the replica (crash-stop).
+public actor LogPeer<Machine: StateMachine> {
+    private struct Batch {
+        var mutations: [LogMutation] = []
+        var messages: [LogOutbound] = []
+        var localReplies: [LogReplyEnvelope] = []
+        var replies: [(CheckedContinuation<LogReplyEnvelope?, Never>, LogReplyEnvelope?)] = []
+        var results: [(ProposalID, Value)] = []
+        var failed: [ProposalID] = []
+
+        var isEmpty: Bool {
+            mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty
+                && results.isEmpty
+                && failed.isEmpty
+        }
+    }
+
+    private struct Waiter {
+        var continuation: CheckedContinuation<SubmitOutcome, Never>
+        var deadline: UInt64
+    }
+
+    public nonisolated let me: NodeID
+    private var core: LogReplica<Machine>
+    private let store: any LogStore
+    private let transport: any LogTransport
+    private let submitTimeoutTicks: UInt64
+    private var pending = Batch()
+    private var committing = false
+    private var killed = false
+    private var tickTask: Task<Void, Never>?
+    private var waiters: [ProposalID: Waiter] = [:]
+    private var ticks: UInt64 = 0
+    /// Why the replica stopped, when a commit failed.
+    public private(set) var failure: String?
+    /// Batches committed (each is one fsync with a durable store).
+    public private(set) var commits = 0
+    /// Client proposals of this replica that were applied.
+    public private(set) var appliedProposals = 0
+
+    private init(
+        core: LogReplica<Machine>, store: any LogStore, transport: any LogTransport,
+        submitTimeoutTicks: UInt64
+    ) {
+        self.me = core.me
+        self.core = core
+        self.store = store
+        self.transport = transport
+        self.submitTimeoutTicks = submitTimeoutTicks
+    }
+
+    /// Opens the replica on `store` (durably starting a new incarnation first) and starts serving.
+    ///
+    /// - Parameters:
+    ///   - tickInterval: the length of one tick (election timeouts and heartbeats are in ticks).
+    ///   - submitTimeout: how long ``submit(_:)`` waits before reporting an unknown outcome.
+    public static func make(
+        me: NodeID, peers: [NodeID], store: any LogStore, transport: any LogTransport,
+        configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
+        submitTimeout: Duration = .seconds(5), seed: UInt64 = 1,
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) async throws -> LogPeer {
+        var state = try await store.load()
+        state.incarnation += 1
+        try await store.commit([.incarnation(state.incarnation)])
+        let core = LogReplica<Machine>(
+            me: me, peers: peers, state: state, configuration: configuration, seed: seed)
+        let timeoutTicks = UInt64(Swift.max(1, submitTimeout / tickInterval))
+        let peer = LogPeer(core: core, store: store, transport: transport, submitTimeoutTicks: timeoutTicks)
+        await transport.serveLog { [weak peer] request in await peer?.handle(request) }
+        await peer.startTicking(every: tickInterval, sleep: sleep)
+        return peer
+    }
+
+    // MARK: - API
+
+    /// Proposes `command` and waits until it is applied (its output), certainly failed, or its
+    /// outcome is unknown.
+    public func submit(_ command: Value) async -> SubmitOutcome {
+        guard isServing else { return .failed(failure ?? "the replica is stopped") }
+        let (id, ready) = core.submit(command)
+        return await withCheckedContinuation { continuation in
+            waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+            enqueue(ready)
+        }
+    }
+
+    /// Whether the replica serves: false once killed or after a failed commit.
+    public var isServing: Bool { !killed && failure == nil }
+
+    /// Reads the protocol state, for status pages and tests.
+    public func inspect<T: Sendable>(_ body: (LogReplica<Machine>) -> T) -> T { body(core) }
+
+    /// Stops the replica: no more ticks, requests or replies; waiting clients get an unknown
+    /// outcome. What is committed stays in the store.
+    public func kill() async {
+        guard !killed else { return }
+        killed = true
+        tickTask?.cancel()
+        tickTask = nil
+        dropUnreleased()
+        failWaiters(unknown: "the replica stopped")
+        await transport.stopServingLog()
+    }
+
+    // MARK: - Inputs
+
+    func handle(_ request: LogRequestEnvelope) async -> LogReplyEnvelope? {
+        guard isServing else { return nil }
+        let ready = core.onRequest(request)
+        guard ready.reply != nil else {
+            enqueue(ready)
+            return nil
+        }
+        return await withCheckedContinuation { continuation in
+            enqueue(ready, replyTo: continuation)
+        }
+    }
+
+    private func onReply(_ reply: LogReplyEnvelope) {
+        guard isServing else { return }
+        enqueue(core.onReply(reply))
+    }
+
+    private func onSendFailure(_ outbound: LogOutbound) {
+        guard isServing else { return }
+        enqueue(core.onSendFailure(outbound))
+    }
+
+    private func tick() {
+        guard isServing else { return }
+        ticks += 1
+        let expired = waiters.filter { $0.value.deadline <= ticks }
+        for (id, waiter) in expired {
+            waiters[id] = nil
+            waiter.continuation.resume(returning: .unknown("timed out waiting for the command to be applied"))
+        }
+        enqueue(core.tick())
+    }
+
+    private func startTicking(
+        every interval: Duration, sleep: @escaping @Sendable (Duration) async throws -> Void
+    ) {
+        tickTask = Task { [weak self] in
+            while !Task.isCancelled {
+                do { try await sleep(interval) } catch { return }
+                guard let self else { return }
+                await self.tick()
+            }
+        }
+    }
+
+    // MARK: - Send now, persist, then send and apply
+
+    private func enqueue(
+        _ ready: LogReady, replyTo continuation: CheckedContinuation<LogReplyEnvelope?, Never>? = nil
+    ) {
+        guard isServing else {
+            continuation?.resume(returning: nil)
+            return
+        }
+        for message in ready.eagerMessages { send(message) }
+        pending.mutations += ready.mutations
+        pending.messages += ready.messages
+        pending.localReplies += ready.localReplies
+        pending.results += ready.results
+        pending.failed += ready.failed
+        if let continuation { pending.replies.append((continuation, ready.reply)) }
+        flush()
+    }
+
+    private func flush() {
+        while !committing, !pending.isEmpty, isServing {
+            let batch = pending
+            pending = Batch()
+            if batch.mutations.isEmpty {
+                release(batch)
+                continue
+            }
+            committing = true
+            Task { await self.commit(batch) }
+        }
+    }
+
+    private func commit(_ batch: Batch) async {
+        do {
+            try await store.commit(batch.mutations)
+        } catch {
+            committing = false
+            failure = "commit failed: \(error)"
+            for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
+            dropUnreleased()
+            failWaiters(unknown: "the replica stopped: \(failure!)")
+            tickTask?.cancel()
+            await transport.stopServingLog()
+            return
+        }
+        committing = false
+        commits += 1
+        if isServing {
+            release(batch)
+        } else {
+            for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
+        }
+        flush()
+    }
+
+    private func release(_ batch: Batch) {
+        for (continuation, reply) in batch.replies { continuation.resume(returning: reply) }
+        for message in batch.messages { send(message) }
+        for (id, output) in batch.results {
+            appliedProposals += 1
+            waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
+        }
+        for id in batch.failed {
+            waiters.removeValue(forKey: id)?.continuation.resume(
+                returning: .failed("no leader took the command"))
+        }
+        for reply in batch.localReplies { onReply(reply) }
+    }
+
+    private func send(_ message: LogOutbound) {
+        let transport = self.transport
+        Task { [weak self] in
+            do {
+                let reply = try await transport.call(message.envelope, to: message.to)
+                guard reply.from == message.to else {
+                    await self?.onSendFailure(message)
+                    return
+                }
+                await self?.onReply(reply)
+            } catch {
+                await self?.onSendFailure(message)
+            }
+        }
+    }
+
+    private func dropUnreleased() {
+        for (continuation, _) in pending.replies { continuation.resume(returning: nil) }
+        pending = Batch()
+    }
+
+    private func failWaiters(unknown reason: String) {
+        let all = waiters
+        waiters = [:]
+        for (_, waiter) in all { waiter.continuation.resume(returning: .unknown(reason)) }
+    }
+}

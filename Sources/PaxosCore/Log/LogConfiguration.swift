@@ -1,0 +1,31 @@
+/// Tuning of a ``LogReplica``. Time is in ticks; the driver decides how long a tick is.
+public struct LogConfiguration: Hashable, Sendable {
+    /// A follower that hears no leader for a random number of ticks in
+    /// `electionTicks..<2*electionTicks` campaigns. Acceptors also refuse to depose a leader they
+    /// heard from within `electionTicks` (leader stickiness: a node that was cut off cannot
+    /// disrupt a healthy leader when it comes back).
+    public var electionTicks = 30
+    /// A leader sends a heartbeat (an empty accept carrying its first unchosen slot) this often.
+    public var heartbeatTicks = 3
+    /// A leader resends an accept to a peer that has not voted after this many ticks.
+    public var resendTicks = 20
+    /// Slots a leader may have proposed but not yet seen chosen (pipelining bound).
+    public var maxSlotsInFlight = 16
+    /// Proposals per slot (batching bound).
+    public var maxProposalsPerSlot = 512
+    /// Command bytes per slot (batching bound).
+    public var maxBytesPerSlot = 1 << 20
+    /// Proposals a leader queues, or a follower holds while no leader is known.
+    public var maxQueuedProposals = 20_000
+    /// A proposal that finds no leader for this many ticks fails (it never entered the log).
+    public var noLeaderTicks = 200
+    /// Entries per catch-up answer.
+    public var fetchLimit = 256
+    /// A replica keeps at most this many applied entries for peers that lag; a peer that falls
+    /// further behind catches up from a snapshot of the state machine.
+    public var retainEntries = 10_000
+    /// Applied entries are released in chunks of at least this many slots.
+    public var releaseChunk = 16
+
+    public init() {}
+}

@@ -1,0 +1,155 @@
+/// A request from one replica to another.
+public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
+    /// Phase 1a for every slot from `from` on: one promise covers the rest of the log, so a
+    /// leader that wins it sends only accepts afterwards.
+    case prepare(ballot: Ballot, from: Slot)
+    /// Phase 2a for `entries` (empty: a heartbeat). `firstUnchosen` is the leader's first slot
+    /// not known chosen: the receiver may mark every entry it accepted under this same ballot
+    /// below it as chosen. `releasable` is the slot below which every replica has applied.
+    case accept(ballot: Ballot, entries: [SlotEntry], firstUnchosen: Slot, releasable: Slot)
+    /// Catch-up: the sender asks for chosen entries from `from` on.
+    case fetch(from: Slot)
+    /// A non-leader hands client proposals to the leader.
+    case forward([Proposal])
+
+    public var description: String {
+        switch self {
+        case .prepare(let ballot, let from): "prepare(\(ballot), from: \(from))"
+        case .accept(let ballot, let entries, let firstUnchosen, let releasable):
+            "accept(\(ballot), \(entries), firstUnchosen: \(firstUnchosen), releasable: \(releasable))"
+        case .fetch(let from): "fetch(from: \(from))"
+        case .forward(let proposals): "forward(\(proposals))"
+        }
+    }
+}
+
+/// A replica's answer to a ``LogRequest``.
+public enum LogReply: Hashable, Sendable, CustomStringConvertible {
+    /// Phase 1b: the acceptor promised `ballot` for the whole log. `firstUnchosen` is its first
+    /// slot not known chosen; `records` are what it holds from `max(from, firstUnchosen)` on.
+    case promise(ballot: Ballot, firstUnchosen: Slot, records: [ReportedRecord])
+    /// Phase 2b for `slots` (or a heartbeat's answer), with the acceptor's progress.
+    case accepted(ballot: Ballot, slots: [Slot], firstUnchosen: Slot, applied: Slot)
+    /// The acceptor promised `promised`, which rules out `ballot`.
+    case rejected(ballot: Ballot, promised: Ballot)
+    /// Chosen entries from the fetch's `from` on, and the responder's first unchosen slot.
+    case chosen(entries: [SlotEntry], firstUnchosen: Slot)
+    /// The fetch asked for released slots: the responder's state machine after `applied`.
+    case snapshot(applied: Slot, rows: [MachineKey: [UInt8]])
+    /// Answer to `forward`: whether the responder, as leader, took the proposals.
+    case forwarded(taken: Bool)
+
+    public var description: String {
+        switch self {
+        case .promise(let ballot, let firstUnchosen, let records):
+            "promise(\(ballot), firstUnchosen: \(firstUnchosen), \(records))"
+        case .accepted(let ballot, let slots, let firstUnchosen, let applied):
+            "accepted(\(ballot), \(slots), firstUnchosen: \(firstUnchosen), applied: \(applied))"
+        case .rejected(let ballot, let promised): "rejected(\(ballot), promised: \(promised))"
+        case .chosen(let entries, let firstUnchosen): "chosen(\(entries), firstUnchosen: \(firstUnchosen))"
+        case .snapshot(let applied, let rows): "snapshot(applied: \(applied), \(rows.count) rows)"
+        case .forwarded(let taken): "forwarded(\(taken))"
+        }
+    }
+}
+
+/// A ``LogRequest`` with its sender.
+public struct LogRequestEnvelope: Hashable, Sendable, CustomStringConvertible {
+    public var from: NodeID
+    public var request: LogRequest
+
+    public init(from: NodeID, request: LogRequest) {
+        self.from = from
+        self.request = request
+    }
+
+    public var description: String { "\(from) → \(request)" }
+}
+
+/// A ``LogReply`` with its sender.
+public struct LogReplyEnvelope: Hashable, Sendable, CustomStringConvertible {
+    public var from: NodeID
+    public var reply: LogReply
+
+    public init(from: NodeID, reply: LogReply) {
+        self.from = from
+        self.reply = reply
+    }
+
+    public var description: String { "\(from) ← \(reply)" }
+}
+
+/// A request the driver must send to `to`, and whose reply (or failure) it feeds back.
+public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
+    public var to: NodeID
+    public var envelope: LogRequestEnvelope
+
+    public init(to: NodeID, envelope: LogRequestEnvelope) {
+        self.to = to
+        self.envelope = envelope
+    }
+
+    public var description: String { "to \(to): \(envelope.request)" }
+}
+
+/// What the driver must do after handing one input to a ``LogReplica``.
+///
+/// THE DRIVER MUST CARRY OUT A LOG READY IN THIS ORDER:
+///
+/// 1. ``eagerMessages`` MAY BE SENT AT ONCE: they depend only on state that was already durable
+///    before this input was handled (a leader's accepts depend on its promise and `maxRound`,
+///    which were durable before it became leader; its own vote is counted only after step 2).
+/// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's.
+/// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
+///    ``localReplies`` back with ``LogReplica/onReply(_:)``.
+/// 4. APPLY: only after that commit returned, hand ``results`` and ``failed`` to the clients.
+///
+/// IF A COMMIT FAILS, NOTHING IN THIS READY OR ANY LATER ONE MAY BE RELEASED: the replica must stop
+/// (crash-stop) rather than answer from state that is not on disk.
+public struct LogReady: Sendable, CustomStringConvertible {
+    /// MUST BE DURABLE BEFORE ANYTHING BUT ``eagerMessages`` IS RELEASED.
+    public var mutations: [LogMutation] = []
+    /// May leave before ``mutations`` are durable (see the type's contract).
+    public var eagerMessages: [LogOutbound] = []
+    /// SEND ONLY AFTER ``mutations`` ARE DURABLE.
+    public var messages: [LogOutbound] = []
+    /// This replica's acceptor answering its own proposer. FEED BACK ONLY AFTER ``mutations``
+    /// ARE DURABLE: a vote counts only once it survives a crash.
+    public var localReplies: [LogReplyEnvelope] = []
+    /// The reply to the request being handled. SEND ONLY AFTER ``mutations`` ARE DURABLE.
+    public var reply: LogReplyEnvelope?
+    /// Outputs of this node's proposals that were applied. RELEASE ONLY AFTER ``mutations``
+    /// ARE DURABLE.
+    public var results: [(ProposalID, Value)] = []
+    /// This node's proposals that certainly never entered the log (no leader to take them).
+    public var failed: [ProposalID] = []
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
+            && reply == nil && results.isEmpty && failed.isEmpty
+    }
+
+    mutating func append(_ other: LogReady) {
+        mutations += other.mutations
+        eagerMessages += other.eagerMessages
+        messages += other.messages
+        localReplies += other.localReplies
+        if other.reply != nil { reply = other.reply }
+        results += other.results
+        failed += other.failed
+    }
+
+    public var description: String {
+        var lines: [String] = []
+        for message in eagerMessages { lines.append("send now \(message)") }
+        for mutation in mutations { lines.append("persist \(mutation)") }
+        for message in messages { lines.append("send \(message)") }
+        for reply in localReplies { lines.append("local \(reply)") }
+        if let reply { lines.append("reply \(reply)") }
+        for (id, output) in results { lines.append("result \(id) = \(renderValue(output))") }
+        for id in failed { lines.append("failed \(id)") }
+        return lines.joined(separator: "\n")
+    }
+}

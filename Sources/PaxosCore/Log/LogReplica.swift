@@ -1,0 +1,624 @@
+/// One replica of a Multi-Paxos replicated log with a state machine on top: acceptor, proposer
+/// (leader) and learner in one pure value. Every input returns a ``LogReady``; nothing here
+/// touches a clock, a thread, a socket or a file.
+///
+/// The protocol (Ongaro, "Implementing Replicated Logs with Paxos"; seed 000):
+/// - One promise covers every slot: `prepare(b, from)` makes the acceptor refuse every ballot
+///   below `b` in every slot and report what it holds from `from` on, so a leader runs phase 1
+///   once and then sends only accepts, reusing its ballot until someone rejects it.
+/// - A follower campaigns when it has heard no leader for a randomized election timeout. The
+///   winner learns what the promises report as chosen, fetches chosen entries it lacks below the
+///   highest first-unchosen slot reported, and re-proposes the highest-ballot accepted entry (or
+///   a no-op) in every other slot it found.
+/// - Full replication: every accept and heartbeat carries the leader's first unchosen slot; an
+///   acceptor marks as chosen every entry it accepted under the same ballot below it (a leader
+///   proposes one entry per slot per ballot, and learns chosen slots from its own quorum only),
+///   and fetches whatever else it lacks from the leader, from a snapshot when the leader has
+///   already released those slots.
+/// - Forgetting: the leader tells everyone the slot below which every replica has applied;
+///   replicas release their log below it, and below `retainEntries` behind their applied index.
+public struct LogReplica<Machine: StateMachine>: Sendable {
+    /// What this replica is doing.
+    public enum Role: Hashable, Sendable, CustomStringConvertible {
+        case follower
+        case candidate(Ballot)
+        case leader(Ballot)
+
+        public var description: String {
+            switch self {
+            case .follower: "follower"
+            case .candidate(let ballot): "candidate(\(ballot))"
+            case .leader(let ballot): "leader(\(ballot))"
+            }
+        }
+    }
+
+    struct Candidacy: Sendable {
+        var ballot: Ballot
+        var from: Slot
+        var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord])] = [:]
+    }
+
+    struct InFlight: Sendable {
+        var entry: LogEntry
+        var votes: Set<NodeID> = []
+        var sentAt: UInt64
+    }
+
+    struct Leadership: Sendable {
+        var ballot: Ballot
+        var nextSlot: Slot
+        /// Slots below this may be learned from others (catch-up); at and above it only from
+        /// this leader's own quorums, which is what makes the heartbeat's chosen-marking sound.
+        var catchUpTarget: Slot
+        var inFlight: [Slot: InFlight] = [:]
+        var queue: [Proposal] = []
+        var lastHeartbeat: UInt64 = 0
+        /// Each peer's reported applied index.
+        var appliedByPeer: [NodeID: Slot] = [:]
+    }
+
+    public let me: NodeID
+    /// Every replica, this one included.
+    public let peers: [NodeID]
+    public let configuration: LogConfiguration
+    /// This process's incarnation; part of every proposal id it makes.
+    public let incarnation: UInt64
+    private let quorum: Int
+    private var random: SplitMix64
+    private var now: UInt64 = 0
+
+    // Mirrors of durable state.
+    public private(set) var promised: Ballot?
+    public private(set) var maxRound: UInt64
+    public private(set) var records: [Slot: LogRecord]
+    public private(set) var applied: Slot
+    public private(set) var logStart: Slot
+    public private(set) var machine: Machine
+
+    /// The first slot this replica does not know to be chosen.
+    public private(set) var firstUnchosen: Slot
+    /// The leader this replica last heard from (itself when leading).
+    public private(set) var leader: NodeID?
+    private var candidacy: Candidacy?
+    private var leadership: Leadership?
+    private var electionDeadline: UInt64 = 0
+    private var lastHeardLeader: UInt64?
+    private var releasable: Slot = 1
+    private var nextNumber: UInt64 = 0
+    /// Proposals waiting for a leader to be known, with the tick they arrived.
+    private var outbox: [(proposal: Proposal, since: UInt64)] = []
+    private var fetchDeadline: UInt64?
+
+    /// Creates a replica from what `state` holds. `state.incarnation` must already be this
+    /// process's incarnation, durably (the driver commits it before creating the replica).
+    public init(
+        me: NodeID, peers: [NodeID], state: LogDurableState,
+        configuration: LogConfiguration = LogConfiguration(),
+        seed: UInt64 = 1
+    ) {
+        precondition(peers.contains(me), "the peer list must contain this replica")
+        self.me = me
+        self.peers = Array(Set(peers)).sorted()
+        self.configuration = configuration
+        self.incarnation = state.incarnation
+        self.quorum = self.peers.count / 2 + 1
+        self.random = SplitMix64(seed: seed ^ (UInt64(me.rawValue) &* 0x9E37_79B9_7F4A_7C15))
+        self.promised = state.promised
+        self.maxRound = Swift.max(state.maxRound, state.promised?.round ?? 0)
+        self.records = state.records
+        self.applied = state.applied
+        self.logStart = state.logStart
+        self.machine = Machine(rows: state.machine)
+        self.firstUnchosen = state.applied + 1
+        advanceFirstUnchosen()
+        resetElectionTimer()
+    }
+
+    /// What this replica does now.
+    public var role: Role {
+        if let leadership { return .leader(leadership.ballot) }
+        if let candidacy { return .candidate(candidacy.ballot) }
+        return .follower
+    }
+
+    public var isLeader: Bool { leadership != nil }
+
+    /// Log records held (for tests of forgetting).
+    public var recordCount: Int { records.count }
+
+    // MARK: - Client input
+
+    /// Proposes `command`; its output comes back in a later Ready's ``LogReady/results`` under
+    /// the returned id, once it is chosen and applied (or in ``LogReady/failed`` when no leader
+    /// could take it).
+    public mutating func submit(_ command: Value) -> (ProposalID, LogReady) {
+        nextNumber += 1
+        let proposal = Proposal(
+            id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: command)
+        var ready = LogReady()
+        route([proposal], &ready)
+        finish(&ready)
+        return (proposal.id, ready)
+    }
+
+    private mutating func route(_ proposals: [Proposal], _ ready: inout LogReady) {
+        if leadership != nil {
+            enqueue(proposals, &ready)
+        } else if let leader, leader != me {
+            ready.eagerMessages.append(outbound(to: leader, .forward(proposals)))
+        } else {
+            for proposal in proposals {
+                if outbox.count >= configuration.maxQueuedProposals {
+                    if proposal.id.node == me { ready.failed.append(proposal.id) }
+                } else {
+                    outbox.append((proposal, now))
+                }
+            }
+        }
+    }
+
+    private mutating func enqueue(_ proposals: [Proposal], _ ready: inout LogReady) {
+        for proposal in proposals {
+            if leadership!.queue.count >= configuration.maxQueuedProposals {
+                if proposal.id.node == me { ready.failed.append(proposal.id) }
+            } else {
+                leadership!.queue.append(proposal)
+            }
+        }
+    }
+
+    // MARK: - Requests from peers
+
+    /// A request from another replica; the reply is in the Ready's ``LogReady/reply``.
+    public mutating func onRequest(_ envelope: LogRequestEnvelope) -> LogReady {
+        var ready = LogReady()
+        let from = envelope.from
+        guard peers.contains(from), from != me else { return ready }
+        switch envelope.request {
+        case .prepare(let ballot, let fromSlot):
+            ready.reply = reply(onPrepare(ballot, fromSlot, &ready))
+        case .accept(let ballot, let entries, let leaderFirstUnchosen, let leaderReleasable):
+            ready.reply = reply(onAccept(ballot, entries, leaderFirstUnchosen, leaderReleasable, &ready))
+        case .fetch(let fromSlot):
+            ready.reply = reply(onFetch(fromSlot))
+        case .forward(let proposals):
+            ready.reply = reply(.forwarded(taken: leadership != nil))
+            if leadership != nil {
+                enqueue(proposals, &ready)
+            } else if let leader, leader != me, leader != from {
+                ready.eagerMessages.append(outbound(to: leader, .forward(proposals)))
+            } else {
+                // Never proposed yet, so holding them until a leader is known cannot duplicate them.
+                outbox += proposals.prefix(Swift.max(0, configuration.maxQueuedProposals - outbox.count)).map
+                { ($0, now) }
+            }
+        }
+        finish(&ready)
+        return ready
+    }
+
+    private mutating func onPrepare(_ ballot: Ballot, _ fromSlot: Slot, _ ready: inout LogReady) -> LogReply {
+        observe(ballot.round)
+        if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
+        if let promised, ballot > promised, let lastHeardLeader, leader != nil, leader != ballot.node,
+            now - lastHeardLeader < UInt64(configuration.electionTicks)
+        {
+            // Leader stickiness: we heard a live leader recently; refusing is always safe.
+            return .rejected(ballot: ballot, promised: promised)
+        }
+        promise(ballot, &ready)
+        resetElectionTimer()
+        return .promise(ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot))
+    }
+
+    private func report(from fromSlot: Slot) -> [ReportedRecord] {
+        let start = Swift.max(fromSlot, firstUnchosen)
+        return records.filter { $0.key >= start }.sorted { $0.key < $1.key }
+            .map { ReportedRecord(slot: $0.key, record: $0.value) }
+    }
+
+    private mutating func onAccept(
+        _ ballot: Ballot, _ entries: [SlotEntry], _ leaderFirstUnchosen: Slot, _ leaderReleasable: Slot,
+        _ ready: inout LogReady
+    ) -> LogReply {
+        observe(ballot.round)
+        if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
+        promise(ballot, &ready)
+        if leader != ballot.node {
+            leader = ballot.node
+            flushOutbox(&ready)
+        }
+        lastHeardLeader = now
+        resetElectionTimer()
+        var voted: [Slot] = []
+        for item in entries {
+            if let existing = records[item.slot], existing.chosen || item.slot < firstUnchosen {
+                // Already chosen here: vote only for the chosen entry itself, never "for" a
+                // different one without recording it.
+                if existing.entry == item.entry { voted.append(item.slot) }
+                continue
+            }
+            guard item.slot >= firstUnchosen, item.slot >= logStart else { continue }
+            records[item.slot] = LogRecord(ballot: ballot, entry: item.entry, chosen: false)
+            ready.mutations.append(.accept(slot: item.slot, ballot: ballot, entry: item.entry))
+            voted.append(item.slot)
+        }
+        // Everything accepted under this ballot below the leader's first unchosen slot is chosen:
+        // the leader proposed exactly that entry in that slot under this ballot.
+        var slot = firstUnchosen
+        while slot < leaderFirstUnchosen {
+            if let record = records[slot], !record.chosen, record.ballot == ballot {
+                learn(slot, record.entry, &ready)
+            }
+            slot += 1
+        }
+        releasable = Swift.max(releasable, leaderReleasable)
+        if firstUnchosen < leaderFirstUnchosen { requestFetch(from: ballot.node, &ready) }
+        return .accepted(ballot: ballot, slots: voted, firstUnchosen: firstUnchosen, applied: applied)
+    }
+
+    private func onFetch(_ fromSlot: Slot) -> LogReply {
+        if fromSlot < logStart {
+            return .snapshot(applied: applied, rows: machine.rows())
+        }
+        var entries: [SlotEntry] = []
+        var slot = fromSlot
+        while slot < firstUnchosen, entries.count < configuration.fetchLimit, let record = records[slot] {
+            entries.append(SlotEntry(slot: slot, entry: record.entry))
+            slot += 1
+        }
+        return .chosen(entries: entries, firstUnchosen: firstUnchosen)
+    }
+
+    // MARK: - Replies
+
+    /// A reply to a request this replica sent (or its own acceptor's local reply).
+    public mutating func onReply(_ envelope: LogReplyEnvelope) -> LogReady {
+        var ready = LogReady()
+        let from = envelope.from
+        guard peers.contains(from) else { return ready }
+        switch envelope.reply {
+        case .promise(let ballot, let peerFirstUnchosen, let reported):
+            guard var candidacy, candidacy.ballot == ballot else { break }
+            candidacy.promises[from] = (peerFirstUnchosen, reported)
+            self.candidacy = candidacy
+            if candidacy.promises.count >= quorum { becomeLeader(&ready) }
+        case .accepted(let ballot, let slots, _, let peerApplied):
+            guard leadership?.ballot == ballot else { break }
+            leadership!.appliedByPeer[from] = Swift.max(leadership!.appliedByPeer[from] ?? 0, peerApplied)
+            for slot in slots { vote(slot, from, &ready) }
+        case .rejected(let ballot, let promised):
+            observe(promised.round)
+            if (leadership?.ballot == ballot || candidacy?.ballot == ballot), promised > ballot {
+                stepDown(&ready)
+            }
+        case .chosen(let entries, let theirFirstUnchosen):
+            fetchDeadline = nil
+            let limit = leadership?.catchUpTarget ?? Slot.max
+            for item in entries where item.slot >= firstUnchosen && item.slot < limit {
+                learn(item.slot, item.entry, &ready)
+            }
+            if !entries.isEmpty, firstUnchosen < Swift.min(theirFirstUnchosen, limit) {
+                requestFetch(from: from, &ready)
+            }
+        case .snapshot(let snapshotApplied, let rows):
+            fetchDeadline = nil
+            if let leadership, snapshotApplied >= leadership.catchUpTarget {
+                // A leader learns slots it may have proposed in only from its own quorums.
+                stepDown(&ready)
+            }
+            installSnapshot(snapshotApplied, rows, &ready)
+            if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
+        case .forwarded:
+            break
+        }
+        finish(&ready)
+        return ready
+    }
+
+    /// A request this replica sent could not be delivered, or its reply was lost.
+    public mutating func onSendFailure(_ outbound: LogOutbound) -> LogReady {
+        var ready = LogReady()
+        if case .fetch = outbound.envelope.request { fetchDeadline = nil }
+        finish(&ready)
+        return ready
+    }
+
+    // MARK: - Time
+
+    /// One unit of time passed.
+    public mutating func tick() -> LogReady {
+        now += 1
+        var ready = LogReady()
+        if leadership == nil, now >= electionDeadline {
+            startElection(&ready)
+        }
+        if let leadership {
+            lastHeardLeader = now
+            if now - leadership.lastHeartbeat >= UInt64(configuration.heartbeatTicks) {
+                self.leadership!.lastHeartbeat = now
+                for peer in peers where peer != me {
+                    ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, [])))
+                }
+            }
+            resendStale(&ready)
+        }
+        if let fetchDeadline, now >= fetchDeadline { self.fetchDeadline = nil }
+        let expired = outbox.prefix { now - $0.since >= UInt64(configuration.noLeaderTicks) }
+        if !expired.isEmpty {
+            outbox.removeFirst(expired.count)
+            ready.failed += expired.map(\.proposal.id).filter { $0.node == me }
+        }
+        finish(&ready)
+        return ready
+    }
+
+    // MARK: - Election
+
+    private mutating func startElection(_ ready: inout LogReady) {
+        let ballot = Ballot(round: maxRound + 1, node: me)
+        maxRound = ballot.round
+        ready.mutations.append(.maxRound(ballot.round))
+        ready.mutations.append(.ballotUsed(ballot))
+        promise(ballot, &ready)
+        leader = nil
+        candidacy = Candidacy(ballot: ballot, from: firstUnchosen)
+        resetElectionTimer()
+        for peer in peers where peer != me {
+            ready.messages.append(outbound(to: peer, .prepare(ballot: ballot, from: firstUnchosen)))
+        }
+        ready.localReplies.append(
+            LogReplyEnvelope(
+                from: me,
+                reply: .promise(
+                    ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: firstUnchosen))))
+    }
+
+    private mutating func becomeLeader(_ ready: inout LogReady) {
+        guard let candidacy else { return }
+        self.candidacy = nil
+        let ballot = candidacy.ballot
+        var catchUpTarget = firstUnchosen
+        var catchUpSource = me
+        for (peer, promise) in candidacy.promises where promise.firstUnchosen > catchUpTarget {
+            catchUpTarget = promise.firstUnchosen
+            catchUpSource = peer
+        }
+        // The highest-ballot accepted entry per slot; chosen ones are simply learned.
+        var highest: [Slot: LogRecord] = [:]
+        var maxSlot = firstUnchosen - 1
+        for (_, promise) in candidacy.promises {
+            for reported in promise.records {
+                maxSlot = Swift.max(maxSlot, reported.slot)
+                if reported.record.chosen {
+                    if reported.slot >= firstUnchosen, records[reported.slot]?.chosen != true {
+                        learn(reported.slot, reported.record.entry, &ready)
+                    }
+                    continue
+                }
+                guard let ballot = reported.record.ballot else { continue }
+                if let current = highest[reported.slot], let currentBallot = current.ballot,
+                    currentBallot >= ballot
+                {
+                    continue
+                }
+                highest[reported.slot] = reported.record
+            }
+        }
+        var leadership = Leadership(
+            ballot: ballot, nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
+            catchUpTarget: catchUpTarget, lastHeartbeat: now)
+        leadership.queue = outbox.map(\.proposal)
+        outbox = []
+        self.leadership = leadership
+        leader = me
+        lastHeardLeader = now
+        var entries: [SlotEntry] = []
+        var slot = Swift.max(catchUpTarget, firstUnchosen)
+        while slot <= maxSlot {
+            if records[slot]?.chosen != true {
+                entries.append(SlotEntry(slot: slot, entry: highest[slot]?.entry ?? []))
+            }
+            slot += 1
+        }
+        propose(entries, &ready)
+        if firstUnchosen < catchUpTarget { requestFetch(from: catchUpSource, &ready) }
+    }
+
+    private mutating func stepDown(_ ready: inout LogReady) {
+        if let leadership {
+            outbox += leadership.queue.map { ($0, now) }
+        }
+        leadership = nil
+        candidacy = nil
+        leader = nil
+        resetElectionTimer()
+    }
+
+    // MARK: - Leading
+
+    private mutating func drive(_ ready: inout LogReady) {
+        guard let leadership else { return }
+        var entries: [SlotEntry] = []
+        var queue = leadership.queue[...]
+        var nextSlot = leadership.nextSlot
+        while !queue.isEmpty, nextSlot - firstUnchosen < configuration.maxSlotsInFlight {
+            var batch: LogEntry = []
+            var bytes = 0
+            while let next = queue.first, batch.count < configuration.maxProposalsPerSlot,
+                batch.isEmpty || bytes + next.command.count <= configuration.maxBytesPerSlot
+            {
+                batch.append(next)
+                bytes += next.command.count
+                queue.removeFirst()
+            }
+            entries.append(SlotEntry(slot: nextSlot, entry: batch))
+            nextSlot += 1
+        }
+        guard !entries.isEmpty else { return }
+        self.leadership!.queue = Array(queue)
+        propose(entries, &ready)
+    }
+
+    /// Proposes `entries` under the current ballot: this replica's acceptor accepts them (its
+    /// vote counts once durable) and every peer is asked at once.
+    private mutating func propose(_ entries: [SlotEntry], _ ready: inout LogReady) {
+        guard let ballot = leadership?.ballot, !entries.isEmpty else { return }
+        for item in entries {
+            records[item.slot] = LogRecord(ballot: ballot, entry: item.entry, chosen: false)
+            ready.mutations.append(.accept(slot: item.slot, ballot: ballot, entry: item.entry))
+            leadership!.inFlight[item.slot] = InFlight(entry: item.entry, sentAt: now)
+            leadership!.nextSlot = Swift.max(leadership!.nextSlot, item.slot + 1)
+        }
+        for peer in peers where peer != me {
+            ready.eagerMessages.append(outbound(to: peer, acceptRequest(ballot, entries)))
+        }
+        ready.localReplies.append(
+            LogReplyEnvelope(
+                from: me,
+                reply: .accepted(
+                    ballot: ballot, slots: entries.map(\.slot), firstUnchosen: firstUnchosen, applied: applied
+                )))
+    }
+
+    private mutating func vote(_ slot: Slot, _ from: NodeID, _ ready: inout LogReady) {
+        guard var inFlight = leadership?.inFlight[slot] else { return }
+        inFlight.votes.insert(from)
+        if inFlight.votes.count >= quorum {
+            leadership!.inFlight[slot] = nil
+            learn(slot, inFlight.entry, &ready)
+        } else {
+            leadership!.inFlight[slot] = inFlight
+        }
+    }
+
+    private mutating func resendStale(_ ready: inout LogReady) {
+        guard let leadership else { return }
+        var stale: [Slot] = []
+        for (slot, inFlight) in leadership.inFlight
+        where now - inFlight.sentAt >= UInt64(configuration.resendTicks) {
+            stale.append(slot)
+        }
+        guard !stale.isEmpty else { return }
+        stale.sort()
+        for peer in peers where peer != me {
+            let missing = stale.filter { !leadership.inFlight[$0]!.votes.contains(peer) }
+            guard !missing.isEmpty else { continue }
+            let entries = missing.map { SlotEntry(slot: $0, entry: leadership.inFlight[$0]!.entry) }
+            ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, entries)))
+        }
+        for slot in stale { self.leadership!.inFlight[slot]!.sentAt = now }
+    }
+
+    private func acceptRequest(_ ballot: Ballot, _ entries: [SlotEntry]) -> LogRequest {
+        .accept(ballot: ballot, entries: entries, firstUnchosen: firstUnchosen, releasable: leaderReleasable)
+    }
+
+    /// The slot below which every replica has applied, as far as the leader knows.
+    private var leaderReleasable: Slot {
+        guard let leadership else { return releasable }
+        var lowest = applied
+        for peer in peers where peer != me {
+            lowest = Swift.min(lowest, leadership.appliedByPeer[peer] ?? 0)
+        }
+        return lowest + 1
+    }
+
+    // MARK: - Learning and applying
+
+    private mutating func learn(_ slot: Slot, _ entry: LogEntry, _ ready: inout LogReady) {
+        guard slot >= firstUnchosen, slot >= logStart else { return }
+        let ballot = records[slot].flatMap { $0.entry == entry ? $0.ballot : nil }
+        records[slot] = LogRecord(ballot: ballot, entry: entry, chosen: true)
+        ready.mutations.append(.choose(slot: slot, entry: entry))
+        advanceFirstUnchosen()
+    }
+
+    private mutating func advanceFirstUnchosen() {
+        while records[firstUnchosen]?.chosen == true { firstUnchosen += 1 }
+    }
+
+    private mutating func installSnapshot(
+        _ snapshotApplied: Slot, _ rows: [MachineKey: [UInt8]], _ ready: inout LogReady
+    ) {
+        guard snapshotApplied > applied else { return }
+        machine = Machine(rows: rows)
+        applied = snapshotApplied
+        records = records.filter { $0.key > snapshotApplied }
+        logStart = Swift.max(logStart, snapshotApplied + 1)
+        firstUnchosen = Swift.max(firstUnchosen, snapshotApplied + 1)
+        advanceFirstUnchosen()
+        ready.mutations.append(.installSnapshot(applied: snapshotApplied, rows: rows))
+    }
+
+    /// Applies newly chosen entries in order, releases what everyone has applied, and lets a
+    /// leader propose what is queued. Every input ends here.
+    private mutating func finish(_ ready: inout LogReady) {
+        var changes: [MachineMutation] = []
+        let before = applied
+        while applied + 1 < firstUnchosen, let record = records[applied + 1] {
+            let slot = applied + 1
+            for proposal in record.entry {
+                let (output, rowChanges) = machine.apply(proposal, slot: slot)
+                changes += rowChanges
+                if proposal.id.node == me, proposal.id.incarnation == incarnation {
+                    ready.results.append((proposal.id, output))
+                }
+            }
+            applied = slot
+        }
+        if applied > before { ready.mutations.append(.apply(through: applied, machine: changes)) }
+        if leadership != nil { releasable = leaderReleasable }
+        var target = Swift.min(releasable, applied + 1)
+        if applied + 1 - logStart > configuration.retainEntries {
+            target = Swift.max(target, applied + 1 - configuration.retainEntries)
+        }
+        if target - logStart >= configuration.releaseChunk {
+            records = records.filter { $0.key >= target }
+            logStart = target
+            ready.mutations.append(.release(below: target))
+        }
+        drive(&ready)
+    }
+
+    // MARK: - Helpers
+
+    private mutating func promise(_ ballot: Ballot, _ ready: inout LogReady) {
+        observe(ballot.round)
+        if let promised, promised >= ballot { return }
+        promised = ballot
+        ready.mutations.append(.promise(ballot))
+        if let leadership, leadership.ballot < ballot { stepDown(&ready) }
+        if let candidacy, candidacy.ballot < ballot { stepDown(&ready) }
+    }
+
+    private mutating func observe(_ round: UInt64) {
+        // In memory only: the next ballot is persisted (as maxRound) before it is used, and a
+        // restart also raises maxRound to the durable promise.
+        maxRound = Swift.max(maxRound, round)
+    }
+
+    private mutating func requestFetch(from peer: NodeID, _ ready: inout LogReady) {
+        guard peer != me, fetchDeadline == nil else { return }
+        fetchDeadline = now + UInt64(configuration.resendTicks)
+        ready.eagerMessages.append(outbound(to: peer, .fetch(from: firstUnchosen)))
+    }
+
+    private mutating func flushOutbox(_ ready: inout LogReady) {
+        guard let leader, leader != me, !outbox.isEmpty else { return }
+        ready.eagerMessages.append(outbound(to: leader, .forward(outbox.map(\.proposal))))
+        outbox = []
+    }
+
+    private mutating func resetElectionTimer() {
+        let spread = UInt64(Swift.max(1, configuration.electionTicks))
+        electionDeadline = now + spread + UInt64.random(in: 0..<spread, using: &random)
+    }
+
+    private func reply(_ reply: LogReply) -> LogReplyEnvelope { LogReplyEnvelope(from: me, reply: reply) }
+
+    private func outbound(to peer: NodeID, _ request: LogRequest) -> LogOutbound {
+        LogOutbound(to: peer, envelope: LogRequestEnvelope(from: me, request: request))
+    }
+}

@@ -1,0 +1,152 @@
+import PaxosCore
+import PaxosWire
+
+/// One operation on the key-value store.
+public enum KVOperation: Hashable, Sendable {
+    case get(key: [UInt8])
+    case put(key: [UInt8], value: [UInt8])
+    case append(key: [UInt8], value: [UInt8])
+    case delete(key: [UInt8])
+    /// Sets `key` to `new` if its value is `expected` (`nil`: the key must be absent).
+    case compareAndSet(key: [UInt8], expected: [UInt8]?, new: [UInt8])
+    /// Opens a client session; the output carries the new client id.
+    case register
+
+    var code: UInt8 {
+        switch self {
+        case .get: 1
+        case .put: 2
+        case .append: 3
+        case .delete: 4
+        case .compareAndSet: 5
+        case .register: 6
+        }
+    }
+
+    /// Whether the operation leaves the store as it was (reads need no session record).
+    public var isReadOnly: Bool {
+        if case .get = self { return true }
+        return false
+    }
+}
+
+/// A client's request: the operation plus the client's session id and request number, which
+/// make a retried request execute once (client 0 is "no session": executed every time it is
+/// applied).
+public struct KVCommand: Hashable, Sendable {
+    public var client: UInt64
+    public var request: UInt64
+    public var operation: KVOperation
+
+    public init(client: UInt64 = 0, request: UInt64 = 0, operation: KVOperation) {
+        self.client = client
+        self.request = request
+        self.operation = operation
+    }
+
+    public static let version: UInt8 = 1
+
+    public func encode() -> Value {
+        var writer = ByteWriter(capacity: 32)
+        writer.write(Self.version)
+        writer.write(operation.code)
+        writer.write(client)
+        writer.write(request)
+        switch operation {
+        case .get(let key), .delete(let key):
+            writer.writeBytes(key)
+        case .put(let key, let value), .append(let key, let value):
+            writer.writeBytes(key)
+            writer.writeBytes(value)
+        case .compareAndSet(let key, let expected, let new):
+            writer.writeBytes(key)
+            writer.write(UInt8(expected == nil ? 0 : 1))
+            writer.writeBytes(expected ?? [])
+            writer.writeBytes(new)
+        case .register:
+            break
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: Value) throws(WireError) -> KVCommand {
+        var reader = ByteReader(bytes)
+        let version = try reader.readUInt8("command version")
+        guard version == Self.version else {
+            throw WireError(.unsupportedVersion, "command version \(version) is not supported")
+        }
+        let code = try reader.readUInt8("operation")
+        let client = try reader.readUInt64("client")
+        let request = try reader.readUInt64("request")
+        let limit = Int.max
+        let operation: KVOperation
+        switch code {
+        case 1: operation = .get(key: try reader.readBytes("key", limit: limit))
+        case 2:
+            operation = .put(
+                key: try reader.readBytes("key", limit: limit),
+                value: try reader.readBytes("value", limit: limit))
+        case 3:
+            operation = .append(
+                key: try reader.readBytes("key", limit: limit),
+                value: try reader.readBytes("value", limit: limit))
+        case 4: operation = .delete(key: try reader.readBytes("key", limit: limit))
+        case 5:
+            let key = try reader.readBytes("key", limit: limit)
+            let hasExpected = try reader.readUInt8("has expected") == 1
+            let expected = try reader.readBytes("expected", limit: limit)
+            operation = .compareAndSet(
+                key: key, expected: hasExpected ? expected : nil,
+                new: try reader.readBytes("new", limit: limit))
+        case 6: operation = .register
+        default: throw WireError(.unknownMessageType, "unknown operation \(code)")
+        }
+        guard reader.remaining == 0 else { throw WireError(.trailingBytes, "bytes after the command") }
+        return KVCommand(client: client, request: request, operation: operation)
+    }
+}
+
+/// The outcome of a ``KVCommand``.
+public struct KVResult: Hashable, Sendable {
+    public enum Status: UInt8, Hashable, Sendable {
+        /// Done. `value` is the key's value for get (and the new value after append), the
+        /// client id for register.
+        case ok = 0
+        /// get or delete of an absent key.
+        case notFound = 1
+        /// compare-and-set found another value (in `value`, or absent) and changed nothing.
+        case compareFailed = 2
+        /// The client id is unknown: the session was never opened or was evicted. Nothing was done.
+        case sessionExpired = 3
+        /// The client already got the answer to a later request. Nothing was done.
+        case staleRequest = 4
+        /// The command could not be decoded. Nothing was done.
+        case malformed = 5
+    }
+
+    public var status: Status
+    public var value: [UInt8]?
+
+    public init(_ status: Status, _ value: [UInt8]? = nil) {
+        self.status = status
+        self.value = value
+    }
+
+    public func encode() -> Value {
+        var writer = ByteWriter(capacity: 8 + (value?.count ?? 0))
+        writer.write(status.rawValue)
+        writer.write(UInt8(value == nil ? 0 : 1))
+        if let value { writer.writeBytes(value) }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: Value) throws(WireError) -> KVResult {
+        var reader = ByteReader(bytes)
+        guard let status = Status(rawValue: try reader.readUInt8("status")) else {
+            throw WireError(.invalidField, "unknown result status")
+        }
+        let value =
+            try reader.readUInt8("has value") == 1 ? try reader.readBytes("value", limit: Int.max) : nil
+        return KVResult(status, value)
+    }
+}

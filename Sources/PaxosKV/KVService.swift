@@ -1,0 +1,46 @@
+import Paxos
+import PaxosCore
+
+/// The outcome of one key-value request.
+public enum KVOutcome: Hashable, Sendable {
+    /// Executed (or answered from the session, for a retry); the store's answer.
+    case done(KVResult)
+    /// Certainly not executed.
+    case failed(String)
+    /// May or may not have been executed; retry with the same request number to find out.
+    case unknown(String)
+}
+
+/// The key-value store on one replica: encodes requests, runs them through the log, decodes
+/// the answers. Every operation, reads included, goes through the log, so every answer is
+/// linearizable: it reflects exactly the commands chosen before it.
+public struct KVService: Sendable {
+    public let peer: LogPeer<KVStateMachine>
+
+    public init(peer: LogPeer<KVStateMachine>) { self.peer = peer }
+
+    public func execute(_ command: KVCommand) async -> KVOutcome {
+        switch await peer.submit(command.encode()) {
+        case .applied(let output):
+            guard let result = try? KVResult.decode(output) else { return .failed("undecodable answer") }
+            return .done(result)
+        case .failed(let reason):
+            return .failed(reason)
+        case .unknown(let reason):
+            return .unknown(reason)
+        }
+    }
+
+    /// Opens a session; its id goes with every later request of that client.
+    public func register() async -> KVOutcome {
+        await execute(KVCommand(operation: .register))
+    }
+}
+
+extension KVResult {
+    /// The client id carried by a `register` answer.
+    public var clientID: UInt64? {
+        guard status == .ok, let value, value.count == 8 else { return nil }
+        return value.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}

@@ -1,0 +1,341 @@
+import PaxosCore
+
+/// The versioned binary encoding of replicated-log messages, and of log entries at rest.
+///
+/// Layout (big-endian): `message = version:u8 type:u8 from:u32 body`. The type bytes do not
+/// overlap ``PaxosWire``'s, so one connection carries both protocols and a receiver tells them
+/// apart by the second byte (``isLogMessage(_:)``).
+///
+///     ballot   = round:u64 node:u32              slot = i64
+///     entry    = count:u32 (node:u32 incarnation:u64 number:u64 command:bytes)*
+///     record   = slot has-ballot:u8 [ballot] chosen:u8 entry
+///     rows     = count:u32 (space:u8 key:bytes value:bytes)*
+///
+/// Requests: prepare (0x21) ballot from:slot; accept (0x22) ballot firstUnchosen:slot
+/// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry.
+/// Replies: promise (0xA1) ballot firstUnchosen:slot count:u32 record*; accepted (0xA2) ballot
+/// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
+/// firstUnchosen count:u32 (slot entry)*; snapshot (0xA5) applied rows; forwarded (0xA6) taken:u8.
+public enum LogWire {
+    public static let version: UInt8 = 1
+
+    enum MessageType: UInt8 {
+        case prepare = 0x21
+        case accept = 0x22
+        case fetch = 0x23
+        case forward = 0x24
+        case promise = 0xA1
+        case accepted = 0xA2
+        case rejected = 0xA3
+        case chosen = 0xA4
+        case snapshot = 0xA5
+        case forwarded = 0xA6
+    }
+
+    /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
+    public static func isLogMessage(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 2 && MessageType(rawValue: bytes[1]) != nil
+    }
+
+    // MARK: Encoding
+
+    public static func encode(_ envelope: LogRequestEnvelope) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        switch envelope.request {
+        case .prepare(let ballot, let from):
+            header(&writer, .prepare, envelope.from)
+            write(ballot, &writer)
+            writer.write(Int64(from))
+        case .accept(let ballot, let entries, let firstUnchosen, let releasable):
+            header(&writer, .accept, envelope.from)
+            write(ballot, &writer)
+            writer.write(Int64(firstUnchosen))
+            writer.write(Int64(releasable))
+            writer.write(UInt32(entries.count))
+            for item in entries {
+                writer.write(Int64(item.slot))
+                write(item.entry, &writer)
+            }
+        case .fetch(let from):
+            header(&writer, .fetch, envelope.from)
+            writer.write(Int64(from))
+        case .forward(let proposals):
+            header(&writer, .forward, envelope.from)
+            write(proposals, &writer)
+        }
+        return writer.bytes
+    }
+
+    public static func encode(_ envelope: LogReplyEnvelope) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        switch envelope.reply {
+        case .promise(let ballot, let firstUnchosen, let records):
+            header(&writer, .promise, envelope.from)
+            write(ballot, &writer)
+            writer.write(Int64(firstUnchosen))
+            writer.write(UInt32(records.count))
+            for reported in records {
+                writer.write(Int64(reported.slot))
+                if let ballot = reported.record.ballot {
+                    writer.write(UInt8(1))
+                    write(ballot, &writer)
+                } else {
+                    writer.write(UInt8(0))
+                }
+                writer.write(UInt8(reported.record.chosen ? 1 : 0))
+                write(reported.record.entry, &writer)
+            }
+        case .accepted(let ballot, let slots, let firstUnchosen, let applied):
+            header(&writer, .accepted, envelope.from)
+            write(ballot, &writer)
+            writer.write(Int64(firstUnchosen))
+            writer.write(Int64(applied))
+            writer.write(UInt32(slots.count))
+            for slot in slots { writer.write(Int64(slot)) }
+        case .rejected(let ballot, let promised):
+            header(&writer, .rejected, envelope.from)
+            write(ballot, &writer)
+            write(promised, &writer)
+        case .chosen(let entries, let firstUnchosen):
+            header(&writer, .chosen, envelope.from)
+            writer.write(Int64(firstUnchosen))
+            writer.write(UInt32(entries.count))
+            for item in entries {
+                writer.write(Int64(item.slot))
+                write(item.entry, &writer)
+            }
+        case .snapshot(let applied, let rows):
+            header(&writer, .snapshot, envelope.from)
+            writer.write(Int64(applied))
+            writeRows(rows, &writer)
+        case .forwarded(let taken):
+            header(&writer, .forwarded, envelope.from)
+            writer.write(UInt8(taken ? 1 : 0))
+        }
+        return writer.bytes
+    }
+
+    /// A log entry as stored at rest.
+    public static func encodeEntry(_ entry: LogEntry) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16 + entry.reduce(0) { $0 + $1.command.count + 24 })
+        write(entry, &writer)
+        return writer.bytes
+    }
+
+    public static func decodeEntry(_ bytes: [UInt8], maxValueBytes: Int = PaxosWire.defaultMaxValueBytes)
+        throws(WireError)
+        -> LogEntry
+    {
+        var reader = ByteReader(bytes)
+        let entry = try readEntry(&reader, maxValueBytes)
+        try finish(reader)
+        return entry
+    }
+
+    // MARK: Decoding
+
+    public static func decodeRequest(_ bytes: [UInt8], maxValueBytes: Int = PaxosWire.defaultMaxValueBytes)
+        throws(WireError) -> LogRequestEnvelope
+    {
+        var reader = ByteReader(bytes)
+        let (type, from) = try readHeader(&reader)
+        let request: LogRequest
+        switch type {
+        case .prepare:
+            request = .prepare(ballot: try readBallot(&reader), from: try readSlot(&reader, "from"))
+        case .accept:
+            let ballot = try readBallot(&reader)
+            let firstUnchosen = try readSlot(&reader, "first unchosen")
+            let releasable = try readSlot(&reader, "releasable")
+            let count = try readCount(&reader, minimumItemBytes: 12)
+            var entries: [SlotEntry] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                let slot = try readSlot(&reader, "slot")
+                entries.append(SlotEntry(slot: slot, entry: try readEntry(&reader, maxValueBytes)))
+            }
+            request = .accept(
+                ballot: ballot, entries: entries, firstUnchosen: firstUnchosen, releasable: releasable)
+        case .fetch:
+            request = .fetch(from: try readSlot(&reader, "from"))
+        case .forward:
+            request = .forward(try readEntry(&reader, maxValueBytes))
+        default:
+            throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
+        }
+        try finish(reader)
+        return LogRequestEnvelope(from: from, request: request)
+    }
+
+    public static func decodeReply(_ bytes: [UInt8], maxValueBytes: Int = PaxosWire.defaultMaxValueBytes)
+        throws(WireError) -> LogReplyEnvelope
+    {
+        var reader = ByteReader(bytes)
+        let (type, from) = try readHeader(&reader)
+        let reply: LogReply
+        switch type {
+        case .promise:
+            let ballot = try readBallot(&reader)
+            let firstUnchosen = try readSlot(&reader, "first unchosen")
+            let count = try readCount(&reader, minimumItemBytes: 14)
+            var records: [ReportedRecord] = []
+            records.reserveCapacity(count)
+            for _ in 0..<count {
+                let slot = try readSlot(&reader, "slot")
+                let hasBallot = try readFlag(&reader, "has ballot")
+                let recordBallot = hasBallot ? try readBallot(&reader) : nil
+                let chosen = try readFlag(&reader, "chosen")
+                let entry = try readEntry(&reader, maxValueBytes)
+                records.append(
+                    ReportedRecord(
+                        slot: slot, record: LogRecord(ballot: recordBallot, entry: entry, chosen: chosen)))
+            }
+            reply = .promise(ballot: ballot, firstUnchosen: firstUnchosen, records: records)
+        case .accepted:
+            let ballot = try readBallot(&reader)
+            let firstUnchosen = try readSlot(&reader, "first unchosen")
+            let applied = try readSlot(&reader, "applied")
+            let count = try readCount(&reader, minimumItemBytes: 8)
+            var slots: [Slot] = []
+            slots.reserveCapacity(count)
+            for _ in 0..<count { slots.append(try readSlot(&reader, "slot")) }
+            reply = .accepted(ballot: ballot, slots: slots, firstUnchosen: firstUnchosen, applied: applied)
+        case .rejected:
+            reply = .rejected(ballot: try readBallot(&reader), promised: try readBallot(&reader))
+        case .chosen:
+            let firstUnchosen = try readSlot(&reader, "first unchosen")
+            let count = try readCount(&reader, minimumItemBytes: 12)
+            var entries: [SlotEntry] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                let slot = try readSlot(&reader, "slot")
+                entries.append(SlotEntry(slot: slot, entry: try readEntry(&reader, maxValueBytes)))
+            }
+            reply = .chosen(entries: entries, firstUnchosen: firstUnchosen)
+        case .snapshot:
+            let applied = try readSlot(&reader, "applied")
+            reply = .snapshot(applied: applied, rows: try readRows(&reader, maxValueBytes))
+        case .forwarded:
+            reply = .forwarded(taken: try readFlag(&reader, "taken"))
+        default:
+            throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a reply")
+        }
+        try finish(reader)
+        return LogReplyEnvelope(from: from, reply: reply)
+    }
+
+    // MARK: Pieces
+
+    private static func header(_ writer: inout ByteWriter, _ type: MessageType, _ from: NodeID) {
+        writer.write(version)
+        writer.write(type.rawValue)
+        writer.write(from.rawValue)
+    }
+
+    private static func readHeader(_ reader: inout ByteReader) throws(WireError) -> (MessageType, NodeID) {
+        let messageVersion = try reader.readUInt8("version")
+        guard messageVersion == version else {
+            throw WireError(
+                .unsupportedVersion,
+                "log message version \(messageVersion) is not supported (this build speaks \(version))")
+        }
+        let raw = try reader.readUInt8("message type")
+        guard let type = MessageType(rawValue: raw) else {
+            throw WireError(.unknownMessageType, "unknown log message type \(raw)")
+        }
+        return (type, NodeID(try reader.readUInt32("sender")))
+    }
+
+    private static func finish(_ reader: ByteReader) throws(WireError) {
+        guard reader.remaining == 0 else {
+            throw WireError(.trailingBytes, "\(reader.remaining) unexpected bytes after the message")
+        }
+    }
+
+    private static func write(_ ballot: Ballot, _ writer: inout ByteWriter) {
+        writer.write(ballot.round)
+        writer.write(ballot.node.rawValue)
+    }
+
+    private static func readBallot(_ reader: inout ByteReader) throws(WireError) -> Ballot {
+        Ballot(
+            round: try reader.readUInt64("ballot round"), node: NodeID(try reader.readUInt32("ballot node")))
+    }
+
+    private static func readSlot(_ reader: inout ByteReader, _ field: String) throws(WireError) -> Slot {
+        let value = try reader.readInt64(field)
+        guard value >= 0 else { throw WireError(.invalidField, "\(field) \(value) is negative") }
+        return Slot(value)
+    }
+
+    private static func readFlag(_ reader: inout ByteReader, _ field: String) throws(WireError) -> Bool {
+        switch try reader.readUInt8(field) {
+        case 0: return false
+        case 1: return true
+        case let other: throw WireError(.invalidField, "\(field) flag is \(other), not 0 or 1")
+        }
+    }
+
+    /// A count whose items could not possibly fit in what is left is refused before anything is
+    /// allocated for them.
+    private static func readCount(_ reader: inout ByteReader, minimumItemBytes: Int) throws(WireError) -> Int
+    {
+        let count = Int(try reader.readUInt32("count"))
+        guard count <= reader.remaining / minimumItemBytes else {
+            throw WireError(.truncated, "count \(count) does not fit in the \(reader.remaining) bytes left")
+        }
+        return count
+    }
+
+    private static func write(_ entry: LogEntry, _ writer: inout ByteWriter) {
+        writer.write(UInt32(entry.count))
+        for proposal in entry {
+            writer.write(proposal.id.node.rawValue)
+            writer.write(proposal.id.incarnation)
+            writer.write(proposal.id.number)
+            writer.writeBytes(proposal.command)
+        }
+    }
+
+    private static func readEntry(_ reader: inout ByteReader, _ maxValueBytes: Int) throws(WireError)
+        -> LogEntry
+    {
+        let count = try readCount(&reader, minimumItemBytes: 24)
+        var entry: LogEntry = []
+        entry.reserveCapacity(count)
+        for _ in 0..<count {
+            let node = NodeID(try reader.readUInt32("proposal node"))
+            let incarnation = try reader.readUInt64("proposal incarnation")
+            let number = try reader.readUInt64("proposal number")
+            let command = try reader.readBytes("command", limit: maxValueBytes)
+            entry.append(
+                Proposal(
+                    id: ProposalID(node: node, incarnation: incarnation, number: number), command: command))
+        }
+        return entry
+    }
+
+    /// State machine rows, as carried by a snapshot.
+    public static func writeRows(_ rows: [MachineKey: [UInt8]], _ writer: inout ByteWriter) {
+        writer.write(UInt32(rows.count))
+        for (key, value) in rows.sorted(by: { $0.key < $1.key }) {
+            writer.write(key.space)
+            writer.writeBytes(key.key)
+            writer.writeBytes(value)
+        }
+    }
+
+    public static func readRows(_ reader: inout ByteReader, _ maxValueBytes: Int) throws(WireError)
+        -> [MachineKey: [UInt8]]
+    {
+        let count = try readCount(&reader, minimumItemBytes: 9)
+        var rows: [MachineKey: [UInt8]] = [:]
+        rows.reserveCapacity(count)
+        for _ in 0..<count {
+            let space = try reader.readUInt8("row space")
+            let key = try reader.readBytes("row key", limit: maxValueBytes)
+            rows[MachineKey(space: space, key: key)] = try reader.readBytes("row value", limit: maxValueBytes)
+        }
+        return rows
+    }
+}
