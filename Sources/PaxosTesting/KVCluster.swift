@@ -57,7 +57,7 @@ public final class KVCluster: Sendable {
         let peer = try await LogPeer<KVStateMachine>.make(
             me: NodeID(UInt32(index)), peers: ids, store: store,
             transport: network.transport(for: NodeID(UInt32(index))),
-            configuration: configuration, tickInterval: .milliseconds(5), submitTimeout: .seconds(2),
+            configuration: configuration, tickInterval: .milliseconds(5), submitTimeout: .milliseconds(500),
             seed: generation &* 7919 &+ UInt64(index))
         slots.withLock { $0[index] = peer }
         return peer
