@@ -80,9 +80,9 @@ public actor LogPeer<Machine: StateMachine> {
         submitTimeout: Duration = .seconds(5), seed: UInt64 = 1,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> LogPeer {
-        var state = try await store.load()
+        var state = try await store.loadLog()
         state.incarnation += 1
-        try await store.commit([.incarnation(state.incarnation)])
+        try await store.commitLog([.incarnation(state.incarnation)])
         let core = LogReplica<Machine>(
             me: me, peers: peers, state: state, configuration: configuration, seed: seed)
         let timeoutTicks = UInt64(Swift.max(1, submitTimeout / tickInterval))
@@ -204,7 +204,7 @@ public actor LogPeer<Machine: StateMachine> {
 
     private func commit(_ batch: Batch) async {
         do {
-            try await store.commit(batch.mutations)
+            try await store.commitLog(batch.mutations)
         } catch {
             committing = false
             failure = "commit failed: \(error)"

@@ -33,9 +33,9 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     public let path: String
     private let queue: DispatchQueue
     // Guarded by `queue`.
-    private var connection: SQLiteConnection?
+    var connection: SQLiteConnection?
     private var forgottenBelow: Int
-    private var poison: SQLiteError?
+    var poison: SQLiteError?
 
     /// Opens (creating if needed) the database at `path`, refuses a file that is not one of ours,
     /// is corrupt, or has a newer schema, and applies the pending migrations.
@@ -227,7 +227,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     /// Returns the pages freed by forgetting to the file system, so a steady start/decide/done
     /// workload keeps the file bounded.
-    private func reclaimSpace(_ connection: SQLiteConnection) {
+    func reclaimSpace(_ connection: SQLiteConnection) {
         do {
             let free = try connection.scalar("PRAGMA freelist_count") ?? 0
             if free >= 64 { try connection.execute("PRAGMA incremental_vacuum") }
@@ -238,7 +238,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
         }
     }
 
-    private static func isText(_ value: Value) -> Bool {
+    static func isText(_ value: Value) -> Bool {
         !value.contains(0) && String(validating: value, as: UTF8.self) != nil
     }
 
@@ -317,12 +317,12 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     // MARK: - Queue
 
-    private func openConnection() throws(SQLiteError) -> SQLiteConnection {
+    func openConnection() throws(SQLiteError) -> SQLiteConnection {
         guard let connection else { throw SQLiteError(.sqlite, "\(path): the store is closed") }
         return connection
     }
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(SQLiteError) -> T)
+    func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(SQLiteError) -> T)
         async throws(SQLiteError) -> T
     {
         let result: Result<T, SQLiteError> = await withCheckedContinuation { continuation in

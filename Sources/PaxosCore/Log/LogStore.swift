@@ -103,10 +103,10 @@ public struct LogDurableState: Hashable, Sendable {
 /// chosen entries, the proposer's `maxRound`, and the state machine with its applied index.
 public protocol LogStore: Sendable {
     /// Everything committed so far.
-    func load() async throws -> LogDurableState
+    func loadLog() async throws -> LogDurableState
     /// Commits `mutations` atomically and durably: when this returns, they survive a crash; when
     /// it throws, none of them happened and the store refuses every later commit.
-    func commit(_ mutations: [LogMutation]) async throws
+    func commitLog(_ mutations: [LogMutation]) async throws
 }
 
 /// The in-memory ``LogStore`` for tests. "Durable" here means it outlives the replica that wrote
@@ -119,9 +119,9 @@ public actor InMemoryLogStore: LogStore {
 
     public init() {}
 
-    public func load() -> LogDurableState { state }
+    public func loadLog() -> LogDurableState { state }
 
-    public func commit(_ mutations: [LogMutation]) throws {
+    public func commitLog(_ mutations: [LogMutation]) throws {
         if !failures.isEmpty { throw failures.removeFirst() }
         var next = state
         for mutation in mutations { next.apply(mutation) }
