@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // Without the swift-configuration trait: the node reads its settings from flags.
         .package(
@@ -50,8 +51,9 @@ let package = Package(
         .target(
             name: "PaxosServer",
             dependencies: [
-                "Paxos", "PaxosCore",
+                "Paxos", "PaxosCore", "PaxosKV",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "paxos-node",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosSQLite", "PaxosNIO", "PaxosServer",
+                "Paxos", "PaxosCore", "PaxosKV", "PaxosSQLite", "PaxosNIO", "PaxosServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

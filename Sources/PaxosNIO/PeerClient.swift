@@ -61,17 +61,26 @@ actor PeerClient {
     func setAddress(_ address: PeerAddress) { self.address = address }
 
     func call(_ request: RequestEnvelope) async throws -> ReplyEnvelope {
+        let payload = try await exchange(PaxosWire.encode(request))
+        return try PaxosWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
+    }
+
+    func call(_ request: LogRequestEnvelope) async throws -> LogReplyEnvelope {
+        let payload = try await exchange(LogWire.encode(request))
+        return try LogWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
+    }
+
+    /// Sends one request frame and waits for the matching reply's payload.
+    private func exchange(_ bytes: [UInt8]) async throws -> [UInt8] {
         let writer = try await connected()
         let id = nextID
         nextID += 1
-        let bytes = PaxosWire.encode(request)
         let deadline = ContinuousClock.now.advanced(by: settings.callTimeout)
         startSweeper()
-        let payload = try await withCheckedThrowingContinuation { continuation in
+        return try await withCheckedThrowingContinuation { continuation in
             pending[id] = Pending(continuation: continuation, deadline: deadline)
             writer.yield(.request(id: id, payload: bytes))
         }
-        return try PaxosWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
     }
 
     func shutdown() {

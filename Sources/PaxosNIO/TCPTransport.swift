@@ -37,7 +37,7 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
 /// logged. A malformed, truncated, oversized or unexpected frame closes that connection with a
 /// log line; nothing a peer sends can crash the process. Handlers never run on an event loop:
 /// requests are handed to the peer actor, whose store runs on its own queue.
-public final class TCPTransport: PaxosTransport {
+public final class TCPTransport: PaxosTransport, LogTransport {
     public struct Configuration: Sendable {
         /// Nodes of other clusters are refused.
         public var clusterID: String
@@ -60,6 +60,7 @@ public final class TCPTransport: PaxosTransport {
 
     private struct State {
         var handler: (@Sendable (RequestEnvelope) async -> ReplyEnvelope?)?
+        var logHandler: (@Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?)?
         var server: NIOAsyncChannel<NIOAsyncChannel<PeerFrame, PeerFrame>, Never>?
         var acceptTask: Task<Void, Never>?
         var connections: [ObjectIdentifier: any Channel] = [:]
@@ -155,6 +156,20 @@ public final class TCPTransport: PaxosTransport {
         state.withLock { $0.handler = handler }
     }
 
+    public func call(_ request: LogRequestEnvelope, to peer: NodeID) async throws -> LogReplyEnvelope {
+        guard let client = clients[peer] else { throw TransportError("unknown peer \(peer)") }
+        return try await client.call(request)
+    }
+
+    public func serveLog(_ handler: @escaping @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?) async
+    {
+        state.withLock { $0.logHandler = handler }
+    }
+
+    public func stopServingLog() async {
+        state.withLock { $0.logHandler = nil }
+    }
+
     public func shutdown() async {
         let (server, task, connections) = state.withLock { state in
             state.closed = true
@@ -246,6 +261,27 @@ public final class TCPTransport: PaxosTransport {
                     while let frame = try await frames.next() {
                         guard case .request(let id, let payload) = frame else {
                             throw TransportError("unexpected \(frame) from node \(from)")
+                        }
+                        if LogWire.isLogMessage(payload) {
+                            let request: LogRequestEnvelope
+                            do {
+                                request = try LogWire.decodeRequest(
+                                    payload, maxValueBytes: configuration.maxFrameBytes)
+                            } catch {
+                                throw TransportError("malformed log request from node \(from): \(error)")
+                            }
+                            guard request.from == from else {
+                                throw TransportError(
+                                    "node \(from) sent a log request signed by node \(request.from)")
+                            }
+                            let handler = state.withLock { $0.logHandler }
+                            group.addTask {
+                                let reply = await handler?(request)
+                                replyQueue.yield(
+                                    reply.map { .reply(id: id, payload: LogWire.encode($0)) }
+                                        ?? .noReply(id: id))
+                            }
+                            continue
                         }
                         let request: RequestEnvelope
                         do {

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Paxos
 import PaxosCore
+import PaxosKV
 import PaxosNIO
 import PaxosSQLite
 import PaxosServer
@@ -145,12 +146,24 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw NodeStartupError("cannot load the state in \(databasePath): \(error)")
         }
 
+        // The replicated log with the key-value store, on the same database and connections.
+        let log: LogPeer<KVStateMachine>
+        do {
+            log = try await LogPeer<KVStateMachine>.make(
+                me: me, peers: Array(addresses.keys), store: store, transport: transport,
+                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
+        } catch {
+            await peer.kill()
+            throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
+        }
+
         // Clients over HTTP.
         let info = NodeInfo(
             clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
             peerAddresses: addresses.mapValues(\.description),
             isReachable: { [transport] id in await transport.isConnected(to: id) })
         let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
+        KVHTTPAPI.add(to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes)
         let application = Application(
             router: router,
             configuration: .init(
@@ -164,7 +177,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             },
             logger: logger)
 
-        let node = NodeService(peer: peer, store: store, logger: logger)
+        let node = NodeService(peer: peer, log: log, store: store, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [
@@ -183,6 +196,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch {
+            await log.kill()
             await peer.kill()
             await store.close()
             throw NodeStartupError("stopped: \(describe(error))")
@@ -194,12 +208,14 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 /// Runs until graceful shutdown, then stops the peer (and its transport) and closes the store.
 struct NodeService: Service {
     let peer: PaxosPeer
+    let log: LogPeer<KVStateMachine>
     let store: SQLiteStore
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         logger.info("shutting down")
+        await log.kill()
         await peer.kill()
         await store.close()
     }

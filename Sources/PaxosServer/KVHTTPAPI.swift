@@ -1,0 +1,226 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Paxos
+import PaxosCore
+import PaxosKV
+
+extension APIBody {
+    public struct KVWrite: ResponseEncodable, Codable, Equatable, Sendable {
+        public var key: String
+        public var status: String
+        /// For append: the value after it.
+        public var value: String?
+    }
+
+    public struct CompareAndSet: Codable, Equatable, Sendable {
+        /// The value the key must have; `null`: the key must be absent.
+        public var expected: String?
+        public var value: String
+    }
+
+    public struct CompareAndSetResult: ResponseEncodable, Codable, Equatable, Sendable {
+        public var key: String
+        public var swapped: Bool
+        /// The value found when the comparison failed (`null`: absent).
+        public var current: String?
+    }
+
+    public struct Session: ResponseEncodable, Codable, Equatable, Sendable {
+        public var clientId: UInt64
+    }
+
+    public struct LogStatus: ResponseEncodable, Codable, Equatable, Sendable {
+        public var node: UInt32
+        public var role: String
+        public var leader: UInt32?
+        public var firstUnchosen: Int
+        public var applied: Int
+        public var logStart: Int
+        public var records: Int
+        /// Batches committed to the store since start (one fsync each).
+        public var commits: Int
+        /// This node's client commands applied since start.
+        public var appliedCommands: Int
+        public var serving: Bool
+        public var failure: String?
+    }
+}
+
+/// The key-value API, on any node (a non-leader forwards to the leader inside the cluster):
+///
+/// - `PUT /v1/kv/{key}` (body: the value); `GET /v1/kv/{key}` (body: the value; 404 when
+///   absent); `DELETE /v1/kv/{key}`; `POST /v1/kv/{key}?op=append` (body: the suffix);
+///   `POST /v1/kv/{key}?op=cas` (body: `{"expected": "old" or null, "value": "new"}`: 200 with
+///   `swapped`, or 409 `compare_failed`).
+/// - `POST /v1/sessions` opens a session: `{"clientId": N}`. Requests that carry `X-Client-Id`
+///   and `X-Request-Id` (numbers increasing per client, one request at a time) execute once
+///   however often they are retried; a retry gets the original answer.
+/// - Every request, reads included, goes through the log, so answers are linearizable.
+/// - 503 `no_leader`: certainly not executed. 504 `outcome_unknown`: may or may not have been
+///   executed; retry with the same request id. 409 `session_expired` / `stale_request`.
+public enum KVHTTPAPI {
+    public static func add(
+        to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int
+    ) {
+        router.put("/v1/kv/:key") { request, context -> APIBody.KVWrite in
+            let key = try keyParameter(context)
+            let session = try sessionHeaders(request)
+            let body = try await request.body.collect(upTo: maxValueBytes)
+            let result = try await run(
+                service, session, .put(key: Array(key.utf8), value: Array(buffer: body)))
+            return APIBody.KVWrite(
+                key: key, status: result.status == .ok ? "ok" : "\(result.status)", value: nil)
+        }
+
+        router.get("/v1/kv/:key") { request, context -> Response in
+            let key = try keyParameter(context)
+            let session = try sessionHeaders(request)
+            let result = try await run(service, session, .get(key: Array(key.utf8)))
+            guard result.status == .ok, let value = result.value else {
+                throw APIError(.notFound, "key_not_found", "no key '\(key)'")
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: value)))
+        }
+
+        router.delete("/v1/kv/:key") { request, context -> APIBody.KVWrite in
+            let key = try keyParameter(context)
+            let session = try sessionHeaders(request)
+            let result = try await run(service, session, .delete(key: Array(key.utf8)))
+            guard result.status == .ok else { throw APIError(.notFound, "key_not_found", "no key '\(key)'") }
+            return APIBody.KVWrite(key: key, status: "deleted", value: nil)
+        }
+
+        router.post("/v1/kv/:key") { request, context -> Response in
+            let key = try keyParameter(context)
+            let session = try sessionHeaders(request)
+            let body = try await request.body.collect(upTo: maxValueBytes)
+            switch request.uri.queryParameters.get("op") {
+            case "append":
+                let result = try await run(
+                    service, session, .append(key: Array(key.utf8), value: Array(buffer: body)))
+                return try json(
+                    APIBody.KVWrite(
+                        key: key, status: "ok",
+                        value: result.value.flatMap { String(validating: $0, as: UTF8.self) }))
+            case "cas":
+                let swap: APIBody.CompareAndSet
+                do {
+                    swap = try JSONDecoder().decode(APIBody.CompareAndSet.self, from: Data(buffer: body))
+                } catch {
+                    throw APIError(
+                        .badRequest, "bad_body",
+                        "compare-and-set wants {\"expected\": string or null, \"value\": string}")
+                }
+                let result = try await run(
+                    service, session,
+                    .compareAndSet(
+                        key: Array(key.utf8), expected: swap.expected.map { Array($0.utf8) },
+                        new: Array(swap.value.utf8)))
+                let current = result.value.flatMap { String(validating: $0, as: UTF8.self) }
+                if result.status == .compareFailed {
+                    var response = try json(
+                        APIBody.CompareAndSetResult(key: key, swapped: false, current: current))
+                    response.status = .conflict
+                    return response
+                }
+                return try json(APIBody.CompareAndSetResult(key: key, swapped: true, current: nil))
+            case let other:
+                throw APIError(
+                    .badRequest, "bad_operation", "op must be 'append' or 'cas', got '\(other ?? "")'")
+            }
+        }
+
+        router.post("/v1/sessions") { _, _ -> APIBody.Session in
+            switch await service.register() {
+            case .done(let result):
+                guard let client = result.clientID else {
+                    throw APIError(.internalServerError, "internal", "register returned \(result.status)")
+                }
+                return APIBody.Session(clientId: client)
+            case .failed(let reason):
+                throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
+            case .unknown(let reason):
+                throw APIError(
+                    .gatewayTimeout, "outcome_unknown", "\(reason); a session may have been opened")
+            }
+        }
+
+        router.get("/v1/log") { _, _ -> APIBody.LogStatus in
+            let peer = service.peer
+            let (role, leader, firstUnchosen, applied, logStart, records) = await peer.inspect {
+                ("\($0.role)", $0.leader?.rawValue, $0.firstUnchosen, $0.applied, $0.logStart, $0.recordCount)
+            }
+            return APIBody.LogStatus(
+                node: peer.me.rawValue, role: role, leader: leader, firstUnchosen: firstUnchosen,
+                applied: applied,
+                logStart: logStart, records: records, commits: await peer.commits,
+                appliedCommands: await peer.appliedProposals, serving: await peer.isServing,
+                failure: await peer.failure)
+        }
+    }
+
+    static func keyParameter(_ context: BasicRequestContext) throws -> String {
+        let key = context.parameters.get("key") ?? ""
+        guard !key.isEmpty else { throw APIError(.badRequest, "bad_key", "the key must not be empty") }
+        return key.removingPercentEncoding ?? key
+    }
+
+    static func sessionHeaders(_ request: Request) throws -> (client: UInt64, request: UInt64)? {
+        let clientText = request.headers[HTTPField.Name("X-Client-Id")!]
+        let requestText = request.headers[HTTPField.Name("X-Request-Id")!]
+        switch (clientText, requestText) {
+        case (nil, nil):
+            return nil
+        case (let client?, let number?):
+            guard let client = UInt64(client), client > 0, let number = UInt64(number), number > 0 else {
+                throw APIError(
+                    .badRequest, "bad_session", "X-Client-Id and X-Request-Id must be positive integers")
+            }
+            return (client, number)
+        default:
+            throw APIError(.badRequest, "bad_session", "X-Client-Id and X-Request-Id go together")
+        }
+    }
+
+    static func run(
+        _ service: KVService, _ session: (client: UInt64, request: UInt64)?, _ operation: KVOperation
+    )
+        async throws -> KVResult
+    {
+        let command = KVCommand(
+            client: session?.client ?? 0, request: session?.request ?? 0, operation: operation)
+        switch await service.execute(command) {
+        case .done(let result):
+            switch result.status {
+            case .sessionExpired:
+                throw APIError(
+                    .conflict, "session_expired",
+                    "client \(command.client) has no session (never opened, or evicted); open a new one")
+            case .staleRequest:
+                throw APIError(
+                    .conflict, "stale_request",
+                    "client \(command.client) already got the answer to a later request")
+            case .malformed:
+                throw APIError(.badRequest, "malformed", "the command could not be decoded")
+            case .ok, .notFound, .compareFailed:
+                return result
+            }
+        case .failed(let reason):
+            throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
+        case .unknown(let reason):
+            throw APIError(
+                .gatewayTimeout, "outcome_unknown",
+                "\(reason); it may still be applied, retry with the same X-Request-Id")
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> Response {
+        let data = try JSONEncoder().encode(value)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
