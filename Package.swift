@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PaxosServer", targets: ["PaxosServer"]),
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
         .library(name: "PaxosKV", targets: ["PaxosKV"]),
+        .library(name: "PaxosHistory", targets: ["PaxosHistory"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +34,8 @@ let package = Package(
         .target(name: "Paxos", dependencies: ["PaxosCore"]),
         // The replicated key-value state machine and its command codec (pure).
         .target(name: "PaxosKV", dependencies: ["Paxos", "PaxosCore", "PaxosWire"]),
+        // Recorded client histories and the linearizability checker.
+        .target(name: "PaxosHistory"),
         // The system libsqlite3 (Debian: libsqlite3-dev).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
@@ -72,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "paxosctl",
             dependencies: [
-                "PaxosSQLite",
+                "PaxosSQLite", "PaxosHistory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -94,7 +97,9 @@ let package = Package(
         .testTarget(name: "PaxosCoreTests", dependencies: ["PaxosCore"]),
         .testTarget(
             name: "PaxosKVTests",
-            dependencies: ["PaxosKV", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting", "PaxosSQLite"]
+            dependencies: [
+                "PaxosKV", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting", "PaxosSQLite", "PaxosHistory",
+            ]
         ),
         .testTarget(name: "PaxosWireTests", dependencies: ["PaxosWire", "PaxosCore"]),
         .testTarget(
