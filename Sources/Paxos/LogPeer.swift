@@ -96,9 +96,10 @@ public actor LogPeer<Machine: StateMachine> {
 
     /// Proposes `command` and waits until it is applied (its output), certainly failed, or its
     /// outcome is unknown.
-    public func submit(_ command: Value) async -> SubmitOutcome {
+    /// `resendable`: applying the command twice is harmless (see ``LogReplica/submit(_:resendable:)``).
+    public func submit(_ command: Value, resendable: Bool = false) async -> SubmitOutcome {
         guard isServing else { return .failed(failure ?? "the replica is stopped") }
-        let (id, ready) = core.submit(command)
+        let (id, ready) = core.submit(command, resendable: resendable)
         return await withCheckedContinuation { continuation in
             waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
             enqueue(ready)

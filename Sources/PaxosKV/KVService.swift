@@ -20,7 +20,10 @@ public struct KVService: Sendable {
     public init(peer: LogPeer<KVStateMachine>) { self.peer = peer }
 
     public func execute(_ command: KVCommand) async -> KVOutcome {
-        switch await peer.submit(command.encode()) {
+        // A session makes a command safe to resend (the machine answers a repeat from the
+        // session); so does being a read.
+        let resendable = command.client != 0 || command.operation.isReadOnly
+        switch await peer.submit(command.encode(), resendable: resendable) {
         case .applied(let output):
             guard let result = try? KVResult.decode(output) else { return .failed("undecodable answer") }
             return .done(result)

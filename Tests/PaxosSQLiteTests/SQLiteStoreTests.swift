@@ -42,7 +42,8 @@ struct SQLiteStoreTests {
             path, "SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
         #expect(
             names.map { $0[0] } == [
-                "ballot_log", "ballots_used", "decisions", "instance_state", "instances", "node_identity",
+                "ballot_log", "ballots_used", "decisions", "instance_state", "instances", "kv", "log",
+                "log_ballots", "log_entries", "log_state", "log_summary", "machine_rows", "node_identity",
                 "node_state", "node_summary", "peer_done", "reused_ballots",
             ])
     }

@@ -89,6 +89,8 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     /// Proposals waiting for a leader to be known, with the tick they arrived.
     private var outbox: [(proposal: Proposal, since: UInt64)] = []
     private var fetchDeadline: UInt64?
+    /// This replica's proposals, not applied yet, that may safely be forwarded again.
+    private var resendableProposals: Set<ProposalID> = []
 
     /// Creates a replica from what `state` holds. `state.incarnation` must already be this
     /// process's incarnation, durably (the driver commits it before creating the replica).
@@ -132,10 +134,15 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     /// Proposes `command`; its output comes back in a later Ready's ``LogReady/results`` under
     /// the returned id, once it is chosen and applied (or in ``LogReady/failed`` when no leader
     /// could take it).
-    public mutating func submit(_ command: Value) -> (ProposalID, LogReady) {
+    ///
+    /// - Parameter resendable: whether applying the command twice is harmless (the state machine
+    ///   deduplicates it, or it only reads). Such a proposal is forwarded again when a forward to
+    ///   the leader fails; any other proposal is never sent twice.
+    public mutating func submit(_ command: Value, resendable: Bool = false) -> (ProposalID, LogReady) {
         nextNumber += 1
         let proposal = Proposal(
             id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: command)
+        if resendable { resendableProposals.insert(proposal.id) }
         var ready = LogReady()
         route([proposal], &ready)
         finish(&ready)
@@ -320,7 +327,17 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     /// A request this replica sent could not be delivered, or its reply was lost.
     public mutating func onSendFailure(_ outbound: LogOutbound) -> LogReady {
         var ready = LogReady()
-        if case .fetch = outbound.envelope.request { fetchDeadline = nil }
+        switch outbound.envelope.request {
+        case .fetch:
+            fetchDeadline = nil
+        case .forward(let proposals):
+            // The leader may be gone; forget it until it (or another) is heard from again.
+            if leader == outbound.to { leader = nil }
+            let again = proposals.filter { resendableProposals.contains($0.id) }
+            if !again.isEmpty { route(again, &ready) }
+        default:
+            break
+        }
         finish(&ready)
         return ready
     }
@@ -348,7 +365,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         let expired = outbox.prefix { now - $0.since >= UInt64(configuration.noLeaderTicks) }
         if !expired.isEmpty {
             outbox.removeFirst(expired.count)
-            ready.failed += expired.map(\.proposal.id).filter { $0.node == me }
+            let mine = expired.map(\.proposal.id).filter { $0.node == me }
+            for id in mine { resendableProposals.remove(id) }
+            ready.failed += mine
         }
         finish(&ready)
         return ready
@@ -564,6 +583,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
                 changes += rowChanges
                 if proposal.id.node == me, proposal.id.incarnation == incarnation {
                     ready.results.append((proposal.id, output))
+                    resendableProposals.remove(proposal.id)
                 }
             }
             applied = slot

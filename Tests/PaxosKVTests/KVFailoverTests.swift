@@ -1,0 +1,169 @@
+import Paxos
+import PaxosCore
+import PaxosKV
+import PaxosTesting
+import Testing
+
+@Suite("Replicated KV: failover, catch-up, exactly-once", .serialized)
+struct KVFailoverTests {
+    @Test("the leader crashes: another replica takes over and keeps every acknowledged write")
+    func leaderFailover() async throws {
+        let cluster = try await KVCluster(3)
+        defer { Task { await cluster.shutdown() } }
+        let clerk = cluster.clerk()
+        for index in 0..<20 { try await clerk.append("k", "\(index);") }
+        let first = try await cluster.waitForLeader()
+        await cluster.kill(first)
+        let others = (0..<3).filter { $0 != first }
+        for index in 20..<40 { try await cluster.clerk(others).append("k", "\(index);") }
+        let second = try await cluster.waitForLeader(among: others)
+        #expect(second != first)
+        let expected = (0..<40).map { "\($0);" }.joined()
+        #expect(try await cluster.clerk(others).get("k") == expected)
+        // The old leader comes back as a follower and catches up.
+        try await cluster.start(first)
+        #expect(try await cluster.clerk([first]).get("k") == expected)
+    }
+
+    @Test("a replica down for thousands of entries catches up through a snapshot, without restarting")
+    func snapshotCatchUp() async throws {
+        let cluster = try await KVCluster(3)
+        defer { Task { await cluster.shutdown() } }
+        // Cut replica 2 off; the others choose far more entries than they retain (200 in tests).
+        cluster.network.partition([[NodeID(0), NodeID(1)], [NodeID(2)]])
+        let clerks = (0..<8).map { _ in cluster.clerk([0, 1]) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (client, clerk) in clerks.enumerated() {
+                group.addTask {
+                    for index in 0..<250 { try await clerk.put("key\(client)-\(index % 10)", "\(index)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let leaderStart = await cluster.peer(0)!.inspect { $0.logStart }
+        let laggard = await cluster.peer(2)!.inspect { $0.firstUnchosen }
+        #expect(leaderStart > laggard, "the others released the entries replica 2 lacks")
+        cluster.network.heal()
+        // Replica 2 answers only after it has the whole state: reads go through the log.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var caughtUp = false
+        while ContinuousClock.now < deadline, !caughtUp {
+            let (applied2, applied0) = (
+                await cluster.peer(2)!.inspect { $0.applied }, await cluster.peer(0)!.inspect { $0.applied }
+            )
+            caughtUp = applied2 >= applied0 && applied2 > laggard
+            if !caughtUp { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(caughtUp)
+        let data0 = await cluster.peer(0)!.inspect { $0.machine.data }
+        let data2 = await cluster.peer(2)!.inspect { $0.machine.data }
+        #expect(data0 == data2)
+        #expect(data2[Array("key7-9".utf8)] == Array("249".utf8))
+    }
+
+    @Test("a request retried after the leader crashed is applied once")
+    func exactlyOnceAcrossLeaderCrash() async throws {
+        let cluster = try await KVCluster(3)
+        defer { Task { await cluster.shutdown() } }
+        let leader = try await cluster.waitForLeader()
+        let register = await cluster.service(leader)!.register()
+        guard case .done(let answer) = register, let client = answer.clientID else {
+            Issue.record("register failed: \(register)")
+            return
+        }
+        let follower = (leader + 1) % 3
+        let command = KVCommand(
+            client: client, request: 1, operation: .append(key: Array("x".utf8), value: Array("once".utf8)))
+        // Sent to the leader, which crashes right after it is chosen.
+        let first = await cluster.service(leader)!.execute(command)
+        #expect(first == .done(KVResult(.ok, Array("once".utf8))))
+        await cluster.kill(leader)
+        // The client did not see the answer (say) and retries elsewhere: same answer, not applied again.
+        var retry = await cluster.service(follower)!.execute(command)
+        for _ in 0..<20 where retry != first {
+            // Until a new leader is elected the outcome may be unknown; a client keeps retrying.
+            retry = await cluster.service(follower)!.execute(command)
+        }
+        #expect(retry == .done(KVResult(.ok, Array("once".utf8))))
+        let again = await cluster.service(follower)!.execute(command)
+        #expect(again == first)
+        let read = await cluster.service(follower)!.execute(KVCommand(operation: .get(key: Array("x".utf8))))
+        #expect(read == .done(KVResult(.ok, Array("once".utf8))))
+        // An older request number is refused without running.
+        let next = KVCommand(
+            client: client, request: 2, operation: .append(key: Array("x".utf8), value: Array("2".utf8)))
+        _ = await cluster.service(follower)!.execute(next)
+        #expect(await cluster.service(follower)!.execute(command) == .done(KVResult(.staleRequest)))
+    }
+}
+
+@Suite("KV state machine")
+struct KVStateMachineTests {
+    func apply(_ machine: inout KVStateMachine, _ command: KVCommand, slot: Slot) -> KVResult {
+        let proposal = Proposal(
+            id: ProposalID(node: NodeID(0), incarnation: 1, number: UInt64(slot)), command: command.encode())
+        return try! KVResult.decode(machine.apply(proposal, slot: slot).output)
+    }
+
+    @Test("sessions are bounded; an evicted client is refused, never executed twice")
+    func boundedSessions() {
+        var machine = KVStateMachine(rows: [:])
+        var slot = 0
+        func next() -> Slot {
+            slot += 1
+            return slot
+        }
+        let first = apply(&machine, KVCommand(operation: .register), slot: next()).clientID!
+        let put = KVCommand(client: first, request: 1, operation: .append(key: [1], value: [2]))
+        #expect(apply(&machine, put, slot: next()).status == .ok)
+        for _ in 0..<KVStateMachine.maxSessions {
+            _ = apply(&machine, KVCommand(operation: .register), slot: next())
+        }
+        #expect(machine.sessionCount == KVStateMachine.maxSessions)
+        // The first client's session was the least recently used: its retry is refused.
+        #expect(apply(&machine, put, slot: next()).status == .sessionExpired)
+        #expect(machine.data[[1]] == [2])
+    }
+
+    @Test("the state rebuilt from its rows equals the live state (restart and snapshot)")
+    func rowsRoundTrip() {
+        var machine = KVStateMachine(rows: [:])
+        var rows: [MachineKey: [UInt8]] = [:]
+        var random = SplitMix64(seed: 5)
+        var clients: [UInt64] = []
+        for slot in 1...500 {
+            let command: KVCommand
+            switch Int.random(in: 0..<5, using: &random) {
+            case 0: command = KVCommand(operation: .register)
+            case 1:
+                command = KVCommand(
+                    operation: .put(
+                        key: [UInt8.random(in: 0..<8, using: &random)], value: [UInt8(slot % 256)]))
+            case 2: command = KVCommand(operation: .delete(key: [UInt8.random(in: 0..<8, using: &random)]))
+            case 3:
+                command = KVCommand(
+                    client: clients.randomElement(using: &random) ?? 0, request: UInt64(slot),
+                    operation: .append(key: [UInt8.random(in: 0..<8, using: &random)], value: [1]))
+            default:
+                command = KVCommand(
+                    operation: .compareAndSet(
+                        key: [UInt8.random(in: 0..<8, using: &random)], expected: nil, new: [9]))
+            }
+            let proposal = Proposal(
+                id: ProposalID(node: NodeID(0), incarnation: 1, number: UInt64(slot)),
+                command: command.encode())
+            let (output, changes) = machine.apply(proposal, slot: slot)
+            if let id = try? KVResult.decode(output).clientID, case .register = command.operation {
+                clients.append(id)
+            }
+            for change in changes {
+                switch change {
+                case .put(let key, let value): rows[key] = value
+                case .delete(let key): rows[key] = nil
+                }
+            }
+        }
+        #expect(rows == machine.rows())
+        #expect(KVStateMachine(rows: rows).rows() == machine.rows())
+    }
+}
