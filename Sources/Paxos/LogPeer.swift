@@ -17,22 +17,17 @@ public enum SubmitOutcome: Hashable, Sendable {
 ///
 /// It carries out every ``LogReady`` as its contract demands: a leader's accepts leave at once,
 /// then the mutations of every input that arrived while a commit was in flight are committed as
-/// one batch (group commit), and only then are replies, messages, local votes and client results
-/// released. A failed commit stops the replica (crash-stop).
+/// one batch (group commit), and only then are replies, messages and local votes released. Client
+/// results go out as soon as their entries are chosen and applied in memory (see ``LogReady``).
+/// A failed commit stops the replica (crash-stop).
 public actor LogPeer<Machine: StateMachine> {
     private struct Batch {
         var mutations: [LogMutation] = []
         var messages: [LogOutbound] = []
         var localReplies: [LogReplyEnvelope] = []
         var replies: [(CheckedContinuation<LogReplyEnvelope?, Never>, LogReplyEnvelope?)] = []
-        var results: [(ProposalID, Value)] = []
-        var failed: [ProposalID] = []
 
-        var isEmpty: Bool {
-            mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty
-                && results.isEmpty
-                && failed.isEmpty
-        }
+        var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty }
     }
 
     private struct Waiter {
@@ -157,6 +152,7 @@ public actor LogPeer<Machine: StateMachine> {
             waiter.continuation.resume(returning: .unknown("timed out waiting for the command to be applied"))
         }
         enqueue(core.tick())
+        flush(force: true)
     }
 
     private func startTicking(
@@ -184,14 +180,23 @@ public actor LogPeer<Machine: StateMachine> {
         pending.mutations += ready.mutations
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
-        pending.results += ready.results
-        pending.failed += ready.failed
+        // Results depend only on chosen entries, durable at a majority (LogReady's contract).
+        deliver(results: ready.results, failed: ready.failed)
         if let continuation { pending.replies.append((continuation, ready.reply)) }
         flush()
     }
 
-    private func flush() {
+    /// Starts the next commit unless one is in flight; batches commit strictly in order.
+    ///
+    /// Mutations that nothing waits on (the record of applying or learning chosen entries) are
+    /// a cache of the log: they wait for the next commit that does gate a reply, a message or
+    /// a vote, or for the next tick, instead of costing an fsync of their own. Losing them in a
+    /// crash loses nothing: the replica re-learns and re-applies the chosen entries.
+    private func flush(force: Bool = false) {
         while !committing, !pending.isEmpty, isServing {
+            if !force, pending.messages.isEmpty, pending.localReplies.isEmpty, pending.replies.isEmpty {
+                return
+            }
             let batch = pending
             pending = Batch()
             if batch.mutations.isEmpty {
@@ -229,15 +234,18 @@ public actor LogPeer<Machine: StateMachine> {
     private func release(_ batch: Batch) {
         for (continuation, reply) in batch.replies { continuation.resume(returning: reply) }
         for message in batch.messages { send(message) }
-        for (id, output) in batch.results {
+        for reply in batch.localReplies { onReply(reply) }
+    }
+
+    private func deliver(results: [(ProposalID, Value)], failed: [ProposalID]) {
+        for (id, output) in results {
             appliedProposals += 1
             waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
         }
-        for id in batch.failed {
+        for id in failed {
             waiters.removeValue(forKey: id)?.continuation.resume(
                 returning: .failed("no leader took the command"))
         }
-        for reply in batch.localReplies { onReply(reply) }
     }
 
     private func send(_ message: LogOutbound) {

@@ -10,7 +10,7 @@ public struct LogConfiguration: Hashable, Sendable {
     /// A leader resends an accept to a peer that has not voted after this many ticks.
     public var resendTicks = 20
     /// Slots a leader may have proposed but not yet seen chosen (pipelining bound).
-    public var maxSlotsInFlight = 16
+    public var maxSlotsInFlight = 4
     /// Proposals per slot (batching bound).
     public var maxProposalsPerSlot = 512
     /// Command bytes per slot (batching bound).

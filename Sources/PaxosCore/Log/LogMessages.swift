@@ -99,10 +99,16 @@ public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
 /// 1. ``eagerMessages`` MAY BE SENT AT ONCE: they depend only on state that was already durable
 ///    before this input was handled (a leader's accepts depend on its promise and `maxRound`,
 ///    which were durable before it became leader; its own vote is counted only after step 2).
+///    ``results`` and ``failed`` MAY BE HANDED TO CLIENTS AT ONCE, TOO: a result is the state
+///    machine's output for an entry that is chosen, and chosen means a majority of acceptors
+///    hold it durably, each having fsynced before voting (this replica's own vote counts only
+///    after step 2). The output is a deterministic function of the chosen prefix of the log; the
+///    mutations that record the apply here are a cache of it that a restart re-derives from the
+///    log (from peers, if this replica's own accept was not yet durable). `failed` proposals
+///    never left this replica.
 /// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's.
 /// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
 ///    ``localReplies`` back with ``LogReplica/onReply(_:)``.
-/// 4. APPLY: only after that commit returned, hand ``results`` and ``failed`` to the clients.
 ///
 /// IF A COMMIT FAILS, NOTHING IN THIS READY OR ANY LATER ONE MAY BE RELEASED: the replica must stop
 /// (crash-stop) rather than answer from state that is not on disk.
@@ -118,8 +124,8 @@ public struct LogReady: Sendable, CustomStringConvertible {
     public var localReplies: [LogReplyEnvelope] = []
     /// The reply to the request being handled. SEND ONLY AFTER ``mutations`` ARE DURABLE.
     public var reply: LogReplyEnvelope?
-    /// Outputs of this node's proposals that were applied. RELEASE ONLY AFTER ``mutations``
-    /// ARE DURABLE.
+    /// Outputs of this node's proposals that were applied. May be released at once: they depend
+    /// only on chosen entries (see the type's contract).
     public var results: [(ProposalID, Value)] = []
     /// This node's proposals that certainly never entered the log (no leader to take them).
     public var failed: [ProposalID] = []
