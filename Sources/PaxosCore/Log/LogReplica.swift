@@ -548,9 +548,12 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
 
     private mutating func learn(_ slot: Slot, _ entry: LogEntry, _ ready: inout LogReady) {
         guard slot >= firstUnchosen, slot >= logStart else { return }
-        let ballot = records[slot].flatMap { $0.entry == entry ? $0.ballot : nil }
-        records[slot] = LogRecord(ballot: ballot, entry: entry, chosen: true)
-        ready.mutations.append(.choose(slot: slot, entry: entry))
+        let held = records[slot]?.entry == entry
+        records[slot] = LogRecord(ballot: held ? records[slot]?.ballot : nil, entry: entry, chosen: true)
+        // When the slot already holds this entry, knowing it is chosen is a cache: the applied
+        // index covers it once applied, and a restart re-learns it before that. Writing the
+        // entry is needed only when the store holds another one (or none).
+        if !held { ready.mutations.append(.choose(slot: slot, entry: entry)) }
         advanceFirstUnchosen()
     }
 
