@@ -18,6 +18,8 @@ import PaxosCore
 /// firstUnchosen count:u32 (slot entry)*; snapshot (0xA5) applied rows; forwarded (0xA6) taken:u8.
 public enum LogWire {
     public static let version: UInt8 = 1
+    /// Slots, on the wire, are below this.
+    public static let maxSlot: Int64 = 1 << 62
 
     enum MessageType: UInt8 {
         case prepare = 0x21
@@ -51,11 +53,7 @@ public enum LogWire {
             write(ballot, &writer)
             writer.write(Int64(firstUnchosen))
             writer.write(Int64(releasable))
-            writer.write(UInt32(entries.count))
-            for item in entries {
-                writer.write(Int64(item.slot))
-                write(item.entry, &writer)
-            }
+            writeSlotEntries(entries, &writer)
         case .fetch(let from):
             header(&writer, .fetch, envelope.from)
             writer.write(Int64(from))
@@ -99,11 +97,7 @@ public enum LogWire {
         case .chosen(let entries, let firstUnchosen):
             header(&writer, .chosen, envelope.from)
             writer.write(Int64(firstUnchosen))
-            writer.write(UInt32(entries.count))
-            for item in entries {
-                writer.write(Int64(item.slot))
-                write(item.entry, &writer)
-            }
+            writeSlotEntries(entries, &writer)
         case .snapshot(let applied, let rows):
             header(&writer, .snapshot, envelope.from)
             writer.write(Int64(applied))
@@ -147,13 +141,7 @@ public enum LogWire {
             let ballot = try readBallot(&reader)
             let firstUnchosen = try readSlot(&reader, "first unchosen")
             let releasable = try readSlot(&reader, "releasable")
-            let count = try readCount(&reader, minimumItemBytes: 12)
-            var entries: [SlotEntry] = []
-            entries.reserveCapacity(count)
-            for _ in 0..<count {
-                let slot = try readSlot(&reader, "slot")
-                entries.append(SlotEntry(slot: slot, entry: try readEntry(&reader, maxValueBytes)))
-            }
+            let entries = try readSlotEntries(&reader, maxValueBytes)
             request = .accept(
                 ballot: ballot, entries: entries, firstUnchosen: firstUnchosen, releasable: releasable)
         case .fetch:
@@ -204,13 +192,7 @@ public enum LogWire {
             reply = .rejected(ballot: try readBallot(&reader), promised: try readBallot(&reader))
         case .chosen:
             let firstUnchosen = try readSlot(&reader, "first unchosen")
-            let count = try readCount(&reader, minimumItemBytes: 12)
-            var entries: [SlotEntry] = []
-            entries.reserveCapacity(count)
-            for _ in 0..<count {
-                let slot = try readSlot(&reader, "slot")
-                entries.append(SlotEntry(slot: slot, entry: try readEntry(&reader, maxValueBytes)))
-            }
+            let entries = try readSlotEntries(&reader, maxValueBytes)
             reply = .chosen(entries: entries, firstUnchosen: firstUnchosen)
         case .snapshot:
             let applied = try readSlot(&reader, "applied")
@@ -264,7 +246,10 @@ public enum LogWire {
 
     private static func readSlot(_ reader: inout ByteReader, _ field: String) throws(WireError) -> Slot {
         let value = try reader.readInt64(field)
-        guard value >= 0 else { throw WireError(.invalidField, "\(field) \(value) is negative") }
+        // Far below Int.max, so slot arithmetic (slot + 1, window sums) can never overflow.
+        guard value >= 0, value < Self.maxSlot else {
+            throw WireError(.invalidField, "\(field) \(value) is outside 0..<2^62")
+        }
         return Slot(value)
     }
 
@@ -285,6 +270,27 @@ public enum LogWire {
             throw WireError(.truncated, "count \(count) does not fit in the \(reader.remaining) bytes left")
         }
         return count
+    }
+
+    private static func writeSlotEntries(_ entries: [SlotEntry], _ writer: inout ByteWriter) {
+        writer.write(UInt32(entries.count))
+        for item in entries {
+            writer.write(Int64(item.slot))
+            write(item.entry, &writer)
+        }
+    }
+
+    private static func readSlotEntries(_ reader: inout ByteReader, _ maxValueBytes: Int) throws(WireError)
+        -> [SlotEntry]
+    {
+        let count = try readCount(&reader, minimumItemBytes: 12)
+        var entries: [SlotEntry] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count {
+            let slot = try readSlot(&reader, "slot")
+            entries.append(SlotEntry(slot: slot, entry: try readEntry(&reader, maxValueBytes)))
+        }
+        return entries
     }
 
     private static func write(_ entry: LogEntry, _ writer: inout ByteWriter) {

@@ -1,0 +1,103 @@
+import PaxosCore
+import PaxosWire
+import Testing
+
+@Suite("Log wire codec")
+struct LogWireTests {
+    static let ballot = Ballot(round: 7, node: NodeID(2))
+    static let entry: LogEntry = [
+        Proposal(id: ProposalID(node: NodeID(1), incarnation: 3, number: 9), command: Array("put x".utf8)),
+        Proposal(id: ProposalID(node: NodeID(2), incarnation: 1, number: 1), command: []),
+    ]
+
+    static let requests: [LogRequestEnvelope] = [
+        LogRequestEnvelope(from: NodeID(1), request: .prepare(ballot: ballot, from: 5)),
+        LogRequestEnvelope(
+            from: NodeID(2),
+            request: .accept(
+                ballot: ballot, entries: [SlotEntry(slot: 5, entry: entry), SlotEntry(slot: 6, entry: [])],
+                firstUnchosen: 5, releasable: 3)),
+        LogRequestEnvelope(
+            from: NodeID(2), request: .accept(ballot: ballot, entries: [], firstUnchosen: 9, releasable: 1)),
+        LogRequestEnvelope(from: NodeID(3), request: .fetch(from: 12)),
+        LogRequestEnvelope(from: NodeID(3), request: .forward(entry)),
+    ]
+
+    static let replies: [LogReplyEnvelope] = [
+        LogReplyEnvelope(
+            from: NodeID(1),
+            reply: .promise(
+                ballot: ballot, firstUnchosen: 4,
+                records: [
+                    ReportedRecord(slot: 4, record: LogRecord(ballot: ballot, entry: entry, chosen: false)),
+                    ReportedRecord(slot: 5, record: LogRecord(ballot: nil, entry: [], chosen: true)),
+                ])),
+        LogReplyEnvelope(
+            from: NodeID(1), reply: .accepted(ballot: ballot, slots: [5, 6], firstUnchosen: 5, applied: 4)),
+        LogReplyEnvelope(
+            from: NodeID(1), reply: .rejected(ballot: ballot, promised: Ballot(round: 8, node: NodeID(0)))),
+        LogReplyEnvelope(
+            from: NodeID(1), reply: .chosen(entries: [SlotEntry(slot: 12, entry: entry)], firstUnchosen: 13)),
+        LogReplyEnvelope(
+            from: NodeID(1),
+            reply: .snapshot(
+                applied: 40,
+                rows: [MachineKey(space: 1, key: [1, 2]): [3], MachineKey(space: 2, key: []): []])),
+        LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
+    ]
+
+    @Test("every request and reply round-trips, and is told apart from the lab protocol")
+    func roundTrip() throws {
+        for request in Self.requests {
+            let bytes = LogWire.encode(request)
+            #expect(LogWire.isLogMessage(bytes))
+            #expect(try LogWire.decodeRequest(bytes) == request)
+        }
+        for reply in Self.replies {
+            #expect(try LogWire.decodeReply(LogWire.encode(reply)) == reply)
+        }
+        let lab = PaxosWire.encode(
+            RequestEnvelope(from: NodeID(1), done: -1, request: .prepare(seq: 1, ballot: Self.ballot)))
+        #expect(!LogWire.isLogMessage(lab))
+        #expect(try LogWire.decodeEntry(LogWire.encodeEntry(Self.entry)) == Self.entry)
+    }
+
+    @Test("every truncation and a trailing byte are refused with an error")
+    func truncation() {
+        for bytes in Self.requests.map(LogWire.encode) {
+            for cut in 0..<bytes.count {
+                #expect(throws: WireError.self) { try LogWire.decodeRequest(Array(bytes[..<cut])) }
+            }
+            #expect(throws: WireError.self) { try LogWire.decodeRequest(bytes + [0]) }
+        }
+        for bytes in Self.replies.map(LogWire.encode) {
+            for cut in 0..<bytes.count {
+                #expect(throws: WireError.self) { try LogWire.decodeReply(Array(bytes[..<cut])) }
+            }
+        }
+    }
+
+    @Test("a slot near the integer limit is refused")
+    func hugeSlot() {
+        var bytes = LogWire.encode(LogRequestEnvelope(from: NodeID(3), request: .fetch(from: 12)))
+        bytes.replaceSubrange((bytes.count - 8)..., with: [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(throws: WireError.self) { try LogWire.decodeRequest(bytes) }
+    }
+
+    @Test("random bytes never crash the decoder")
+    func randomBytes() {
+        var random = SplitMix64(seed: 11)
+        for _ in 0..<20_000 {
+            var bytes = (0..<Int.random(in: 0..<64, using: &random)).map { _ in
+                UInt8.random(in: 0...255, using: &random)
+            }
+            if bytes.count > 2, Bool.random(using: &random) {
+                bytes[0] = LogWire.version
+                bytes[1] = [0x21, 0x22, 0x23, 0x24, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6].randomElement(
+                    using: &random)!
+            }
+            _ = try? LogWire.decodeRequest(bytes)
+            _ = try? LogWire.decodeReply(bytes)
+        }
+    }
+}
