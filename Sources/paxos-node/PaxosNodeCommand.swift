@@ -50,7 +50,18 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(help: "The largest value a client may propose, in bytes.")
     var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
 
+    @Option(
+        help: ArgumentHelp(
+            "Log slots the leader may have proposed but not yet seen chosen. Fewer slots in flight put "
+                + "more commands in each slot (fewer fsyncs per command); more lower the latency of a "
+                + "lightly loaded leader.",
+            valueName: "slots"))
+    var pipelineWindow: Int = LogConfiguration().maxSlotsInFlight
+
     func validate() throws {
+        guard (1...1024).contains(pipelineWindow) else {
+            throw ValidationError("--pipeline-window must be between 1 and 1024, got \(pipelineWindow)")
+        }
         _ = try parsedPeers()
         guard PeerAddress(parsing: http) != nil else {
             throw ValidationError("--http must be HOST:PORT, got '\(http)'")
@@ -149,8 +160,11 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         // The replicated log with the key-value store, on the same database and connections.
         let log: LogPeer<KVStateMachine>
         do {
+            var configuration = LogConfiguration()
+            configuration.maxSlotsInFlight = pipelineWindow
             log = try await LogPeer<KVStateMachine>.make(
                 me: me, peers: Array(addresses.keys), store: store, transport: transport,
+                configuration: configuration,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
         } catch {
             await peer.kill()

@@ -11,6 +11,11 @@ public struct LogConfiguration: Hashable, Sendable {
     public var resendTicks = 20
     /// Slots a leader may have proposed but not yet seen chosen (pipelining bound).
     public var maxSlotsInFlight = 4
+    /// While a slot is in flight, a leader opens another one only for at least this many queued
+    /// proposals. Every slot costs each replica a commit (an fsync), so under moderate load it is
+    /// cheaper to let commands gather behind the slot in flight and share the next one; under
+    /// heavy load full batches still pipeline up to ``maxSlotsInFlight``. 1: pipeline at once.
+    public var minPipelinedBatch = 64
     /// Proposals per slot (batching bound).
     public var maxProposalsPerSlot = 512
     /// Command bytes per slot (batching bound).

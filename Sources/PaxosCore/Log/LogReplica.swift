@@ -362,6 +362,11 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             resendStale(&ready)
         }
         if let fetchDeadline, now >= fetchDeadline { self.fetchDeadline = nil }
+        if let leadership, firstUnchosen < leadership.catchUpTarget, fetchDeadline == nil {
+            // A follower asks again at the next heartbeat; a leader has nobody to remind it. Its
+            // catch-up fetch (or the answer) may have been lost, or the peer it asked may be down.
+            requestFetch(from: catchUpPeer(leadership), &ready)
+        }
         let expired = outbox.prefix { now - $0.since >= UInt64(configuration.noLeaderTicks) }
         if !expired.isEmpty {
             outbox.removeFirst(expired.count)
@@ -463,6 +468,8 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         var queue = leadership.queue[...]
         var nextSlot = leadership.nextSlot
         while !queue.isEmpty, nextSlot - firstUnchosen < configuration.maxSlotsInFlight {
+            // A slot in flight: open another only for a batch worth its fsync on every replica.
+            if nextSlot > firstUnchosen, queue.count < configuration.minPipelinedBatch { break }
             var batch: LogEntry = []
             var bytes = 0
             while let next = queue.first, batch.count < configuration.maxProposalsPerSlot,
@@ -528,6 +535,14 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, entries)))
         }
         for slot in stale { self.leadership!.inFlight[slot]!.sentAt = now }
+    }
+
+    /// A peer to fetch the slots below the catch-up target from: one that has applied them, as
+    /// far as this leader knows, or any other when none is known to have.
+    private mutating func catchUpPeer(_ leadership: Leadership) -> NodeID {
+        let others = peers.filter { $0 != me }
+        let ahead = others.filter { (leadership.appliedByPeer[$0] ?? 0) + 1 >= leadership.catchUpTarget }
+        return (ahead.isEmpty ? others : ahead).randomElement(using: &random) ?? me
     }
 
     private func acceptRequest(_ ballot: Ballot, _ entries: [SlotEntry]) -> LogRequest {

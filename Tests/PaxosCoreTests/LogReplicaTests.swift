@@ -1,0 +1,291 @@
+import PaxosCore
+import Testing
+
+/// Claims about the Multi-Paxos replica, one per test, on the pure core.
+@Suite("Replicated log (LogReplica)")
+struct LogReplicaTests {
+    /// A cluster with a leader elected and every message delivered.
+    func stableCluster(_ count: Int = 3, seed: UInt64 = 7, configuration: LogConfiguration = .simulation)
+        -> LogSimulation
+    {
+        var simulation = LogSimulation(count: count, seed: seed, configuration: configuration)
+        for _ in 0..<200 where simulation.leaders.isEmpty {
+            for node in simulation.peers { simulation.tick(node) }
+            simulation.deliverAll()
+        }
+        return simulation
+    }
+
+    func ballot(_ round: UInt64, _ node: UInt32) -> Ballot { Ballot(round: round, node: NodeID(node)) }
+
+    func entry(_ text: String, node: UInt32 = 9) -> LogEntry {
+        [Proposal(id: ProposalID(node: NodeID(node), incarnation: 1, number: 1), command: Array(text.utf8))]
+    }
+
+    @Test("a stable leader sends only accepts: later commands cost no prepare")
+    func stableLeaderSkipsPhaseOne() throws {
+        var simulation = stableCluster()
+        let leader = try #require(simulation.leaders.first)
+        let preparesBefore = simulation.sent["prepare"] ?? 0
+        let acceptsBefore = simulation.sent["accept"] ?? 0
+        for _ in 0..<5 {
+            let id = simulation.submit(at: leader)
+            simulation.deliverAll()
+            #expect(id.map { simulation.results[$0] != nil } == true)
+        }
+        #expect(simulation.sent["prepare"] ?? 0 == preparesBefore)
+        // One accept to each of the two others per command: one round trip, no phase 1.
+        #expect((simulation.sent["accept"] ?? 0) - acceptsBefore == 10)
+        #expect(simulation.violations.isEmpty)
+    }
+
+    @Test("the leader keeps at most maxSlotsInFlight slots open and puts at most maxProposalsPerSlot in one")
+    func pipeliningAndBatchingAreBounded() throws {
+        var simulation = stableCluster()
+        let leader = try #require(simulation.leaders.first)
+        // 40 commands before any answer: the window fills, the rest queue up and go in full slots.
+        let ids = (0..<40).compactMap { _ in simulation.submit(at: leader) }
+        simulation.deliverAll()
+        #expect(ids.allSatisfy { simulation.results[$0] != nil })
+        #expect(simulation.mostSlotsInFlight == LogConfiguration.simulation.maxSlotsInFlight)
+        #expect(simulation.largestBatch == LogConfiguration.simulation.maxProposalsPerSlot)
+        #expect(simulation.violations.isEmpty)
+    }
+
+    @Test("while a slot is in flight, a small batch waits for it and shares the next slot")
+    func smallBatchesWaitForTheSlotInFlight() throws {
+        var configuration = LogConfiguration.simulation
+        configuration.minPipelinedBatch = 3
+        var simulation = stableCluster(configuration: configuration)
+        let leader = try #require(simulation.leaders.first)
+        simulation.network.removeAll()
+        func acceptedSlots(_ ready: LogReady) -> [Slot] {
+            ready.eagerMessages.flatMap { message -> [Slot] in
+                guard case .accept(_, let entries, _, _) = message.envelope.request else { return [] }
+                return entries.map(\.slot)
+            }
+        }
+        let first = acceptedSlots(simulation.replicas[leader]!.submit(Array("a".utf8)).1)
+        #expect(Set(first).count == 1)
+        // Two more are fewer than minPipelinedBatch: no new slot while the first is in flight.
+        #expect(acceptedSlots(simulation.replicas[leader]!.submit(Array("b".utf8)).1).isEmpty)
+        #expect(acceptedSlots(simulation.replicas[leader]!.submit(Array("c".utf8)).1).isEmpty)
+        // The third queued command makes a batch worth pipelining: one new slot carries all three.
+        let (_, ready) = simulation.replicas[leader]!.submit(Array("d".utf8))
+        let pipelined = ready.eagerMessages.compactMap { message -> [SlotEntry]? in
+            guard case .accept(_, let entries, _, _) = message.envelope.request else { return nil }
+            return entries
+        }
+        #expect(pipelined.count == 2)
+        #expect(
+            pipelined.allSatisfy { $0.count == 1 && $0[0].slot == first[0] + 1 && $0[0].entry.count == 3 })
+    }
+
+    @Test("an acceptor refuses an accept below its promise, and says what it promised")
+    func acceptBelowPromiseIsRefused() {
+        var acceptor = LogReplica<ListMachine>(
+            me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
+        let promise = acceptor.onRequest(
+            LogRequestEnvelope(from: 3, request: .prepare(ballot: ballot(5, 3), from: 1)))
+        #expect(promise.mutations.contains(.promise(ballot(5, 3))))
+        let refused = acceptor.onRequest(
+            LogRequestEnvelope(
+                from: 1,
+                request: .accept(
+                    ballot: ballot(4, 1), entries: [SlotEntry(slot: 1, entry: entry("x"))],
+                    firstUnchosen: 1, releasable: 1)))
+        #expect(refused.reply?.reply == .rejected(ballot: ballot(4, 1), promised: ballot(5, 3)))
+        #expect(refused.mutations.isEmpty)
+        #expect(acceptor.records[1] == nil)
+    }
+
+    @Test("a promise and a vote leave only with the mutations they depend on, never eagerly")
+    func repliesDependOnTheirMutations() {
+        var acceptor = LogReplica<ListMachine>(
+            me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
+        let promise = acceptor.onRequest(
+            LogRequestEnvelope(from: 1, request: .prepare(ballot: ballot(1, 1), from: 1)))
+        #expect(promise.reply != nil)
+        #expect(promise.mutations == [.promise(ballot(1, 1))])
+        #expect(promise.eagerMessages.isEmpty)
+        let vote = acceptor.onRequest(
+            LogRequestEnvelope(
+                from: 1,
+                request: .accept(
+                    ballot: ballot(1, 1), entries: [SlotEntry(slot: 1, entry: entry("x"))],
+                    firstUnchosen: 1, releasable: 1)))
+        #expect(
+            vote.reply?.reply == .accepted(ballot: ballot(1, 1), slots: [1], firstUnchosen: 1, applied: 0))
+        #expect(vote.mutations.contains(.accept(slot: 1, ballot: ballot(1, 1), entry: entry("x"))))
+        #expect(vote.eagerMessages.isEmpty)
+    }
+
+    @Test("a new leader re-proposes the highest-ballot accepted entry it finds, and a no-op in a hole")
+    func newLeaderAdoptsTheHighestAcceptedEntry() throws {
+        var higher = LogDurableState()
+        higher.apply(.promise(ballot(2, 2)))
+        higher.apply(.accept(slot: 1, ballot: ballot(2, 2), entry: entry("x")))
+        higher.apply(.accept(slot: 3, ballot: ballot(2, 2), entry: entry("z")))
+        var lower = LogDurableState()
+        lower.apply(.promise(ballot(1, 3)))
+        lower.apply(.accept(slot: 1, ballot: ballot(1, 3), entry: entry("y")))
+        var candidate = LogReplica<ListMachine>(
+            me: 1, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
+        var two = LogReplica<ListMachine>(me: 2, peers: [1, 2, 3], state: higher, configuration: .simulation)
+        var three = LogReplica<ListMachine>(
+            me: 3, peers: [1, 2, 3], state: lower, configuration: .simulation)
+        var campaign = LogReady()
+        for _ in 0..<100 {
+            campaign = candidate.tick()
+            if !campaign.messages.isEmpty { break }
+        }
+        // The candidate's ballot is above both promises (it saw none yet, so round 1): it must
+        // learn of them first. Their refusals raise its rounds; the next campaign wins.
+        var accepts: [SlotEntry] = []
+        for _ in 0..<5 where accepts.isEmpty {
+            var replies = campaign.localReplies
+            for message in campaign.messages {
+                let acceptor = message.to == 2 ? two : three
+                var copy = acceptor
+                if let reply = copy.onRequest(message.envelope).reply { replies.append(reply) }
+                if message.to == 2 { two = copy } else { three = copy }
+            }
+            var next = LogReady()
+            for reply in replies {
+                let ready = candidate.onReply(reply)
+                for message in ready.eagerMessages {
+                    if case .accept(_, let entries, _, _) = message.envelope.request { accepts += entries }
+                }
+                next.messages += ready.messages
+                next.localReplies += ready.localReplies
+            }
+            if accepts.isEmpty {
+                for _ in 0..<100 where next.messages.isEmpty { next = candidate.tick() }
+                campaign = next
+            }
+        }
+        #expect(candidate.isLeader)
+        let proposed = Dictionary(
+            accepts.map { ($0.slot, $0.entry) }, uniquingKeysWith: { first, _ in first })
+        #expect(proposed[1] == entry("x"))
+        #expect(proposed[2] == [])
+        #expect(proposed[3] == entry("z"))
+    }
+
+    @Test("a new leader behind its followers asks again when its catch-up fetch is lost")
+    func leaderRetriesALostCatchUpFetch() throws {
+        // Nodes 2 and 3 know slots 1...3 chosen; node 1 knows nothing and wins the election.
+        var ahead = LogDurableState()
+        for slot in 1...3 { ahead.apply(.choose(slot: slot, entry: entry("s\(slot)"))) }
+        var simulation = LogSimulation(count: 3, seed: 5, configuration: .simulation)
+        for node: NodeID in [2, 3] {
+            simulation.durable[node] = ahead
+            simulation.crash(node)
+            simulation.restart(node)
+        }
+        var fetches = 0
+        for _ in 0..<400 where !simulation.replicas[1]!.isLeader {
+            simulation.tick(1)
+            // Deliver everything but fetches, which are lost (the sender hears nothing back).
+            while let index = simulation.network.firstIndex(where: {
+                if case .request(let outbound) = $0, case .fetch = outbound.envelope.request { return false }
+                return true
+            }) {
+                let item = simulation.network.remove(at: index)
+                simulation.network.insert(item, at: 0)
+                simulation.deliverAll(limit: 1)
+            }
+            fetches += simulation.network.count
+            simulation.network.removeAll()
+        }
+        #expect(simulation.replicas[1]!.isLeader)
+        #expect(simulation.replicas[1]!.firstUnchosen == 1)
+        #expect(fetches >= 1)
+        // Now the network works again: ticks alone must bring the leader up to its followers.
+        for _ in 0..<100 where simulation.replicas[1]!.firstUnchosen < 4 {
+            simulation.tick(1)
+            simulation.deliverAll()
+        }
+        #expect(simulation.replicas[1]!.firstUnchosen >= 4)
+        #expect(
+            Array(simulation.replicas[1]!.machine.commands.prefix(3))
+                == ["s1", "s2", "s3"].map { Array($0.utf8) })
+        #expect(simulation.violations.isEmpty)
+    }
+
+    @Test("a restarted replica's next ballot is above every ballot it promised or used")
+    func restartNeverReusesABallot() {
+        var state = LogDurableState()
+        state.apply(.promise(ballot(41, 3)))
+        state.apply(.maxRound(7))
+        var replica = LogReplica<ListMachine>(
+            me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
+        var prepare: Ballot?
+        for _ in 0..<100 where prepare == nil {
+            for message in replica.tick().messages {
+                if case .prepare(let ballot, _) = message.envelope.request { prepare = ballot }
+            }
+        }
+        #expect(prepare == ballot(42, 1))
+    }
+
+    @Test(
+        "agreement holds under loss, duplication, reordering and crashes mid-Ready; the healed cluster converges",
+        arguments: Array(UInt64(1)...UInt64(40)))
+    func agreementUnderFaults(seed: UInt64) throws {
+        var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
+        simulation.dropPercent = 30
+        simulation.duplicatePercent = 10
+        simulation.crashPercent = 1
+        var random = SplitMix64(seed: seed &* 7919)
+        for _ in 0..<10_000 {
+            switch Int.random(in: 0..<100, using: &random) {
+            case 0..<45:
+                simulation.deliverOne()
+            case 45..<80:
+                simulation.tick(simulation.peers.randomElement(using: &random)!)
+            case 80..<98:
+                simulation.submit(
+                    at: simulation.peers.randomElement(using: &random)!,
+                    resendable: Bool.random(using: &random))
+            default:
+                let node = simulation.peers.randomElement(using: &random)!
+                if simulation.replicas[node] == nil {
+                    simulation.restart(node)
+                } else {
+                    simulation.crash(node)
+                }
+            }
+        }
+        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+
+        // Heal: everyone up, no faults. A command submitted now is applied on every replica.
+        simulation.dropPercent = 0
+        simulation.duplicatePercent = 0
+        simulation.crashPercent = 0
+        for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
+        var probe: ProposalID?
+        for _ in 0..<2000 {
+            for node in simulation.peers { simulation.tick(node) }
+            simulation.deliverAll()
+            if probe == nil, let leader = simulation.leaders.first { probe = simulation.submit(at: leader) }
+            if let probe, simulation.results[probe] != nil,
+                Set(simulation.peers.map { simulation.replicas[$0]!.applied }).count == 1
+            {
+                break
+            }
+        }
+        let id = try #require(probe)
+        #expect(simulation.results[id] != nil)
+        let applied = simulation.peers.map { simulation.replicas[$0]!.applied }
+        #expect(
+            Set(applied).count == 1,
+            "\(simulation.peers.map { node in simulation.replicas[node].map { "\(node): \($0.role) leader \($0.leader.map(\.description) ?? "-") promised \($0.promised.map(\.description) ?? "-") applied \($0.applied) firstUnchosen \($0.firstUnchosen) logStart \($0.logStart)" } ?? "down" })"
+        )
+        let machines = simulation.peers.map { simulation.replicas[$0]!.machine.commands }
+        #expect(Set(machines.map(\.count)).count == 1)
+        #expect(machines.allSatisfy { $0 == machines[0] })
+        #expect(simulation.chosen.count > 10, "the run chose too little to mean anything")
+        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+    }
+}

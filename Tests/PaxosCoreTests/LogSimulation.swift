@@ -1,0 +1,263 @@
+import PaxosCore
+
+/// A state machine that keeps every applied command in order, so replicas can be compared by
+/// their applied sequence. Row `i` (8 bytes, big-endian) holds the `i`-th command.
+struct ListMachine: StateMachine {
+    private(set) var commands: [Value] = []
+
+    init(rows: [MachineKey: [UInt8]]) {
+        commands = rows.sorted { $0.key < $1.key }.map(\.value)
+    }
+
+    mutating func apply(_ proposal: Proposal, slot: Slot) -> (output: Value, mutations: [MachineMutation]) {
+        let key = MachineKey(space: 1, key: Self.bigEndian(UInt64(commands.count)))
+        commands.append(proposal.command)
+        return (Self.bigEndian(UInt64(commands.count)), [.put(key, proposal.command)])
+    }
+
+    func rows() -> [MachineKey: [UInt8]] {
+        var rows: [MachineKey: [UInt8]] = [:]
+        for (index, command) in commands.enumerated() {
+            rows[MachineKey(space: 1, key: Self.bigEndian(UInt64(index)))] = command
+        }
+        return rows
+    }
+
+    static func bigEndian(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+    }
+}
+
+/// A whole cluster of ``LogReplica``s driven synchronously from a seed, the way ``LogPeer``
+/// drives one: eager messages leave at once; mutations are committed to the replica's durable
+/// state; only then do messages, replies and local votes leave. Faults: loss (the sender is told,
+/// as a transport timeout would), duplication, any delivery order, and crashes in the middle of a
+/// Ready (after its eager messages left, before its mutations were committed), with a restart
+/// from the durable state.
+///
+/// After every step it checks agreement: no slot is ever known chosen with two entries, and every
+/// replica's applied commands are a prefix of one sequence.
+struct LogSimulation {
+    enum Item {
+        case request(LogOutbound)
+        case reply(LogOutbound, LogReplyEnvelope)
+        case local(NodeID, LogReplyEnvelope)
+
+        var destination: NodeID {
+            switch self {
+            case .request(let outbound): outbound.to
+            case .reply(let outbound, _): outbound.envelope.from
+            case .local(let node, _): node
+            }
+        }
+    }
+
+    let peers: [NodeID]
+    let configuration: LogConfiguration
+    var replicas: [NodeID: LogReplica<ListMachine>] = [:]
+    var durable: [NodeID: LogDurableState] = [:]
+    var network: [Item] = []
+    var random: SplitMix64
+    var dropPercent = 0
+    var duplicatePercent = 0
+    /// Chance that carrying out a Ready crashes its replica before the commit.
+    var crashPercent = 0
+    /// Every entry any replica ever knew as chosen, by slot.
+    private(set) var chosen: [Slot: LogEntry] = [:]
+    /// The longest applied sequence seen.
+    private(set) var longestApplied: [Value] = []
+    private(set) var violations: [String] = []
+    private(set) var results: [ProposalID: Value] = [:]
+    private(set) var sent: [String: Int] = [:]
+    /// The most slots a leader had proposed beyond its first unchosen one, and the largest batch.
+    private(set) var mostSlotsInFlight = 0
+    private(set) var largestBatch = 0
+    private var submitted = 0
+
+    init(count: Int, seed: UInt64, configuration: LogConfiguration) {
+        peers = (1...count).map { NodeID(UInt32($0)) }
+        self.configuration = configuration
+        random = SplitMix64(seed: seed)
+        for peer in peers { restart(peer) }
+    }
+
+    var up: [NodeID] { peers.filter { replicas[$0] != nil } }
+
+    var leaders: [NodeID] { up.filter { replicas[$0]!.isLeader } }
+
+    // MARK: Faults
+
+    mutating func crash(_ node: NodeID) {
+        replicas[node] = nil
+        network.removeAll { item in
+            switch item {
+            case .local(let owner, _): owner == node
+            case .reply(let outbound, _): outbound.envelope.from == node
+            case .request: false
+            }
+        }
+    }
+
+    mutating func restart(_ node: NodeID) {
+        var state = durable[node] ?? LogDurableState()
+        state.apply(.incarnation(state.incarnation + 1))
+        durable[node] = state
+        replicas[node] = LogReplica(
+            me: node, peers: peers, state: state, configuration: configuration, seed: random.next())
+        check(node)
+    }
+
+    // MARK: Inputs
+
+    @discardableResult
+    mutating func submit(at node: NodeID, resendable: Bool = false) -> ProposalID? {
+        guard replicas[node] != nil else { return nil }
+        submitted += 1
+        let command = Array("c\(submitted)".utf8)
+        let (id, ready) = replicas[node]!.submit(command, resendable: resendable)
+        carryOut(ready, at: node, answering: nil)
+        return id
+    }
+
+    mutating func tick(_ node: NodeID) {
+        guard replicas[node] != nil else { return }
+        carryOut(replicas[node]!.tick(), at: node, answering: nil)
+    }
+
+    /// Delivers (or loses, or duplicates) one message in flight, picked at random.
+    mutating func deliverOne() {
+        guard !network.isEmpty else { return }
+        let item = network.remove(at: Int.random(in: 0..<network.count, using: &random))
+        if case .local = item {
+            deliver(item)
+            return
+        }
+        if Int.random(in: 0..<100, using: &random) < dropPercent {
+            fail(item)
+            return
+        }
+        if Int.random(in: 0..<100, using: &random) < duplicatePercent { network.append(item) }
+        deliver(item)
+    }
+
+    /// Delivers everything in flight, and whatever that produces, without faults.
+    mutating func deliverAll(limit: Int = 100_000) {
+        var steps = 0
+        while !network.isEmpty, steps < limit {
+            deliver(network.removeFirst())
+            steps += 1
+        }
+    }
+
+    private mutating func deliver(_ item: Item) {
+        switch item {
+        case .request(let outbound):
+            guard replicas[outbound.to] != nil else {
+                fail(item)
+                return
+            }
+            let ready = replicas[outbound.to]!.onRequest(outbound.envelope)
+            carryOut(ready, at: outbound.to, answering: outbound)
+        case .reply(let outbound, let reply):
+            let node = outbound.envelope.from
+            guard replicas[node] != nil else { return }
+            carryOut(replicas[node]!.onReply(reply), at: node, answering: nil)
+        case .local(let node, let reply):
+            guard replicas[node] != nil else { return }
+            carryOut(replicas[node]!.onReply(reply), at: node, answering: nil)
+        }
+    }
+
+    /// The transport reports a lost request or reply to the sender, as a timeout would.
+    private mutating func fail(_ item: Item) {
+        let outbound: LogOutbound
+        switch item {
+        case .request(let request): outbound = request
+        case .reply(let request, _): outbound = request
+        case .local: return
+        }
+        let node = outbound.envelope.from
+        guard replicas[node] != nil else { return }
+        carryOut(replicas[node]!.onSendFailure(outbound), at: node, answering: nil)
+    }
+
+    /// Carries out `ready` as the driver contract says: eager messages and results at once, then
+    /// the commit, then everything that depends on it.
+    private mutating func carryOut(_ ready: LogReady, at node: NodeID, answering request: LogOutbound?) {
+        for message in ready.eagerMessages { send(message) }
+        for (id, output) in ready.results { results[id] = output }
+        if !ready.mutations.isEmpty, Int.random(in: 0..<100, using: &random) < crashPercent {
+            crash(node)
+            return
+        }
+        for mutation in ready.mutations { durable[node]!.apply(mutation) }
+        for message in ready.messages { send(message) }
+        if let reply = ready.reply, let request { network.append(.reply(request, reply)) }
+        for reply in ready.localReplies { network.append(.local(node, reply)) }
+        check(node)
+    }
+
+    private mutating func send(_ message: LogOutbound) {
+        let kind =
+            switch message.envelope.request {
+            case .prepare: "prepare"
+            case .accept(_, let entries, _, _): entries.isEmpty ? "heartbeat" : "accept"
+            case .fetch: "fetch"
+            case .forward: "forward"
+            }
+        sent[kind, default: 0] += 1
+        let from = message.envelope.from
+        if case .accept(_, let entries, _, _) = message.envelope.request, let top = entries.map(\.slot).max(),
+            let replica = replicas[from], replica.isLeader
+        {
+            mostSlotsInFlight = Swift.max(mostSlotsInFlight, top - replica.firstUnchosen + 1)
+            largestBatch = Swift.max(largestBatch, entries.map(\.entry.count).max() ?? 0)
+        }
+        network.append(.request(message))
+    }
+
+    // MARK: Checks
+
+    private mutating func check(_ node: NodeID) {
+        var known: [(Slot, LogEntry)] = []
+        if let replica = replicas[node] {
+            known += replica.records.filter(\.value.chosen).map { ($0.key, $0.value.entry) }
+            let applied = replica.machine.commands
+            let shorter = Swift.min(applied.count, longestApplied.count)
+            if applied[..<shorter] != longestApplied[..<shorter] {
+                violations.append("node \(node) applied a sequence that diverges from another replica's")
+            }
+            if applied.count > longestApplied.count { longestApplied = applied }
+        }
+        if let state = durable[node] {
+            known += state.records.filter(\.value.chosen).map { ($0.key, $0.value.entry) }
+        }
+        for (slot, entry) in known {
+            if let seen = chosen[slot] {
+                if seen != entry {
+                    violations.append("slot \(slot) chosen twice: \(seen) and \(entry) (node \(node))")
+                }
+            } else {
+                chosen[slot] = entry
+            }
+        }
+    }
+}
+
+extension LogConfiguration {
+    /// Small timeouts and bounds, so a short simulation elects, pipelines, releases and snapshots.
+    static var simulation: LogConfiguration {
+        var configuration = LogConfiguration()
+        configuration.electionTicks = 10
+        configuration.heartbeatTicks = 2
+        configuration.resendTicks = 6
+        configuration.maxSlotsInFlight = 3
+        configuration.minPipelinedBatch = 2
+        configuration.maxProposalsPerSlot = 4
+        configuration.noLeaderTicks = 60
+        configuration.fetchLimit = 8
+        configuration.retainEntries = 24
+        configuration.releaseChunk = 4
+        return configuration
+    }
+}
