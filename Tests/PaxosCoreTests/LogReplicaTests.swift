@@ -230,7 +230,7 @@ struct LogReplicaTests {
     }
 
     @Test(
-        "agreement holds under loss, duplication, reordering and crashes mid-Ready; the healed cluster converges",
+        "agreement holds under loss, duplication, reordering, partitions and crashes mid-Ready; the healed cluster converges",
         arguments: Array(UInt64(1)...UInt64(40)))
     func agreementUnderFaults(seed: UInt64) throws {
         var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
@@ -248,12 +248,22 @@ struct LogReplicaTests {
                 simulation.submit(
                     at: simulation.peers.randomElement(using: &random)!,
                     resendable: Bool.random(using: &random))
-            default:
+            case 98:
                 let node = simulation.peers.randomElement(using: &random)!
                 if simulation.replicas[node] == nil {
                     simulation.restart(node)
                 } else {
                     simulation.crash(node)
+                }
+            default:
+                // Cut one replica off (often the leader, which then keeps proposing to nobody
+                // while the others elect another), or heal.
+                if simulation.isolated.isEmpty {
+                    let leader = simulation.leaders.first ?? simulation.peers.randomElement(using: &random)!
+                    let other = simulation.peers.randomElement(using: &random)!
+                    simulation.isolated = [Bool.random(using: &random) ? leader : other]
+                } else {
+                    simulation.isolated = []
                 }
             }
         }
@@ -263,6 +273,7 @@ struct LogReplicaTests {
         simulation.dropPercent = 0
         simulation.duplicatePercent = 0
         simulation.crashPercent = 0
+        simulation.isolated = []
         for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
         var probe: ProposalID?
         for _ in 0..<2000 {

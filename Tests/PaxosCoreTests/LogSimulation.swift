@@ -62,6 +62,8 @@ struct LogSimulation {
     var duplicatePercent = 0
     /// Chance that carrying out a Ready crashes its replica before the commit.
     var crashPercent = 0
+    /// Replicas cut off from every other: what they send or are sent is lost.
+    var isolated: Set<NodeID> = []
     /// Every entry any replica ever knew as chosen, by slot.
     private(set) var chosen: [Slot: LogEntry] = [:]
     /// The longest applied sequence seen.
@@ -132,12 +134,22 @@ struct LogSimulation {
             deliver(item)
             return
         }
-        if Int.random(in: 0..<100, using: &random) < dropPercent {
+        if Int.random(in: 0..<100, using: &random) < dropPercent || crossesPartition(item) {
             fail(item)
             return
         }
         if Int.random(in: 0..<100, using: &random) < duplicatePercent { network.append(item) }
         deliver(item)
+    }
+
+    private func crossesPartition(_ item: Item) -> Bool {
+        let from: NodeID
+        switch item {
+        case .request(let outbound): from = outbound.envelope.from
+        case .reply(let outbound, _): from = outbound.to
+        case .local: return false
+        }
+        return isolated.contains(from) != isolated.contains(item.destination)
     }
 
     /// Delivers everything in flight, and whatever that produces, without faults.
