@@ -11,7 +11,10 @@ final class SQLiteConnection {
     private var statements: [String: OpaquePointer] = [:]
     let path: String
 
-    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    /// - Parameter busyTimeoutMilliseconds: how long any statement waits out a lock held by another
+    ///   connection. Set before the first statement: a reader (`sqlite3`, a checker) may hold a lock
+    ///   at the very moment a restarted node opens its file, e.g. while it recovers the WAL.
+    init(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(SQLiteError) {
         self.path = path
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -23,6 +26,7 @@ final class SQLiteConnection {
             sqlite3_close_v2(db)
             throw SQLiteError(result: result, message: "cannot open \(path): \(message)")
         }
+        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         handle = db
     }
 

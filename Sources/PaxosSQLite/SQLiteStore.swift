@@ -47,7 +47,8 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     init(path: String, options: Options, migrations: [Migration]) throws {
         self.path = path
         self.queue = DispatchQueue(label: "swift-paxos.sqlite-store")
-        let connection = try SQLiteConnection(path: path)
+        let connection = try SQLiteConnection(
+            path: path, busyTimeoutMilliseconds: Int32(clamping: options.busyTimeoutMilliseconds))
         do {
             try Self.prepare(connection, options: options, migrations: migrations)
             self.forgottenBelow = Int(try connection.scalar("SELECT forgotten_below FROM node_state") ?? 0)
@@ -283,7 +284,6 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
         try connection.execute(
             """
             PRAGMA synchronous = FULL;
-            PRAGMA busy_timeout = \(options.busyTimeoutMilliseconds);
             PRAGMA journal_size_limit = 67108864;
             PRAGMA trusted_schema = OFF;
             """)

@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 import PaxosCore
 import Testing
@@ -251,6 +252,32 @@ struct SQLiteStoreTests {
         #expect(try sqlite(path, "SELECT ballot, uses, seqs FROM reused_ballots") == [["1.2", "2", "0,7"]])
         try await store.commit([.forget(below: 6)])
         #expect(try sqlite(path, "SELECT seq FROM ballot_log ORDER BY seq") == [["7"]])
+        await store.close()
+    }
+
+    @Test("opening waits out a lock another connection holds at that moment, instead of failing")
+    func openWaitsForALock() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let first = try SQLiteStore(path: path)
+        try await first.commit([.decide(seq: 1, value: Array("v".utf8))])
+        await first.close()
+        // Another process (sqlite3, a checker) holds the file exclusively while a restarted node opens it.
+        var db: OpaquePointer?
+        #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, nil) == SQLITE_OK)
+        let locked = sqlite3_exec(
+            db,
+            "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE node_state SET max_round = max_round;",
+            nil, nil, nil)
+        #expect(locked == SQLITE_OK)
+        nonisolated(unsafe) let holder = db
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(300)) {
+            sqlite3_exec(holder, "COMMIT", nil, nil, nil)
+            sqlite3_close(holder)
+        }
+        let store = try SQLiteStore(path: path)
+        #expect(try await store.load().instances[1]?.decided == Array("v".utf8))
         await store.close()
     }
 
