@@ -4,6 +4,7 @@ import NIOPosix
 import Paxos
 import PaxosCore
 import PaxosWire
+import Synchronization
 
 /// The dialing side of one peer connection: one persistent TCP connection that carries many
 /// concurrent RPCs, matched to replies by id. Calls fail promptly while the peer is unreachable;
@@ -14,9 +15,40 @@ actor PeerClient {
         var deadline: ContinuousClock.Instant
     }
 
+    /// Calls waiting for their reply, by id. Under a lock rather than in the actor, so that a
+    /// reply completes its caller straight from the connection's reading task, without a hop
+    /// through the actor on the path of every RPC.
+    private final class Calls: Sendable {
+        private let pending = Mutex<[UInt64: Pending]>([:])
+
+        func insert(_ id: UInt64, _ call: Pending) { pending.withLock { $0[id] = call } }
+
+        func complete(_ id: UInt64, _ result: Result<[UInt8], any Error>) {
+            pending.withLock { $0.removeValue(forKey: id) }?.continuation.resume(with: result)
+        }
+
+        func failAll(_ error: any Error) {
+            let all = pending.withLock { calls in
+                defer { calls = [:] }
+                return calls
+            }
+            for (_, call) in all { call.continuation.resume(throwing: error) }
+        }
+
+        func expire(now: ContinuousClock.Instant, _ error: @Sendable () -> any Error) {
+            let expired = pending.withLock { calls in
+                let late = calls.filter { $0.value.deadline <= now }
+                for id in late.keys { calls[id] = nil }
+                return late
+            }
+            for (_, call) in expired { call.continuation.resume(throwing: error()) }
+        }
+    }
+
     private struct Connection {
         var generation: Int
-        var writer: AsyncStream<PeerFrame>.Continuation
+        /// Frames are written straight to the channel (thread-safe), not through a queue task.
+        var channel: any Channel
     }
 
     struct Closed: Error, CustomStringConvertible {
@@ -33,7 +65,7 @@ actor PeerClient {
     private var waiters: [CheckedContinuation<Void, any Error>] = []
     private var retryAfter: ContinuousClock.Instant?
     private var backoff: Duration
-    private var pending: [UInt64: Pending] = [:]
+    private let calls = Calls()
     private var nextID: UInt64 = 1
     private var generation = 0
     private var closed = false
@@ -72,20 +104,21 @@ actor PeerClient {
 
     /// Sends one request frame and waits for the matching reply's payload.
     private func exchange(_ bytes: [UInt8]) async throws -> [UInt8] {
-        let writer = try await connected()
+        let channel = try await connected()
         let id = nextID
         nextID += 1
         let deadline = ContinuousClock.now.advanced(by: settings.callTimeout)
         startSweeper()
         return try await withCheckedThrowingContinuation { continuation in
-            pending[id] = Pending(continuation: continuation, deadline: deadline)
-            writer.yield(.request(id: id, payload: bytes))
+            calls.insert(id, Pending(continuation: continuation, deadline: deadline))
+            // A failed write closes the channel, which fails every pending call.
+            channel.writeAndFlush(PeerFrame.request(id: id, payload: bytes), promise: nil)
         }
     }
 
     func shutdown() {
         closed = true
-        connection?.writer.finish()
+        connection?.channel.close(promise: nil)
         connection = nil
         sweeper?.cancel()
         let failure = TransportError("transport to \(peer) is shut down")
@@ -95,9 +128,9 @@ actor PeerClient {
 
     // MARK: Connection management
 
-    private func connected() async throws -> AsyncStream<PeerFrame>.Continuation {
+    private func connected() async throws -> any Channel {
         if closed { throw TransportError("transport to \(peer) is shut down") }
-        if let connection { return connection.writer }
+        if let connection { return connection.channel }
         if let retryAfter, ContinuousClock.now < retryAfter {
             throw TransportError("\(peer) at \(address) is unreachable (\(lastError ?? "not connected"))")
         }
@@ -109,7 +142,7 @@ actor PeerClient {
         }
         try await withCheckedThrowingContinuation { waiters.append($0) }
         guard let connection else { throw TransportError("\(peer) at \(address) is unreachable") }
-        return connection.writer
+        return connection.channel
     }
 
     private nonisolated func run(_ generation: Int) async {
@@ -118,6 +151,7 @@ actor PeerClient {
         let me = settings.me
         let peer = self.peer
         let ownAddress = self.ownAddress()
+        let calls = self.calls
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(settings.connectTimeout))
@@ -136,23 +170,16 @@ actor PeerClient {
                     throw TransportError(
                         "\(peer) answered hello with \(other.map(\.description) ?? "nothing")")
                 }
-                let (outgoing, writer) = AsyncStream.makeStream(of: PeerFrame.self)
-                await self.didConnect(generation, writer)
-                try await withThrowingDiscardingTaskGroup { group in
-                    group.addTask {
-                        for await frame in outgoing { try await outbound.write(frame) }
-                        throw Closed()
+                await self.didConnect(generation, channel.channel)
+                while let frame = try await frames.next() {
+                    switch frame {
+                    case .reply(let id, let payload): calls.complete(id, .success(payload))
+                    case .noReply(let id):
+                        calls.complete(id, .failure(TransportError("\(peer) declined to answer")))
+                    default: throw TransportError("\(peer) sent an unexpected \(frame)")
                     }
-                    while let frame = try await frames.next() {
-                        switch frame {
-                        case .reply(let id, let payload): await self.complete(id, .success(payload))
-                        case .noReply(let id):
-                            await self.complete(id, .failure(TransportError("\(peer) declined to answer")))
-                        default: throw TransportError("\(peer) sent an unexpected \(frame)")
-                        }
-                    }
-                    throw Closed()
                 }
+                throw Closed()
             }
         } catch {
             await didDisconnect(generation, error)
@@ -161,16 +188,16 @@ actor PeerClient {
         await didDisconnect(generation, Closed())
     }
 
-    private func didConnect(_ generation: Int, _ writer: AsyncStream<PeerFrame>.Continuation) {
+    private func didConnect(_ generation: Int, _ channel: any Channel) {
         guard generation == self.generation, !closed else {
-            writer.finish()
+            channel.close(promise: nil)
             failWaiters(TransportError("transport to \(peer) is shut down"))
             return
         }
         if lastError != nil {
             logger.info("connected to peer", metadata: ["peer": "\(peer)", "address": "\(address)"])
         }
-        connection = Connection(generation: generation, writer: writer)
+        connection = Connection(generation: generation, channel: channel)
         connecting = false
         retryAfter = nil
         lastError = nil
@@ -189,7 +216,7 @@ actor PeerClient {
                 metadata: ["peer": "\(peer)", "address": "\(address)", "reason": "\(message)"])
         }
         lastError = message
-        connection?.writer.finish()
+        connection?.channel.close(promise: nil)
         connection = nil
         connecting = false
         retryAfter = ContinuousClock.now.advanced(by: backoff)
@@ -206,15 +233,7 @@ actor PeerClient {
         for waiter in waiting { waiter.resume(throwing: error) }
     }
 
-    private func complete(_ id: UInt64, _ result: Result<[UInt8], any Error>) {
-        pending.removeValue(forKey: id)?.continuation.resume(with: result)
-    }
-
-    private func failAll(_ error: any Error) {
-        let all = pending
-        pending = [:]
-        for (_, call) in all { call.continuation.resume(throwing: error) }
-    }
+    private func failAll(_ error: any Error) { calls.failAll(error) }
 
     /// Fails calls whose reply did not come in time (the peer may be alive but stuck).
     private func startSweeper() {
@@ -228,11 +247,7 @@ actor PeerClient {
     }
 
     private func expire() {
-        let now = ContinuousClock.now
-        for (id, call) in pending where call.deadline <= now {
-            pending[id] = nil
-            call.continuation.resume(
-                throwing: TransportError("no reply from \(peer) within \(settings.callTimeout)"))
-        }
+        let message = "no reply from \(peer) within \(settings.callTimeout)"
+        calls.expire(now: ContinuousClock.now) { TransportError(message) }
     }
 }
