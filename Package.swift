@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "PaxosNodeTests",
             dependencies: [
-                "PaxosServer", "Paxos", "PaxosCore", "PaxosTesting",
+                "PaxosServer", "Paxos", "PaxosCore", "PaxosKV", "PaxosTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),

@@ -181,9 +181,12 @@ public enum PaxosHTTPAPI {
     }
 }
 
-/// Renders every error as `{"error": {"code", "message"}}` with the right status.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(
+/// Renders every error as `{"error": {"code", "message"}}` with the right status. Install it on
+/// any router the API's routes are added to.
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         do {

@@ -13,11 +13,13 @@ struct HTTPAnswer {
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
 }
 
-func http(_ method: String, _ url: String, body: Data? = nil, timeout: TimeInterval = 10) async throws
-    -> HTTPAnswer
-{
+func http(
+    _ method: String, _ url: String, body: Data? = nil, headers: [String: String] = [:],
+    timeout: TimeInterval = 10
+) async throws -> HTTPAnswer {
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
     request.httpBody = body
     request.timeoutInterval = timeout
     let (data, response) = try await URLSession.shared.data(for: request)

@@ -1,0 +1,140 @@
+import Foundation
+import Hummingbird
+import Paxos
+import PaxosCore
+import PaxosKV
+import PaxosServer
+import PaxosTesting
+import Testing
+
+/// The key-value routes and their errors, against a live server on loopback in front of a
+/// replica of a 3-replica log on the simulated network.
+@Suite("Key-value HTTP API", .serialized)
+struct KVHTTPAPITests {
+    func withKV(_ body: (String, KVCluster) async throws -> Void) async throws {
+        let cluster = try await KVCluster(3, seed: 61)
+        _ = try await cluster.waitForLeader()
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        KVHTTPAPI.add(to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024)
+        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
+        let application = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
+        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        do {
+            try await body("http://127.0.0.1:\(port)", cluster)
+        } catch {
+            server.cancel()
+            await cluster.shutdown()
+            throw error
+        }
+        server.cancel()
+        await cluster.shutdown()
+    }
+
+    @Test("PUT, GET, append, DELETE: values as bodies, 404 key_not_found when absent")
+    func basicRoutes() async throws {
+        try await withKV { base, _ in
+            #expect(try await http("GET", "\(base)/v1/kv/k").errorCode == "key_not_found")
+            let put = try await http("PUT", "\(base)/v1/kv/k", body: Data("héllo".utf8))
+            #expect(put.status == 200 && put.json["status"] as? String == "ok")
+            let get = try await http("GET", "\(base)/v1/kv/k")
+            #expect(get.status == 200 && String(decoding: get.body, as: UTF8.self) == "héllo")
+            let append = try await http("POST", "\(base)/v1/kv/k?op=append", body: Data("!".utf8))
+            #expect(append.status == 200 && append.json["value"] as? String == "héllo!")
+            let delete = try await http("DELETE", "\(base)/v1/kv/k")
+            #expect(delete.status == 200 && delete.json["status"] as? String == "deleted")
+            let again = try await http("DELETE", "\(base)/v1/kv/k")
+            #expect(again.status == 404 && again.errorCode == "key_not_found")
+            #expect(try await http("GET", "\(base)/v1/kv/k").status == 404)
+        }
+    }
+
+    @Test("a percent-encoded key is decoded: a%20b and 'a b' are one key")
+    func percentEncodedKey() async throws {
+        try await withKV { base, cluster in
+            let put = try await http("PUT", "\(base)/v1/kv/a%20b", body: Data("v".utf8))
+            #expect(put.status == 200)
+            let stored = try await cluster.clerk().get("a b")
+            #expect(stored == "v")
+            let get = try await http("GET", "\(base)/v1/kv/a%20b")
+            #expect(String(decoding: get.body, as: UTF8.self) == "v")
+        }
+    }
+
+    @Test("compare-and-set swaps only from the expected value (null: absent); 409 with the current value")
+    func compareAndSet() async throws {
+        try await withKV { base, _ in
+            func cas(_ body: String) async throws -> HTTPAnswer {
+                try await http("POST", "\(base)/v1/kv/c?op=cas", body: Data(body.utf8))
+            }
+            let create = try await cas(#"{"expected": null, "value": "one"}"#)
+            #expect(create.status == 200 && create.json["swapped"] as? Bool == true)
+            let stale = try await cas(#"{"expected": null, "value": "two"}"#)
+            #expect(stale.status == 409 && stale.json["swapped"] as? Bool == false)
+            #expect(stale.json["current"] as? String == "one")
+            let swap = try await cas(#"{"expected": "one", "value": "two"}"#)
+            #expect(swap.status == 200 && swap.json["swapped"] as? Bool == true)
+            #expect(String(decoding: try await http("GET", "\(base)/v1/kv/c").body, as: UTF8.self) == "two")
+            let bad = try await cas("not json")
+            #expect(bad.status == 400 && bad.errorCode == "bad_body")
+            let unknown = try await http("POST", "\(base)/v1/kv/c?op=increment")
+            #expect(unknown.status == 400 && unknown.errorCode == "bad_operation")
+        }
+    }
+
+    @Test("a retried request (same X-Client-Id and X-Request-Id) executes once and gets the first answer")
+    func exactlyOnceOverHTTP() async throws {
+        try await withKV { base, _ in
+            let session = try await http("POST", "\(base)/v1/sessions")
+            let client = try #require(session.json["clientId"] as? Int)
+            func append(_ request: Int) async throws -> HTTPAnswer {
+                try await http(
+                    "POST", "\(base)/v1/kv/log?op=append", body: Data("x".utf8),
+                    headers: ["X-Client-Id": "\(client)", "X-Request-Id": "\(request)"])
+            }
+            #expect(try await append(1).json["value"] as? String == "x")
+            // The same request again: not applied a second time, and the original answer.
+            #expect(try await append(1).json["value"] as? String == "x")
+            #expect(try await append(2).json["value"] as? String == "xx")
+            let stale = try await append(1)
+            #expect(stale.status == 409 && stale.errorCode == "stale_request")
+            #expect(String(decoding: try await http("GET", "\(base)/v1/kv/log").body, as: UTF8.self) == "xx")
+        }
+    }
+
+    @Test("bad session headers are a 400 bad_session; an unknown client is a 409 session_expired")
+    func sessionErrors() async throws {
+        try await withKV { base, _ in
+            let half = try await http("PUT", "\(base)/v1/kv/k", body: Data(), headers: ["X-Client-Id": "3"])
+            #expect(half.status == 400 && half.errorCode == "bad_session")
+            let words = try await http(
+                "PUT", "\(base)/v1/kv/k", body: Data(), headers: ["X-Client-Id": "x", "X-Request-Id": "1"])
+            #expect(words.status == 400 && words.errorCode == "bad_session")
+            let unknown = try await http(
+                "PUT", "\(base)/v1/kv/k", body: Data("v".utf8),
+                headers: ["X-Client-Id": "999999", "X-Request-Id": "1"])
+            #expect(unknown.status == 409 && unknown.errorCode == "session_expired")
+            // Nothing was executed for it.
+            #expect(try await http("GET", "\(base)/v1/kv/k").status == 404)
+        }
+    }
+
+    @Test("a value above the limit is a 413 and changes nothing; GET /v1/log reports the replica")
+    func limitsAndLogStatus() async throws {
+        try await withKV { base, _ in
+            let big = try await http("PUT", "\(base)/v1/kv/k", body: Data(repeating: 1, count: 2048))
+            #expect(big.status == 413)
+            #expect(try await http("GET", "\(base)/v1/kv/k").status == 404)
+            #expect(try await http("PUT", "\(base)/v1/kv/small", body: Data("v".utf8)).status == 200)
+            let log = try await http("GET", "\(base)/v1/log")
+            #expect(log.status == 200)
+            #expect(log.json["node"] as? Int == 0)
+            #expect(log.json["serving"] as? Bool == true)
+            #expect((log.json["applied"] as? Int ?? 0) >= 1)
+        }
+    }
+}
