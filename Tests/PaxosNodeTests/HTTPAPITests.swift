@@ -18,21 +18,12 @@ struct HTTPAPITests {
             peerAddresses: [0: "127.0.0.1:1", 1: "127.0.0.1:2", 2: "127.0.0.1:3"],
             isReachable: { $0 == 1 })
         let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
-        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let application = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
-        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
         do {
-            try await body("http://127.0.0.1:\(port)", cluster)
+            try await withServer(router) { base in try await body(base, cluster) }
         } catch {
-            server.cancel()
             await cluster.cleanup()
             throw error
         }
-        server.cancel()
         await cluster.cleanup()
     }
 

@@ -17,21 +17,12 @@ struct KVHTTPAPITests {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
         KVHTTPAPI.add(to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024)
-        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-        let application = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
-        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
         do {
-            try await body("http://127.0.0.1:\(port)", cluster)
+            try await withServer(router) { base in try await body(base, cluster) }
         } catch {
-            server.cancel()
             await cluster.shutdown()
             throw error
         }
-        server.cancel()
         await cluster.shutdown()
     }
 

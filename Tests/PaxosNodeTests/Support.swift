@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -79,4 +80,17 @@ func eventually(
     }
     if try await condition() { return }
     throw TestError("timed out after \(timeout): \(what)")
+}
+
+/// Serves `router` on a free loopback port for the duration of `body`, which gets the base URL.
+func withServer(_ router: Router<BasicRequestContext>, _ body: (String) async throws -> Void) async throws {
+    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
+    let application = Application(
+        router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
+    let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+    defer { server.cancel() }
+    var iterator = ports.makeAsyncIterator()
+    guard let port = await iterator.next() else { throw TestError("the HTTP server did not start") }
+    try await body("http://127.0.0.1:\(port)")
 }
