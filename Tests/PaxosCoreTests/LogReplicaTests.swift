@@ -18,6 +18,24 @@ struct LogReplicaTests {
 
     func ballot(_ round: UInt64, _ node: UInt32) -> Ballot { Ballot(round: round, node: NodeID(node)) }
 
+    /// Node 2 of {1, 2, 3}, with nothing promised or accepted yet.
+    func freshAcceptor() -> LogReplica<ListMachine> {
+        LogReplica(me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
+    }
+
+    func prepare(_ ballot: Ballot) -> LogRequestEnvelope {
+        LogRequestEnvelope(from: ballot.node, request: .prepare(ballot: ballot, from: 1))
+    }
+
+    /// An accept of `entry("x")` in slot 1.
+    func acceptX(_ ballot: Ballot) -> LogRequestEnvelope {
+        LogRequestEnvelope(
+            from: ballot.node,
+            request: .accept(
+                ballot: ballot, entries: [SlotEntry(slot: 1, entry: entry("x"))], firstUnchosen: 1,
+                releasable: 1))
+    }
+
     func entry(_ text: String, node: UInt32 = 9) -> LogEntry {
         [Proposal(id: ProposalID(node: NodeID(node), incarnation: 1, number: 1), command: Array(text.utf8))]
     }
@@ -83,17 +101,10 @@ struct LogReplicaTests {
 
     @Test("an acceptor refuses an accept below its promise, and says what it promised")
     func acceptBelowPromiseIsRefused() {
-        var acceptor = LogReplica<ListMachine>(
-            me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
-        let promise = acceptor.onRequest(
-            LogRequestEnvelope(from: 3, request: .prepare(ballot: ballot(5, 3), from: 1)))
+        var acceptor = freshAcceptor()
+        let promise = acceptor.onRequest(prepare(ballot(5, 3)))
         #expect(promise.mutations.contains(.promise(ballot(5, 3))))
-        let refused = acceptor.onRequest(
-            LogRequestEnvelope(
-                from: 1,
-                request: .accept(
-                    ballot: ballot(4, 1), entries: [SlotEntry(slot: 1, entry: entry("x"))],
-                    firstUnchosen: 1, releasable: 1)))
+        let refused = acceptor.onRequest(acceptX(ballot(4, 1)))
         #expect(refused.reply?.reply == .rejected(ballot: ballot(4, 1), promised: ballot(5, 3)))
         #expect(refused.mutations.isEmpty)
         #expect(acceptor.records[1] == nil)
@@ -101,19 +112,12 @@ struct LogReplicaTests {
 
     @Test("a promise and a vote leave only with the mutations they depend on, never eagerly")
     func repliesDependOnTheirMutations() {
-        var acceptor = LogReplica<ListMachine>(
-            me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
-        let promise = acceptor.onRequest(
-            LogRequestEnvelope(from: 1, request: .prepare(ballot: ballot(1, 1), from: 1)))
+        var acceptor = freshAcceptor()
+        let promise = acceptor.onRequest(prepare(ballot(1, 1)))
         #expect(promise.reply != nil)
         #expect(promise.mutations == [.promise(ballot(1, 1))])
         #expect(promise.eagerMessages.isEmpty)
-        let vote = acceptor.onRequest(
-            LogRequestEnvelope(
-                from: 1,
-                request: .accept(
-                    ballot: ballot(1, 1), entries: [SlotEntry(slot: 1, entry: entry("x"))],
-                    firstUnchosen: 1, releasable: 1)))
+        let vote = acceptor.onRequest(acceptX(ballot(1, 1)))
         #expect(
             vote.reply?.reply == .accepted(ballot: ballot(1, 1), slots: [1], firstUnchosen: 1, applied: 0))
         #expect(vote.mutations.contains(.accept(slot: 1, ballot: ballot(1, 1), entry: entry("x"))))
