@@ -181,7 +181,7 @@ public actor LogPeer<Machine: StateMachine> {
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
         // Results depend only on chosen entries, durable at a majority (LogReady's contract).
-        deliver(results: ready.results, failed: ready.failed)
+        deliver(results: ready.results, failed: ready.failed, unknown: ready.unknown)
         if let continuation { pending.replies.append((continuation, ready.reply)) }
         flush()
     }
@@ -237,7 +237,7 @@ public actor LogPeer<Machine: StateMachine> {
         for reply in batch.localReplies { onReply(reply) }
     }
 
-    private func deliver(results: [(ProposalID, Value)], failed: [ProposalID]) {
+    private func deliver(results: [(ProposalID, Value)], failed: [ProposalID], unknown: [ProposalID]) {
         for (id, output) in results {
             appliedProposals += 1
             waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
@@ -245,6 +245,10 @@ public actor LogPeer<Machine: StateMachine> {
         for id in failed {
             waiters.removeValue(forKey: id)?.continuation.resume(
                 returning: .failed("no leader took the command"))
+        }
+        for id in unknown {
+            waiters.removeValue(forKey: id)?.continuation.resume(
+                returning: .unknown("the command was handed to a leader that did not confirm it"))
         }
     }
 

@@ -12,10 +12,12 @@ import PaxosCore
 ///     rows     = count:u32 (space:u8 key:bytes value:bytes)*
 ///
 /// Requests: prepare (0x21) ballot from:slot; accept (0x22) ballot firstUnchosen:slot
-/// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry.
+/// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry;
+/// pre-vote (0x25) ballot.
 /// Replies: promise (0xA1) ballot firstUnchosen:slot count:u32 record*; accepted (0xA2) ballot
 /// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
-/// firstUnchosen count:u32 (slot entry)*; snapshot (0xA5) applied rows; forwarded (0xA6) taken:u8.
+/// firstUnchosen count:u32 (slot entry)*; snapshot (0xA5) applied rows; forwarded (0xA6) taken:u8;
+/// pre-vote (0xA7) ballot granted:u8 has-promised:u8 [promised:ballot].
 public enum LogWire {
     public static let version: UInt8 = 1
     /// Slots, on the wire, are below this.
@@ -26,12 +28,14 @@ public enum LogWire {
         case accept = 0x22
         case fetch = 0x23
         case forward = 0x24
+        case preVote = 0x25
         case promise = 0xA1
         case accepted = 0xA2
         case rejected = 0xA3
         case chosen = 0xA4
         case snapshot = 0xA5
         case forwarded = 0xA6
+        case preVoteReply = 0xA7
     }
 
     /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
@@ -60,6 +64,9 @@ public enum LogWire {
         case .forward(let proposals):
             header(&writer, .forward, envelope.from)
             write(proposals, &writer)
+        case .preVote(let ballot):
+            header(&writer, .preVote, envelope.from)
+            write(ballot, &writer)
         }
         return writer.bytes
     }
@@ -105,6 +112,16 @@ public enum LogWire {
         case .forwarded(let taken):
             header(&writer, .forwarded, envelope.from)
             writer.write(UInt8(taken ? 1 : 0))
+        case .preVote(let ballot, let granted, let promised):
+            header(&writer, .preVoteReply, envelope.from)
+            write(ballot, &writer)
+            writer.write(UInt8(granted ? 1 : 0))
+            if let promised {
+                writer.write(UInt8(1))
+                write(promised, &writer)
+            } else {
+                writer.write(UInt8(0))
+            }
         }
         return writer.bytes
     }
@@ -148,6 +165,8 @@ public enum LogWire {
             request = .fetch(from: try readSlot(&reader, "from"))
         case .forward:
             request = .forward(try readEntry(&reader, maxValueBytes))
+        case .preVote:
+            request = .preVote(ballot: try readBallot(&reader))
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
         }
@@ -199,6 +218,11 @@ public enum LogWire {
             reply = .snapshot(applied: applied, rows: try readRows(&reader, maxValueBytes))
         case .forwarded:
             reply = .forwarded(taken: try readFlag(&reader, "taken"))
+        case .preVoteReply:
+            let ballot = try readBallot(&reader)
+            let granted = try readFlag(&reader, "granted")
+            let promised = try readFlag(&reader, "has promised") ? try readBallot(&reader) : nil
+            reply = .preVote(ballot: ballot, granted: granted, promised: promised)
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a reply")
         }

@@ -133,47 +133,24 @@ struct LogReplicaTests {
         var lower = LogDurableState()
         lower.apply(.promise(ballot(1, 3)))
         lower.apply(.accept(slot: 1, ballot: ballot(1, 3), entry: entry("y")))
-        var candidate = LogReplica<ListMachine>(
-            me: 1, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
-        var two = LogReplica<ListMachine>(me: 2, peers: [1, 2, 3], state: higher, configuration: .simulation)
-        var three = LogReplica<ListMachine>(
-            me: 3, peers: [1, 2, 3], state: lower, configuration: .simulation)
-        var campaign = LogReady()
-        for _ in 0..<100 {
-            campaign = candidate.tick()
-            if !campaign.messages.isEmpty { break }
+        var simulation = LogSimulation(count: 3, seed: 3, configuration: .simulation)
+        simulation.durable[2] = higher
+        simulation.durable[3] = lower
+        for node: NodeID in [2, 3] {
+            simulation.crash(node)
+            simulation.restart(node)
         }
-        // The candidate's ballot is above both promises (it saw none yet, so round 1): it must
-        // learn of them first. Their refusals raise its rounds; the next campaign wins.
-        var accepts: [SlotEntry] = []
-        for _ in 0..<5 where accepts.isEmpty {
-            var replies = campaign.localReplies
-            for message in campaign.messages {
-                let acceptor = message.to == 2 ? two : three
-                var copy = acceptor
-                if let reply = copy.onRequest(message.envelope).reply { replies.append(reply) }
-                if message.to == 2 { two = copy } else { three = copy }
-            }
-            var next = LogReady()
-            for reply in replies {
-                let ready = candidate.onReply(reply)
-                for message in ready.eagerMessages {
-                    if case .accept(_, let entries, _, _) = message.envelope.request { accepts += entries }
-                }
-                next.messages += ready.messages
-                next.localReplies += ready.localReplies
-            }
-            if accepts.isEmpty {
-                for _ in 0..<100 where next.messages.isEmpty { next = candidate.tick() }
-                campaign = next
-            }
+        // Only node 1 campaigns. Its first ballot is below both promises (it saw none yet): it
+        // must learn of them first; their refusals raise its rounds, and a later campaign wins.
+        for _ in 0..<500 where !simulation.replicas[1]!.isLeader {
+            simulation.tick(1)
+            simulation.deliverAll()
         }
-        #expect(candidate.isLeader)
-        let proposed = Dictionary(
-            accepts.map { ($0.slot, $0.entry) }, uniquingKeysWith: { first, _ in first })
-        #expect(proposed[1] == entry("x"))
-        #expect(proposed[2] == [])
-        #expect(proposed[3] == entry("z"))
+        #expect(simulation.replicas[1]!.isLeader)
+        #expect(simulation.chosen[1] == entry("x"))
+        #expect(simulation.chosen[2] == [])
+        #expect(simulation.chosen[3] == entry("z"))
+        #expect(simulation.violations.isEmpty)
     }
 
     @Test("a new leader behind its followers asks again when its catch-up fetch is lost")
@@ -226,7 +203,16 @@ struct LogReplicaTests {
             me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
         var prepare: Ballot?
         for _ in 0..<100 where prepare == nil {
-            for message in replica.tick().messages {
+            var ready = replica.tick()
+            for message in ready.eagerMessages where message.to == 2 {
+                // Peer 2 grants the pre-vote: the replica campaigns for real.
+                if case .preVote(let asked) = message.envelope.request {
+                    ready = replica.onReply(
+                        LogReplyEnvelope(
+                            from: 2, reply: .preVote(ballot: asked, granted: true, promised: nil)))
+                }
+            }
+            for message in ready.messages {
                 if case .prepare(let ballot, _) = message.envelope.request { prepare = ballot }
             }
         }
@@ -234,7 +220,7 @@ struct LogReplicaTests {
     }
 
     @Test(
-        "agreement holds under loss, duplication, reordering, partitions and crashes mid-Ready; the healed cluster converges",
+        "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks and a node lost for good; the healed cluster makes progress and a returning follower deposes nobody",
         arguments: Array(UInt64(1)...UInt64(40)))
     func agreementUnderFaults(seed: UInt64) throws {
         var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
@@ -242,30 +228,46 @@ struct LogReplicaTests {
         simulation.duplicatePercent = 10
         simulation.crashPercent = 1
         var random = SplitMix64(seed: seed &* 7919)
-        for _ in 0..<10_000 {
+        func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
+        for _ in 0..<20_000 {
             switch Int.random(in: 0..<100, using: &random) {
-            case 0..<45:
+            case 0..<35:
                 simulation.deliverOne()
-            case 45..<80:
-                simulation.tick(simulation.peers.randomElement(using: &random)!)
-            case 80..<98:
-                simulation.submit(
-                    at: simulation.peers.randomElement(using: &random)!,
-                    resendable: Bool.random(using: &random))
-            case 98:
-                let node = simulation.peers.randomElement(using: &random)!
-                if simulation.replicas[node] == nil {
+            case 35..<50:
+                simulation.commitOne()
+            case 50..<78:
+                simulation.tick(anyNode())
+            case 78..<94:
+                simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
+            case 94:
+                if Bool.random(using: &random) { simulation.crash(anyNode()) }
+            case 95, 96:
+                if let node = simulation.peers.filter({ simulation.replicas[$0] == nil }).randomElement(
+                    using: &random)
+                {
                     simulation.restart(node)
+                }
+            case 97:
+                // A node whose disk died: it never returns (one per run, so the rest still
+                // make progress under the other faults).
+                let node = anyNode()
+                if simulation.lost.isEmpty, Int.random(in: 0..<4, using: &random) == 0 {
+                    simulation.lose(node)
+                }
+            case 98:
+                // A disk that hangs, often the leader's; or one that recovers.
+                let node = simulation.leaders.first ?? anyNode()
+                if simulation.stalled.isEmpty {
+                    simulation.stalled = [Bool.random(using: &random) ? node : anyNode()]
                 } else {
-                    simulation.crash(node)
+                    simulation.stalled = []
                 }
             default:
                 // Cut one replica off (often the leader, which then keeps proposing to nobody
                 // while the others elect another), or heal.
                 if simulation.isolated.isEmpty {
-                    let leader = simulation.leaders.first ?? simulation.peers.randomElement(using: &random)!
-                    let other = simulation.peers.randomElement(using: &random)!
-                    simulation.isolated = [Bool.random(using: &random) ? leader : other]
+                    let leader = simulation.leaders.first ?? anyNode()
+                    simulation.isolated = [Bool.random(using: &random) ? leader : anyNode()]
                 } else {
                     simulation.isolated = []
                 }
@@ -273,34 +275,54 @@ struct LogReplicaTests {
         }
         #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
 
-        // Heal: everyone up, no faults. A command submitted now is applied on every replica.
+        // Heal: every node that is not lost up, no faults. A command submitted now is applied on
+        // every replica that is up within a bound of ticks.
         simulation.dropPercent = 0
         simulation.duplicatePercent = 0
         simulation.crashPercent = 0
         simulation.isolated = []
+        simulation.stalled = []
         for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
+        let up = simulation.up
         var probe: ProposalID?
         for _ in 0..<2000 {
-            for node in simulation.peers { simulation.tick(node) }
+            for node in up { simulation.tick(node) }
             simulation.deliverAll()
             if probe == nil, let leader = simulation.leaders.first { probe = simulation.submit(at: leader) }
             if let probe, simulation.results[probe] != nil,
-                Set(simulation.peers.map { simulation.replicas[$0]!.applied }).count == 1
+                Set(up.map { simulation.replicas[$0]!.applied }).count == 1
             {
                 break
             }
         }
         let id = try #require(probe)
         #expect(simulation.results[id] != nil)
-        let applied = simulation.peers.map { simulation.replicas[$0]!.applied }
-        #expect(
-            Set(applied).count == 1,
-            "\(simulation.peers.map { node in simulation.replicas[node].map { "\(node): \($0.role) leader \($0.leader.map(\.description) ?? "-") promised \($0.promised.map(\.description) ?? "-") applied \($0.applied) firstUnchosen \($0.firstUnchosen) logStart \($0.logStart)" } ?? "down" })"
-        )
-        let machines = simulation.peers.map { simulation.replicas[$0]!.machine.commands }
+        let applied = up.map { simulation.replicas[$0]!.applied }
+        #expect(Set(applied).count == 1, "\(simulation.summary)")
+        let machines = up.map { simulation.replicas[$0]!.machine.commands }
         #expect(Set(machines.map(\.count)).count == 1)
         #expect(machines.allSatisfy { $0 == machines[0] })
         #expect(simulation.chosen.count > 10, "the run chose too little to mean anything")
+
+        // A follower cut off (or paused) for many election timeouts returns: the leader, still
+        // connected to a majority, keeps leading under the same ballot.
+        let leader = try #require(simulation.leaders.first)
+        let ballot = simulation.replicas[leader]!.role
+        let follower = try #require(up.first { $0 != leader })
+        if up.count - 1 >= simulation.peers.count / 2 + 1 {
+            simulation.isolated = [follower]
+            for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
+                for node in up { simulation.tick(node) }
+                simulation.deliverAll()
+            }
+            simulation.isolated = []
+            for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
+                for node in up { simulation.tick(node) }
+                simulation.deliverAll()
+            }
+            #expect(simulation.replicas[leader]!.role == ballot, "\(simulation.summary)")
+            #expect(simulation.replicas[follower]!.leader == leader)
+        }
         #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
     }
 }

@@ -29,14 +29,16 @@ struct ListMachine: StateMachine {
 }
 
 /// A whole cluster of ``LogReplica``s driven synchronously from a seed, the way ``LogPeer``
-/// drives one: eager messages leave at once; mutations are committed to the replica's durable
-/// state; only then do messages, replies and local votes leave. Faults: loss (the sender is told,
-/// as a transport timeout would), duplication, any delivery order, and crashes in the middle of a
-/// Ready (after its eager messages left, before its mutations were committed), with a restart
-/// from the durable state.
+/// drives one: eager messages and results leave at once; the rest of every Ready waits in the
+/// replica's pending batch, and a separate commit step (group commit: everything pending, as
+/// one batch) makes its mutations durable and only then releases its messages, replies and
+/// local votes. Faults: loss (the sender is told, as a transport timeout would), duplication,
+/// any delivery order, partitions that heal, crashes between any two steps (pending mutations
+/// are lost), nodes lost for good, and stalled disks (a replica whose commits never finish).
 ///
-/// After every step it checks agreement: no slot is ever known chosen with two entries, and every
-/// replica's applied commands are a prefix of one sequence.
+/// After every step it checks agreement (no slot is ever known chosen with two entries, and
+/// every replica's applied commands are a prefix of one sequence), and that no proposal a
+/// replica reported `failed` is ever chosen.
 struct LogSimulation {
     enum Item {
         case request(LogOutbound)
@@ -52,29 +54,53 @@ struct LogSimulation {
         }
     }
 
+    /// What a replica's driver holds between a Ready and the commit that releases it.
+    struct Pending {
+        var mutations: [LogMutation] = []
+        var messages: [LogOutbound] = []
+        var replies: [(LogOutbound, LogReplyEnvelope)] = []
+        var localReplies: [LogReplyEnvelope] = []
+
+        var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && replies.isEmpty && localReplies.isEmpty }
+    }
+
     let peers: [NodeID]
     let configuration: LogConfiguration
     var replicas: [NodeID: LogReplica<ListMachine>] = [:]
     var durable: [NodeID: LogDurableState] = [:]
+    var pending: [NodeID: Pending] = [:]
     var network: [Item] = []
     var random: SplitMix64
     var dropPercent = 0
     var duplicatePercent = 0
-    /// Chance that carrying out a Ready crashes its replica before the commit.
+    /// Chance that a commit crashes its replica instead (its pending batch is lost).
     var crashPercent = 0
     /// Replicas cut off from every other: what they send or are sent is lost.
     var isolated: Set<NodeID> = []
+    /// Replicas whose disk hangs: their commits never finish while they are here.
+    var stalled: Set<NodeID> = []
+    /// Replicas lost for good: never restarted.
+    var lost: Set<NodeID> = []
     /// Every entry any replica ever knew as chosen, by slot.
     private(set) var chosen: [Slot: LogEntry] = [:]
+    /// Every proposal in a chosen entry.
+    private(set) var chosenProposals: Set<ProposalID> = []
     /// The longest applied sequence seen.
     private(set) var longestApplied: [Value] = []
     private(set) var violations: [String] = []
     private(set) var results: [ProposalID: Value] = [:]
+    /// Proposals their replica reported as certainly not executed, and as of unknown outcome.
+    private(set) var failed: Set<ProposalID> = []
+    private(set) var unknown: Set<ProposalID> = []
     private(set) var sent: [String: Int] = [:]
     /// The most slots a leader had proposed beyond its first unchosen one, and the largest batch.
     private(set) var mostSlotsInFlight = 0
     private(set) var largestBatch = 0
+    /// The largest message sent, in bytes (as ``LogReplica`` counts them).
+    private(set) var largestMessageBytes = 0
     private var submitted = 0
+    /// Commands are padded to at least this many bytes (for tests of message bounds).
+    var commandBytes = 0
 
     init(count: Int, seed: UInt64, configuration: LogConfiguration) {
         peers = (1...count).map { NodeID(UInt32($0)) }
@@ -91,6 +117,7 @@ struct LogSimulation {
 
     mutating func crash(_ node: NodeID) {
         replicas[node] = nil
+        pending[node] = nil
         network.removeAll { item in
             switch item {
             case .local(let owner, _): owner == node
@@ -100,7 +127,14 @@ struct LogSimulation {
         }
     }
 
+    /// Crashes `node` and never lets it return.
+    mutating func lose(_ node: NodeID) {
+        crash(node)
+        lost.insert(node)
+    }
+
     mutating func restart(_ node: NodeID) {
+        guard !lost.contains(node) else { return }
         var state = durable[node] ?? LogDurableState()
         state.apply(.incarnation(state.incarnation + 1))
         durable[node] = state
@@ -115,7 +149,10 @@ struct LogSimulation {
     mutating func submit(at node: NodeID, resendable: Bool = false) -> ProposalID? {
         guard replicas[node] != nil else { return nil }
         submitted += 1
-        let command = Array("c\(submitted)".utf8)
+        var command = Array("c\(submitted)".utf8)
+        if command.count < commandBytes {
+            command += Array(repeating: UInt8(ascii: "."), count: commandBytes - command.count)
+        }
         let (id, ready) = replicas[node]!.submit(command, resendable: resendable)
         carryOut(ready, at: node, answering: nil)
         return id
@@ -142,6 +179,23 @@ struct LogSimulation {
         deliver(item)
     }
 
+    /// Delivers the first message in flight that `matches`, without faults (partitions hold).
+    /// Returns whether there was one.
+    @discardableResult
+    mutating func deliverFirst(where matches: (Item) -> Bool) -> Bool {
+        guard let index = network.firstIndex(where: matches) else { return false }
+        let item = network.remove(at: index)
+        if crossesPartition(item) { fail(item) } else { deliver(item) }
+        return true
+    }
+
+    /// Commits one replica's pending batch, picked at random among those that have one.
+    mutating func commitOne() {
+        let ready = up.filter { !(pending[$0]?.isEmpty ?? true) && !stalled.contains($0) }
+        guard let node = ready.randomElement(using: &random) else { return }
+        commit(node)
+    }
+
     private func crossesPartition(_ item: Item) -> Bool {
         let from: NodeID
         switch item {
@@ -152,11 +206,19 @@ struct LogSimulation {
         return isolated.contains(from) != isolated.contains(item.destination)
     }
 
-    /// Delivers everything in flight, and whatever that produces, without faults.
+    /// Commits and delivers everything, and whatever that produces, without loss or crashes;
+    /// partitions and stalled disks still hold.
     mutating func deliverAll(limit: Int = 100_000) {
         var steps = 0
-        while !network.isEmpty, steps < limit {
-            deliver(network.removeFirst())
+        while steps < limit {
+            if let node = up.first(where: { !(pending[$0]?.isEmpty ?? true) && !stalled.contains($0) }) {
+                commit(node, mayCrash: false)
+            } else if !network.isEmpty {
+                let item = network.removeFirst()
+                if crossesPartition(item) { fail(item) } else { deliver(item) }
+            } else {
+                return
+            }
             steps += 1
         }
     }
@@ -193,30 +255,60 @@ struct LogSimulation {
         carryOut(replicas[node]!.onSendFailure(outbound), at: node, answering: nil)
     }
 
-    /// Carries out `ready` as the driver contract says: eager messages and results at once, then
-    /// the commit, then everything that depends on it.
+    /// Carries out `ready` as the driver contract says: eager messages and results at once; the
+    /// rest waits for the next commit of this replica.
     private mutating func carryOut(_ ready: LogReady, at node: NodeID, answering request: LogOutbound?) {
         for message in ready.eagerMessages { send(message) }
         for (id, output) in ready.results { results[id] = output }
-        if !ready.mutations.isEmpty, Int.random(in: 0..<100, using: &random) < crashPercent {
+        for id in ready.unknown { unknown.insert(id) }
+        for id in ready.failed {
+            failed.insert(id)
+            if chosenProposals.contains(id) { violations.append("proposal \(id) reported failed but chosen") }
+        }
+        var batch = pending[node] ?? Pending()
+        batch.mutations += ready.mutations
+        batch.messages += ready.messages
+        if let reply = ready.reply, let request { batch.replies.append((request, reply)) }
+        batch.localReplies += ready.localReplies
+        pending[node] = batch
+        check(node)
+    }
+
+    /// Makes `node`'s pending mutations durable as one batch, then releases what waited for them.
+    mutating func commit(_ node: NodeID, mayCrash: Bool = true) {
+        guard replicas[node] != nil, let batch = pending[node], !batch.isEmpty, !stalled.contains(node) else {
+            return
+        }
+        if mayCrash, !batch.mutations.isEmpty, Int.random(in: 0..<100, using: &random) < crashPercent {
             crash(node)
             return
         }
-        for mutation in ready.mutations { durable[node]!.apply(mutation) }
-        for message in ready.messages { send(message) }
-        if let reply = ready.reply, let request { network.append(.reply(request, reply)) }
-        for reply in ready.localReplies { network.append(.local(node, reply)) }
+        pending[node] = Pending()
+        for mutation in batch.mutations { durable[node]!.apply(mutation) }
+        for message in batch.messages { send(message) }
+        for (request, reply) in batch.replies {
+            noteReplyBytes(reply)
+            network.append(.reply(request, reply))
+        }
+        for reply in batch.localReplies { network.append(.local(node, reply)) }
         check(node)
     }
 
     private mutating func send(_ message: LogOutbound) {
-        let kind =
-            switch message.envelope.request {
-            case .prepare: "prepare"
-            case .accept(_, let entries, _, _): entries.isEmpty ? "heartbeat" : "accept"
-            case .fetch: "fetch"
-            case .forward: "forward"
-            }
+        let kind: String
+        var bytes = 0
+        switch message.envelope.request {
+        case .prepare: kind = "prepare"
+        case .preVote: kind = "preVote"
+        case .accept(_, let entries, _, _):
+            kind = entries.isEmpty ? "heartbeat" : "accept"
+            bytes = entries.reduce(0) { $0 + LogReplica<ListMachine>.wireSize($1.entry) + 8 }
+        case .fetch: kind = "fetch"
+        case .forward(let proposals):
+            kind = "forward"
+            bytes = LogReplica<ListMachine>.wireSize(proposals)
+        }
+        largestMessageBytes = Swift.max(largestMessageBytes, bytes)
         sent[kind, default: 0] += 1
         let from = message.envelope.from
         if case .accept(_, let entries, _, _) = message.envelope.request, let top = entries.map(\.slot).max(),
@@ -226,6 +318,23 @@ struct LogSimulation {
             largestBatch = Swift.max(largestBatch, entries.map(\.entry.count).max() ?? 0)
         }
         network.append(.request(message))
+    }
+
+    /// Records the largest catch-up answer, which ``send(_:)`` does not see (it is a reply).
+    private mutating func noteReplyBytes(_ reply: LogReplyEnvelope) {
+        if case .chosen(let entries, _) = reply.reply {
+            let bytes = entries.reduce(0) { $0 + LogReplica<ListMachine>.wireSize($1.entry) + 8 }
+            largestMessageBytes = Swift.max(largestMessageBytes, bytes)
+        }
+    }
+
+    /// Every replica's protocol state, one line each, for failure messages.
+    var summary: String {
+        peers.map { node in
+            replicas[node].map {
+                "\(node): \($0.role) leader \($0.leader.map(\.description) ?? "-") promised \($0.promised.map(\.description) ?? "-") applied \($0.applied) firstUnchosen \($0.firstUnchosen) logStart \($0.logStart)"
+            } ?? "\(node): \(lost.contains(node) ? "lost" : "down")"
+        }.joined(separator: "; ")
     }
 
     // MARK: Checks
@@ -251,6 +360,13 @@ struct LogSimulation {
                 }
             } else {
                 chosen[slot] = entry
+                for proposal in entry {
+                    chosenProposals.insert(proposal.id)
+                    if failed.contains(proposal.id) {
+                        violations.append(
+                            "proposal \(proposal.id) reported failed but chosen in slot \(slot)")
+                    }
+                }
             }
         }
     }

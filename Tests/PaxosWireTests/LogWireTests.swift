@@ -21,6 +21,7 @@ struct LogWireTests {
             from: NodeID(2), request: .accept(ballot: ballot, entries: [], firstUnchosen: 9, releasable: 1)),
         LogRequestEnvelope(from: NodeID(3), request: .fetch(from: 12)),
         LogRequestEnvelope(from: NodeID(3), request: .forward(entry)),
+        LogRequestEnvelope(from: NodeID(3), request: .preVote(ballot: ballot)),
     ]
 
     static let replies: [LogReplyEnvelope] = [
@@ -44,6 +45,10 @@ struct LogWireTests {
                 applied: 40,
                 rows: [MachineKey(space: 1, key: [1, 2]): [3], MachineKey(space: 2, key: []): []])),
         LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
+        LogReplyEnvelope(from: NodeID(1), reply: .preVote(ballot: ballot, granted: true, promised: nil)),
+        LogReplyEnvelope(
+            from: NodeID(2),
+            reply: .preVote(ballot: ballot, granted: false, promised: Ballot(round: 9, node: NodeID(3)))),
     ]
 
     @Test("every request and reply round-trips, and is told apart from the lab protocol")

@@ -32,5 +32,13 @@ public struct LogConfiguration: Hashable, Sendable {
     /// Applied entries are released in chunks of at least this many slots.
     public var releaseChunk = 16
 
+    /// The most bytes a replica puts in one message it builds from many items (accepts, catch-up
+    /// answers, forwarded proposals): it splits what does not fit into several messages. Keep it
+    /// well below the transport's frame limit; one item larger than this still goes alone, so it
+    /// must also exceed ``maxBytesPerSlot`` and the largest command by a margin.
+    public var maxMessageBytes = 8 << 20
+    /// Proposals in one forward message (a second bound beside ``maxMessageBytes``).
+    public var maxProposalsPerForward = 4096
+
     public init() {}
 }

@@ -11,6 +11,11 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
     case fetch(from: Slot)
     /// A non-leader hands client proposals to the leader.
     case forward([Proposal])
+    /// Pre-vote: would the receiver promise `ballot` if it came as a prepare? Asking changes
+    /// nothing on either side (no promise, no timer), so a node that was cut off cannot raise
+    /// its own promise, come back, and depose a healthy leader; it campaigns for real only once
+    /// a majority says it has lost its leader too (Ongaro's thesis, 9.6; etcd/raft's PreVote).
+    case preVote(ballot: Ballot)
 
     public var description: String {
         switch self {
@@ -19,6 +24,7 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
             "accept(\(ballot), \(entries), firstUnchosen: \(firstUnchosen), releasable: \(releasable))"
         case .fetch(let from): "fetch(from: \(from))"
         case .forward(let proposals): "forward(\(proposals))"
+        case .preVote(let ballot): "preVote(\(ballot))"
         }
     }
 }
@@ -38,6 +44,9 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     case snapshot(applied: Slot, rows: [MachineKey: [UInt8]])
     /// Answer to `forward`: whether the responder, as leader, took the proposals.
     case forwarded(taken: Bool)
+    /// Answer to `preVote`: whether the responder would promise `ballot` now, and what it has
+    /// promised (so a refused candidate can ask again above it).
+    case preVote(ballot: Ballot, granted: Bool, promised: Ballot?)
 
     public var description: String {
         switch self {
@@ -49,6 +58,8 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
         case .chosen(let entries, let firstUnchosen): "chosen(\(entries), firstUnchosen: \(firstUnchosen))"
         case .snapshot(let applied, let rows): "snapshot(applied: \(applied), \(rows.count) rows)"
         case .forwarded(let taken): "forwarded(\(taken))"
+        case .preVote(let ballot, let granted, let promised):
+            "preVote(\(ballot), \(granted ? "granted" : "refused"), promised: \(promised.map(\.description) ?? "-"))"
         }
     }
 }
@@ -105,7 +116,7 @@ public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
 ///    after step 2). The output is a deterministic function of the chosen prefix of the log; the
 ///    mutations that record the apply here are a cache of it that a restart re-derives from the
 ///    log (from peers, if this replica's own accept was not yet durable). `failed` proposals
-///    never left this replica.
+///    never left this replica; `unknown` ones left it and may or may not be chosen.
 /// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's.
 /// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
 ///    ``localReplies`` back with ``LogReplica/onReply(_:)``.
@@ -129,12 +140,15 @@ public struct LogReady: Sendable, CustomStringConvertible {
     public var results: [(ProposalID, Value)] = []
     /// This node's proposals that certainly never entered the log (no leader to take them).
     public var failed: [ProposalID] = []
+    /// This node's proposals that this replica gives up on although they left it (forwarded to
+    /// a leader that may have chosen them): their outcome is unknown, never failed.
+    public var unknown: [ProposalID] = []
 
     public init() {}
 
     public var isEmpty: Bool {
         mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
-            && reply == nil && results.isEmpty && failed.isEmpty
+            && reply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty
     }
 
     mutating func append(_ other: LogReady) {
@@ -145,6 +159,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
         if other.reply != nil { reply = other.reply }
         results += other.results
         failed += other.failed
+        unknown += other.unknown
     }
 
     public var description: String {
@@ -156,6 +171,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
         if let reply { lines.append("reply \(reply)") }
         for (id, output) in results { lines.append("result \(id) = \(renderValue(output))") }
         for id in failed { lines.append("failed \(id)") }
+        for id in unknown { lines.append("unknown \(id)") }
         return lines.joined(separator: "\n")
     }
 }

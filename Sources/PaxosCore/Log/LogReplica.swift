@@ -6,8 +6,11 @@
 /// - One promise covers every slot: `prepare(b, from)` makes the acceptor refuse every ballot
 ///   below `b` in every slot and report what it holds from `from` on, so a leader runs phase 1
 ///   once and then sends only accepts, reusing its ballot until someone rejects it.
-/// - A follower campaigns when it has heard no leader for a randomized election timeout. The
-///   winner learns what the promises report as chosen, fetches chosen entries it lacks below the
+/// - A follower that has heard no leader for a randomized election timeout first asks for a
+///   pre-vote, which changes nothing anywhere, and campaigns (prepares) only when a majority
+///   answers that it has lost its leader too; so a node that was cut off, or paused, cannot
+///   raise its promise on its own and depose a healthy leader when it returns. The winner
+///   learns what the promises report as chosen, fetches chosen entries it lacks below the
 ///   highest first-unchosen slot reported, and re-proposes the highest-ballot accepted entry (or
 ///   a no-op) in every other slot it found.
 /// - Full replication: every accept and heartbeat carries the leader's first unchosen slot; an
@@ -21,12 +24,15 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     /// What this replica is doing.
     public enum Role: Hashable, Sendable, CustomStringConvertible {
         case follower
+        /// Asking for pre-votes for the ballot it would campaign with; nothing promised yet.
+        case preCandidate(Ballot)
         case candidate(Ballot)
         case leader(Ballot)
 
         public var description: String {
             switch self {
             case .follower: "follower"
+            case .preCandidate(let ballot): "pre-candidate(\(ballot))"
             case .candidate(let ballot): "candidate(\(ballot))"
             case .leader(let ballot): "leader(\(ballot))"
             }
@@ -37,6 +43,11 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         var ballot: Ballot
         var from: Slot
         var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord])] = [:]
+    }
+
+    struct PreVote: Sendable {
+        var ballot: Ballot
+        var grants: Set<NodeID>
     }
 
     struct InFlight: Sendable {
@@ -56,6 +67,13 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         var lastHeartbeat: UInt64 = 0
         /// Each peer's reported applied index.
         var appliedByPeer: [NodeID: Slot] = [:]
+        /// Slots this leader proposed whose own vote (fed back only once its commit is durable)
+        /// has not come back, with the tick each was proposed: a leader whose commits hang
+        /// steps down instead of keeping its followers loyal with heartbeats.
+        var ownVotePending: [Slot: UInt64] = [:]
+        /// The first unchosen slot when catch-up last made progress, and the tick it did.
+        var catchUpSlot: Slot
+        var catchUpSince: UInt64
     }
 
     public let me: NodeID
@@ -80,6 +98,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     public private(set) var firstUnchosen: Slot
     /// The leader this replica last heard from (itself when leading).
     public private(set) var leader: NodeID?
+    private var preVote: PreVote?
     private var candidacy: Candidacy?
     private var leadership: Leadership?
     private var electionDeadline: UInt64 = 0
@@ -91,6 +110,13 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     private var fetchDeadline: UInt64?
     /// This replica's proposals, not applied yet, that may safely be forwarded again.
     private var resendableProposals: Set<ProposalID> = []
+    /// This replica's proposals of this incarnation whose outcome it has not reported yet. A
+    /// resent proposal can exist twice (one copy chosen, one still queued): only the first
+    /// outcome counts, so a later copy given up is never reported failed after it was applied.
+    private var outstandingProposals: Set<ProposalID> = []
+    /// This replica's proposals, not applied yet, that left it in a forward: a leader may have
+    /// taken and chosen them, so giving up on one reports an unknown outcome, never a failure.
+    private var forwardedProposals: Set<ProposalID> = []
 
     /// Creates a replica from what `state` holds. `state.incarnation` must already be this
     /// process's incarnation, durably (the driver commits it before creating the replica).
@@ -121,6 +147,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     public var role: Role {
         if let leadership { return .leader(leadership.ballot) }
         if let candidacy { return .candidate(candidacy.ballot) }
+        if let preVote { return .preCandidate(preVote.ballot) }
         return .follower
     }
 
@@ -143,6 +170,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         let proposal = Proposal(
             id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: command)
         if resendable { resendableProposals.insert(proposal.id) }
+        outstandingProposals.insert(proposal.id)
         var ready = LogReady()
         route([proposal], &ready)
         finish(&ready)
@@ -153,11 +181,11 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         if leadership != nil {
             enqueue(proposals, &ready)
         } else if let leader, leader != me {
-            ready.eagerMessages.append(outbound(to: leader, .forward(proposals)))
+            forward(proposals, to: leader, &ready)
         } else {
             for proposal in proposals {
                 if outbox.count >= configuration.maxQueuedProposals {
-                    if proposal.id.node == me { ready.failed.append(proposal.id) }
+                    giveUp(proposal.id, &ready)
                 } else {
                     outbox.append((proposal, now))
                 }
@@ -168,7 +196,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     private mutating func enqueue(_ proposals: [Proposal], _ ready: inout LogReady) {
         for proposal in proposals {
             if leadership!.queue.count >= configuration.maxQueuedProposals {
-                if proposal.id.node == me { ready.failed.append(proposal.id) }
+                giveUp(proposal.id, &ready)
             } else {
                 leadership!.queue.append(proposal)
             }
@@ -189,12 +217,14 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             ready.reply = reply(onAccept(ballot, entries, leaderFirstUnchosen, leaderReleasable, &ready))
         case .fetch(let fromSlot):
             ready.reply = reply(onFetch(fromSlot))
+        case .preVote(let ballot):
+            ready.reply = reply(onPreVote(ballot))
         case .forward(let proposals):
             ready.reply = reply(.forwarded(taken: leadership != nil))
             if leadership != nil {
                 enqueue(proposals, &ready)
             } else if let leader, leader != me, leader != from {
-                ready.eagerMessages.append(outbound(to: leader, .forward(proposals)))
+                forward(proposals, to: leader, &ready)
             } else {
                 // Never proposed yet, so holding them until a leader is known cannot duplicate them.
                 outbox += proposals.prefix(Swift.max(0, configuration.maxQueuedProposals - outbox.count)).map
@@ -208,15 +238,29 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     private mutating func onPrepare(_ ballot: Ballot, _ fromSlot: Slot, _ ready: inout LogReady) -> LogReply {
         observe(ballot.round)
         if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
-        if let promised, ballot > promised, let lastHeardLeader, leader != nil, leader != ballot.node,
-            now - lastHeardLeader < UInt64(configuration.electionTicks)
-        {
+        if let promised, ballot > promised, heardLeaderRecently(other: ballot.node) {
             // Leader stickiness: we heard a live leader recently; refusing is always safe.
             return .rejected(ballot: ballot, promised: promised)
         }
         promise(ballot, &ready)
+        preVote = nil
         resetElectionTimer()
         return .promise(ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot))
+    }
+
+    /// Whether a leader other than `node` was heard from within an election timeout.
+    private func heardLeaderRecently(other node: NodeID) -> Bool {
+        guard let lastHeardLeader, let leader, leader != node else { return false }
+        return now - lastHeardLeader < UInt64(configuration.electionTicks)
+    }
+
+    /// Answers whether a prepare for `ballot` would be promised now, by the same rules as
+    /// ``onPrepare``, and changes nothing: a refused or abandoned pre-vote leaves no trace.
+    private func onPreVote(_ ballot: Ballot) -> LogReply {
+        let granted =
+            (promised.map { ballot > $0 } ?? true) && leadership == nil
+            && !heardLeaderRecently(other: ballot.node)
+        return .preVote(ballot: ballot, granted: granted, promised: promised)
     }
 
     private func report(from fromSlot: Slot) -> [ReportedRecord] {
@@ -232,6 +276,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         observe(ballot.round)
         if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
         promise(ballot, &ready)
+        preVote = nil
         if leader != ballot.node {
             leader = ballot.node
             flushOutbox(&ready)
@@ -270,8 +315,12 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             return .snapshot(applied: applied, rows: machine.rows())
         }
         var entries: [SlotEntry] = []
+        var bytes = 0
         var slot = fromSlot
         while slot < firstUnchosen, entries.count < configuration.fetchLimit, let record = records[slot] {
+            let size = Self.wireSize(record.entry)
+            if !entries.isEmpty, bytes + size > configuration.maxMessageBytes { break }
+            bytes += size
             entries.append(SlotEntry(slot: slot, entry: record.entry))
             slot += 1
         }
@@ -294,7 +343,17 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         case .accepted(let ballot, let slots, _, let peerApplied):
             guard leadership?.ballot == ballot else { break }
             leadership!.appliedByPeer[from] = Swift.max(leadership!.appliedByPeer[from] ?? 0, peerApplied)
+            if from == me {
+                for slot in slots { leadership!.ownVotePending[slot] = nil }
+            }
             for slot in slots { vote(slot, from, &ready) }
+        case .preVote(let ballot, let granted, let theirPromise):
+            // In memory only, like every observed round: the next campaign goes above it.
+            if let theirPromise { observe(theirPromise.round) }
+            guard granted, var preVote, preVote.ballot == ballot, leadership == nil else { break }
+            preVote.grants.insert(from)
+            self.preVote = preVote
+            if preVote.grants.count >= quorum { startElection(&ready) }
         case .rejected(let ballot, let promised):
             observe(promised.round)
             if (leadership?.ballot == ballot || candidacy?.ballot == ballot), promised > ballot {
@@ -331,7 +390,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         case .fetch:
             fetchDeadline = nil
         case .forward(let proposals):
-            // The leader may be gone; forget it until it (or another) is heard from again.
+            // The leader may be gone; forget it until it (or another) is heard from again. The
+            // proposals may have reached it all the same (only the reply was lost): they stay
+            // in `forwardedProposals`, so none is ever reported failed.
             if leader == outbound.to { leader = nil }
             let again = proposals.filter { resendableProposals.contains($0.id) }
             if !again.isEmpty { route(again, &ready) }
@@ -349,7 +410,27 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         now += 1
         var ready = LogReady()
         if leadership == nil, now >= electionDeadline {
-            startElection(&ready)
+            startPreVote(&ready)
+        }
+        if let leadership, let oldest = leadership.ownVotePending.values.min(),
+            now - oldest >= UInt64(configuration.electionTicks)
+        {
+            // This leader's own commits have made no progress for an election timeout (a hung
+            // disk): its heartbeats must stop keeping followers from electing a working leader.
+            stepDown(&ready)
+        }
+        if let leadership, firstUnchosen < leadership.catchUpTarget {
+            if firstUnchosen > leadership.catchUpSlot {
+                self.leadership!.catchUpSlot = firstUnchosen
+                self.leadership!.catchUpSince = now
+            } else if now - leadership.catchUpSince >= UInt64(configuration.electionTicks) {
+                // The peers that knew the slots below the target chosen are gone or cut off, and
+                // the ones left may hold those slots only as accepted. A fresh campaign reads
+                // them from a quorum that is up now and re-proposes them (Paxos makes any
+                // number of campaigns safe); waiting for the lost peers could block forever.
+                stepDown(&ready)
+                startElection(&ready)
+            }
         }
         if let leadership {
             lastHeardLeader = now
@@ -370,9 +451,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         let expired = outbox.prefix { now - $0.since >= UInt64(configuration.noLeaderTicks) }
         if !expired.isEmpty {
             outbox.removeFirst(expired.count)
-            let mine = expired.map(\.proposal.id).filter { $0.node == me }
-            for id in mine { resendableProposals.remove(id) }
-            ready.failed += mine
+            for item in expired { giveUp(item.proposal.id, &ready) }
         }
         finish(&ready)
         return ready
@@ -380,7 +459,25 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
 
     // MARK: - Election
 
+    /// Asks every peer whether it would promise the next ballot. Nothing is persisted or
+    /// promised: a node that cannot reach a majority keeps its promise where the leader left it.
+    private mutating func startPreVote(_ ready: inout LogReady) {
+        candidacy = nil
+        leader = nil
+        let ballot = Ballot(round: maxRound + 1, node: me)
+        preVote = PreVote(ballot: ballot, grants: [me])
+        resetElectionTimer()
+        if quorum <= 1 {
+            startElection(&ready)
+            return
+        }
+        for peer in peers where peer != me {
+            ready.eagerMessages.append(outbound(to: peer, .preVote(ballot: ballot)))
+        }
+    }
+
     private mutating func startElection(_ ready: inout LogReady) {
+        preVote = nil
         let ballot = Ballot(round: maxRound + 1, node: me)
         maxRound = ballot.round
         ready.mutations.append(.maxRound(ballot.round))
@@ -432,7 +529,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         }
         var leadership = Leadership(
             ballot: ballot, nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
-            catchUpTarget: catchUpTarget, lastHeartbeat: now)
+            catchUpTarget: catchUpTarget, lastHeartbeat: now, catchUpSlot: firstUnchosen, catchUpSince: now)
         leadership.queue = outbox.map(\.proposal)
         outbox = []
         self.leadership = leadership
@@ -456,6 +553,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         }
         leadership = nil
         candidacy = nil
+        preVote = nil
         leader = nil
         resetElectionTimer()
     }
@@ -495,10 +593,14 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             records[item.slot] = LogRecord(ballot: ballot, entry: item.entry, chosen: false)
             ready.mutations.append(.accept(slot: item.slot, ballot: ballot, entry: item.entry))
             leadership!.inFlight[item.slot] = InFlight(entry: item.entry, sentAt: now)
+            leadership!.ownVotePending[item.slot] = leadership!.ownVotePending[item.slot] ?? now
             leadership!.nextSlot = Swift.max(leadership!.nextSlot, item.slot + 1)
         }
+        let chunks = chunked(entries)
         for peer in peers where peer != me {
-            ready.eagerMessages.append(outbound(to: peer, acceptRequest(ballot, entries)))
+            for chunk in chunks {
+                ready.eagerMessages.append(outbound(to: peer, acceptRequest(ballot, chunk)))
+            }
         }
         ready.localReplies.append(
             LogReplyEnvelope(
@@ -532,7 +634,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             let missing = stale.filter { !leadership.inFlight[$0]!.votes.contains(peer) }
             guard !missing.isEmpty else { continue }
             let entries = missing.map { SlotEntry(slot: $0, entry: leadership.inFlight[$0]!.entry) }
-            ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, entries)))
+            for chunk in chunked(entries) {
+                ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, chunk)))
+            }
         }
         for slot in stale { self.leadership!.inFlight[slot]!.sentAt = now }
     }
@@ -600,8 +704,11 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
                 let (output, rowChanges) = machine.apply(proposal, slot: slot)
                 changes += rowChanges
                 if proposal.id.node == me, proposal.id.incarnation == incarnation {
-                    ready.results.append((proposal.id, output))
+                    if outstandingProposals.remove(proposal.id) != nil {
+                        ready.results.append((proposal.id, output))
+                    }
                     resendableProposals.remove(proposal.id)
+                    forwardedProposals.remove(proposal.id)
                 }
             }
             applied = slot
@@ -645,9 +752,70 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
 
     private mutating func flushOutbox(_ ready: inout LogReady) {
         guard let leader, leader != me, !outbox.isEmpty else { return }
-        ready.eagerMessages.append(outbound(to: leader, .forward(outbox.map(\.proposal))))
+        let proposals = outbox.map(\.proposal)
         outbox = []
+        forward(proposals, to: leader, &ready)
     }
+
+    /// Hands `proposals` to `leader` in messages bounded by bytes and count. From here on this
+    /// replica's own ones have an unknown outcome until applied.
+    private mutating func forward(_ proposals: [Proposal], to leader: NodeID, _ ready: inout LogReady) {
+        var start = 0
+        while start < proposals.count {
+            var end = start
+            var bytes = 0
+            while end < proposals.count, end - start < configuration.maxProposalsPerForward {
+                let size = Self.wireSize(proposals[end])
+                if end > start, bytes + size > configuration.maxMessageBytes { break }
+                bytes += size
+                end += 1
+            }
+            let chunk = Array(proposals[start..<end])
+            for proposal in chunk where proposal.id.node == me { forwardedProposals.insert(proposal.id) }
+            ready.eagerMessages.append(outbound(to: leader, .forward(chunk)))
+            start = end
+        }
+    }
+
+    /// This replica stops tracking one of its proposals without it being applied: failed if it
+    /// never left this replica, of unknown outcome if it did.
+    private mutating func giveUp(_ id: ProposalID, _ ready: inout LogReady) {
+        guard id.node == me, outstandingProposals.remove(id) != nil else { return }
+        resendableProposals.remove(id)
+        if forwardedProposals.remove(id) != nil {
+            ready.unknown.append(id)
+        } else {
+            ready.failed.append(id)
+        }
+    }
+
+    /// `entries` split into runs that each fit in one message (a single larger entry goes alone).
+    private func chunked(_ entries: [SlotEntry]) -> [[SlotEntry]] {
+        var chunks: [[SlotEntry]] = []
+        var current: [SlotEntry] = []
+        var bytes = 0
+        for item in entries {
+            let size = Self.wireSize(item.entry) + 8
+            if !current.isEmpty, bytes + size > configuration.maxMessageBytes {
+                chunks.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(item)
+            bytes += size
+        }
+        if !current.isEmpty { chunks.append(current) }
+        return chunks
+    }
+
+    /// Bytes `entry` takes in a message (LogWire's layout: a count, then per proposal its id and
+    /// the length-prefixed command), which is what ``LogConfiguration/maxMessageBytes`` bounds.
+    public static func wireSize(_ entry: LogEntry) -> Int {
+        entry.reduce(4) { $0 + wireSize($1) }
+    }
+
+    /// Bytes one proposal takes in a message.
+    public static func wireSize(_ proposal: Proposal) -> Int { 24 + 4 + proposal.command.count }
 
     private mutating func resetElectionTimer() {
         let spread = UInt64(Swift.max(1, configuration.electionTicks))
