@@ -58,7 +58,9 @@ extension APIBody {
 ///   however often they are retried; a retry gets the original answer.
 /// - Every request, reads included, goes through the log, so answers are linearizable.
 /// - 503 `no_leader`: certainly not executed. 504 `outcome_unknown`: may or may not have been
-///   executed; retry with the same request id. 409 `session_expired` / `stale_request`.
+///   executed; retry with the same request id. 409 `stale_request`. 409 `session_expired`: this
+///   attempt did not run, but an earlier attempt of the same request may have (unknown outcome
+///   for a retried request).
 public enum KVHTTPAPI {
     public static func add(
         to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int
@@ -201,7 +203,8 @@ public enum KVHTTPAPI {
             case .sessionExpired:
                 throw APIError(
                     .conflict, "session_expired",
-                    "client \(command.client) has no session (never opened, or evicted); open a new one")
+                    "client \(command.client) has no session (never opened, or evicted): this attempt was not executed, but an earlier attempt of this request may have been; open a new session"
+                )
             case .staleRequest:
                 throw APIError(
                     .conflict, "stale_request",
