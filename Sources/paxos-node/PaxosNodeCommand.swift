@@ -126,6 +126,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         guard FileManager.default.isWritableFile(atPath: directory.path) else {
             throw NodeStartupError("cannot use data directory \(directory.path): it is not writable")
         }
+        // One process per data directory, checked before the database is read or written.
+        let lock = try DataDirectoryLock.acquire(directory: directory.path)
         let databasePath = directory.appendingPathComponent("node.db").path
         let store: SQLiteStore
         do {
@@ -206,6 +208,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 "cluster": "\(clusterId)",
                 "peers": "\(addresses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })",
                 "data": "\(databasePath)",
+                "lock": "\(directory.path)/\(DataDirectoryLock.fileName) (fd \(lock.descriptor))",
             ])
         do {
             try await group.run()

@@ -162,15 +162,6 @@ struct MultiProcessTests {
             ], "busy.log")
         #expect(busyPeerPort.0 != 0 && busyPeerPort.1.contains("address already in use"), "\(busyPeerPort.1)")
 
-        let takeover = try run(
-            [
-                "--id", "2", "--peers", "2=127.0.0.1:\(try freePort())", "--http",
-                "127.0.0.1:\(try freePort())",
-                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
-            ], "takeover.log")
-        #expect(
-            takeover.0 != 0 && takeover.1.contains("belongs to node 1 of cluster 'mp-test'"), "\(takeover.1)")
-
         let aFile = nodes.directory.appendingPathComponent("a-file").path
         #expect(FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8)))
         let unusable = try run(
@@ -181,7 +172,7 @@ struct MultiProcessTests {
             "unusable.log")
         #expect(unusable.0 != 0 && unusable.1.contains("cannot use data directory"), "\(unusable.1)")
 
-        for log in ["busy.log", "takeover.log", "unusable.log"] {
+        for log in ["busy.log", "unusable.log"] {
             let errorLines = nodes.log(log).split(separator: "\n").filter {
                 $0.hasPrefix("paxos-node: error:")
             }
@@ -189,6 +180,67 @@ struct MultiProcessTests {
         }
         // The running node was not disturbed.
         #expect(try await http("GET", "\(nodes.url(1))/health").status == 200)
+        #expect(nodes.terminate(1) == 0)
+
+        // Node 1's directory, stopped, is refused to another node id (with node 1 running, its
+        // lock refuses first; see `secondProcessOnDataDirectory`).
+        let takeover = try run(
+            [
+                "--id", "2", "--peers", "2=127.0.0.1:\(try freePort())", "--http",
+                "127.0.0.1:\(try freePort())",
+                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
+            ], "takeover.log")
+        #expect(
+            takeover.0 != 0 && takeover.1.contains("belongs to node 1 of cluster 'mp-test'"), "\(takeover.1)")
+        #expect(
+            takeover.1.split(separator: "\n").filter { $0.hasPrefix("paxos-node: error:") }.count == 1,
+            "\(takeover.1)")
+    }
+
+    @Test(
+        "a second process on a running node's data directory is refused before it opens the database; the first goes on"
+    )
+    func secondProcessOnDataDirectory() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        try await nodes.start(1)
+        let first = try #require(nodes.processes[1])
+        let put = try await http("PUT", "\(nodes.url(1))/v1/kv/before", body: Data("one".utf8))
+        #expect(put.status == 200)
+
+        // The same node id, cluster and directory, on ports of its own so only the directory is shared.
+        let secondHTTP = try freePort()
+        let second = try nodes.launch(
+            [
+                "--id", "1", "--peers", "1=127.0.0.1:\(try freePort())", "--http", "127.0.0.1:\(secondHTTP)",
+                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
+            ], log: "second.log")
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        try await eventually("the second process exits", timeout: .seconds(20)) { !second.isRunning }
+        second.waitUntilExit()
+        let status = second.terminationStatus
+        let log = nodes.log("second.log")
+        #expect(status != 0, "\(log)")
+        let errors = log.split(separator: "\n").filter { $0.hasPrefix("paxos-node: error:") }
+        #expect(errors.count == 1, "\(log)")
+        #expect(
+            log.contains(
+                "data directory \(nodes.dataDir(1)) is in use by another paxos-node process (pid \(first.processIdentifier))"
+            ),
+            "\(log)")
+        // Refused before the database was opened: it never got as far as serving or logging a start.
+        #expect(!log.contains("node started"), "\(log)")
+        #expect((try? await http("GET", "http://127.0.0.1:\(secondHTTP)/health", timeout: 1)) == nil)
+
+        // The first process still serves, reads and writes.
+        #expect(first.isRunning)
+        #expect(try await http("GET", "\(nodes.url(1))/health").status == 200)
+        #expect(try await http("GET", "\(nodes.url(1))/v1/kv/before").body == Data("one".utf8))
+        #expect(try await http("PUT", "\(nodes.url(1))/v1/kv/after", body: Data("two".utf8)).status == 200)
+
+        // The lock dies with its process, even by kill -9: a restart on the directory starts.
+        nodes.kill9(1)
+        try await nodes.start(1)
+        #expect(try await http("GET", "\(nodes.url(1))/v1/kv/after").body == Data("two".utf8))
         #expect(nodes.terminate(1) == 0)
     }
 }
