@@ -183,4 +183,97 @@ struct LogFaultTests {
             simulation.largestMessageBytes > configuration.maxMessageBytes / 2, "the bound was approached")
         #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
     }
+
+    func isPreVote(_ item: LogSimulation.Item, from node: NodeID) -> Bool {
+        if case .request(let outbound) = item, case .preVote = outbound.envelope.request {
+            return outbound.envelope.from == node
+        }
+        return false
+    }
+
+    @Test("a leader cut off while catching up asks for pre-votes, and deposes nobody when it returns")
+    func stalledCatchUpCampaignsWithAPreVote() throws {
+        let (x, y, l): (NodeID, NodeID, NodeID) = (1, 2, 3)
+        let electionTicks = LogConfiguration.simulation.electionTicks
+        var simulation = LogSimulation(count: 3, seed: 5, configuration: .simulation)
+        // X leads while L is cut off and falls behind.
+        simulation.isolated = [l]
+        for _ in 0..<500 where !simulation.replicas[x]!.isLeader {
+            simulation.tick(x)
+            simulation.network.removeAll { isPreVote($0, from: y) }
+            simulation.deliverAll()
+        }
+        try #require(simulation.replicas[x]!.isLeader)
+        for _ in 0..<5 { simulation.submit(at: x) }
+        run(&simulation, [x, y], rounds: 20)
+        try #require(simulation.replicas[y]!.firstUnchosen > simulation.replicas[l]!.firstUnchosen)
+        // X crashes; L returns and wins with Y's promise, which is ahead of it.
+        simulation.crash(x)
+        simulation.isolated = []
+        for _ in 0..<100_000 where !simulation.replicas[l]!.isLeader {
+            if simulation.network.isEmpty, simulation.pending.values.allSatisfy(\.isEmpty) {
+                simulation.tick(l)
+                simulation.tick(y)
+                simulation.network.removeAll { isPreVote($0, from: y) }
+            }
+            simulation.deliverAll(limit: 1)
+        }
+        try #require(simulation.replicas[l]!.isLeader)
+        // L is cut off before its catch-up is answered: its catch-up stalls, and it must not
+        // raise its promise on its own.
+        simulation.isolated = [l]
+        let promised = simulation.replicas[l]!.promised
+        run(&simulation, [l], rounds: 3 * electionTicks)
+        #expect(simulation.replicas[l]!.promised == promised)
+        // The majority {X, Y} elects a leader; then L returns.
+        simulation.restart(x)
+        run(&simulation, [x, y], rounds: 500) { !$0.leaders.filter { $0 != l }.isEmpty }
+        let leader = try #require(simulation.leaders.first { $0 != l })
+        let role = simulation.replicas[leader]!.role
+        run(&simulation, [x, y], rounds: 3 * electionTicks)
+        simulation.isolated = []
+        run(&simulation, [leader], rounds: 2)
+        run(&simulation, simulation.peers, rounds: 3 * electionTicks)
+        #expect(simulation.replicas[leader]!.role == role, "\(simulation.summary)")
+        #expect(simulation.violations.isEmpty)
+    }
+
+    @Test(
+        "slow disks that still complete commits keep their leader and the cluster serves",
+        arguments: [4, 8, 12])
+    func slowDisksKeepTheirLeader(latency: Int) throws {
+        var simulation = stableCluster(seed: 9)
+        // Every commit takes `latency` ticks, as LogPeer's group commit does: the batch is taken
+        // when the commit starts; what arrives meanwhile waits for the next one.
+        var inFlight: [NodeID: (batch: LogSimulation.Pending, since: Int)] = [:]
+        var ids: [ProposalID] = []
+        let prepares = simulation.sent["prepare"] ?? 0
+        simulation.stalled = Set(simulation.peers)
+        for round in 0..<1500 {
+            if round % 3 == 0, let leader = simulation.leaders.first, let id = simulation.submit(at: leader) {
+                ids.append(id)
+            }
+            for node in simulation.peers { simulation.tick(node) }
+            for node in simulation.up {
+                if let (batch, since) = inFlight[node], round - since >= latency {
+                    let newer = simulation.pending[node] ?? LogSimulation.Pending()
+                    simulation.pending[node] = batch
+                    simulation.stalled.remove(node)
+                    simulation.commit(node, mayCrash: false)
+                    simulation.stalled.insert(node)
+                    simulation.pending[node] = newer
+                    inFlight[node] = nil
+                }
+                if inFlight[node] == nil, let batch = simulation.pending[node], !batch.isEmpty {
+                    inFlight[node] = (batch, round)
+                    simulation.pending[node] = LogSimulation.Pending()
+                }
+            }
+            simulation.deliverAll()
+        }
+        let applied = ids.filter { simulation.results[$0] != nil }.count
+        #expect(applied * 10 >= ids.count * 9, "\(applied) of \(ids.count) applied")
+        #expect((simulation.sent["prepare"] ?? 0) - prepares <= 2, "a slow disk cost elections")
+        #expect(simulation.violations.isEmpty)
+    }
 }

@@ -383,6 +383,7 @@ extension LogConfiguration {
         configuration.minPipelinedBatch = 2
         configuration.maxProposalsPerSlot = 4
         configuration.noLeaderTicks = 60
+        configuration.commitStallTicks = 20
         configuration.fetchLimit = 8
         configuration.retainEntries = 24
         configuration.releaseChunk = 4

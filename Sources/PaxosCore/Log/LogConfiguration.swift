@@ -32,6 +32,11 @@ public struct LogConfiguration: Hashable, Sendable {
     /// Applied entries are released in chunks of at least this many slots.
     public var releaseChunk = 16
 
+    /// A leader steps down when none of its own votes (each durable only once its commit
+    /// returns) has come back for this many ticks while some are due: its disk hangs, and its
+    /// heartbeats must not keep followers from electing a working leader. Well above one
+    /// commit's latency under load, so a slow disk keeps its leader.
+    public var commitStallTicks = 60
     /// The most bytes a replica puts in one message it builds from many items (accepts, catch-up
     /// answers, forwarded proposals): it splits what does not fit into several messages. Keep it
     /// well below the transport's frame limit; one item larger than this still goes alone, so it

@@ -71,6 +71,8 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         /// has not come back, with the tick each was proposed: a leader whose commits hang
         /// steps down instead of keeping its followers loyal with heartbeats.
         var ownVotePending: [Slot: UInt64] = [:]
+        /// The tick this leader's own vote last came back: its commits are making progress.
+        var ownVoteProgress: UInt64
         /// The first unchosen slot when catch-up last made progress, and the tick it did.
         var catchUpSlot: Slot
         var catchUpSince: UInt64
@@ -343,8 +345,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         case .accepted(let ballot, let slots, _, let peerApplied):
             guard leadership?.ballot == ballot else { break }
             leadership!.appliedByPeer[from] = Swift.max(leadership!.appliedByPeer[from] ?? 0, peerApplied)
-            if from == me {
+            if from == me, !slots.isEmpty {
                 for slot in slots { leadership!.ownVotePending[slot] = nil }
+                leadership!.ownVoteProgress = now
             }
             for slot in slots { vote(slot, from, &ready) }
         case .preVote(let ballot, let granted, let theirPromise):
@@ -413,10 +416,11 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             startPreVote(&ready)
         }
         if let leadership, let oldest = leadership.ownVotePending.values.min(),
-            now - oldest >= UInt64(configuration.electionTicks)
+            now - Swift.max(oldest, leadership.ownVoteProgress) >= UInt64(configuration.commitStallTicks)
         {
-            // This leader's own commits have made no progress for an election timeout (a hung
+            // This leader's own commits have made no progress at all for commitStallTicks (a hung
             // disk): its heartbeats must stop keeping followers from electing a working leader.
+            // A disk that is merely slow still completes commits, and keeps its leader.
             stepDown(&ready)
         }
         if let leadership, firstUnchosen < leadership.catchUpTarget {
@@ -427,9 +431,10 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
                 // The peers that knew the slots below the target chosen are gone or cut off, and
                 // the ones left may hold those slots only as accepted. A fresh campaign reads
                 // them from a quorum that is up now and re-proposes them (Paxos makes any
-                // number of campaigns safe); waiting for the lost peers could block forever.
+                // number of campaigns safe); waiting for the lost peers could block forever. It
+                // asks for pre-votes first like anyone: cut off, it must not raise its promise.
                 stepDown(&ready)
-                startElection(&ready)
+                startPreVote(&ready)
             }
         }
         if let leadership {
@@ -529,7 +534,8 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         }
         var leadership = Leadership(
             ballot: ballot, nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
-            catchUpTarget: catchUpTarget, lastHeartbeat: now, catchUpSlot: firstUnchosen, catchUpSince: now)
+            catchUpTarget: catchUpTarget, lastHeartbeat: now, ownVoteProgress: now,
+            catchUpSlot: firstUnchosen, catchUpSince: now)
         leadership.queue = outbox.map(\.proposal)
         outbox = []
         self.leadership = leadership
