@@ -153,9 +153,14 @@ actor PeerClient {
         let ownAddress = self.ownAddress()
         let calls = self.calls
         do {
-            let channel = try await ClientBootstrap(group: group)
+            var bootstrap = ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(settings.connectTimeout))
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            if let source = settings.sourceHost {
+                bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+            }
+            let channel =
+                try await bootstrap
                 .connect(host: address.host, port: address.port) { channel in
                     channel.makePeerFrameChannel(maxFrameBytes: settings.maxFrameBytes)
                 }

@@ -50,6 +50,12 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         public var connectTimeout = Duration.milliseconds(500)
         public var minReconnectBackoff = Duration.milliseconds(20)
         public var maxReconnectBackoff = Duration.seconds(1)
+        /// Where to listen when it is not the address peers dial (a proxy or a NAT in front of
+        /// this node, as etcd's listen and advertise URLs): nil listens at this node's address in
+        /// ``peers``, which stays the address this node introduces itself by.
+        public var listenAddress: PeerAddress?
+        /// The local IP address outgoing peer connections come from; nil lets the system choose.
+        public var sourceHost: String?
 
         public init(clusterID: String, me: NodeID, peers: [NodeID: PeerAddress]) {
             self.clusterID = clusterID
@@ -103,13 +109,19 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         self.clients = clients
     }
 
+    /// Whether `text` is an IPv4 or IPv6 address (what ``Configuration/sourceHost`` accepts).
+    public static func isIPAddress(_ text: String) -> Bool {
+        (try? SocketAddress(ipAddress: text, port: 0)) != nil
+    }
+
     /// Binds the listening socket at this node's address and starts accepting peers.
     /// - Returns: the bound port (the real one when the configured port is 0).
     @discardableResult
     public func start() async throws -> Int {
-        guard let address = configuration.peers[configuration.me] else {
+        guard let advertised = configuration.peers[configuration.me] else {
             throw TransportError("node \(configuration.me) has no address among the peers")
         }
+        let address = configuration.listenAddress ?? advertised
         let maxFrameBytes = configuration.maxFrameBytes
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -123,8 +135,14 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             $0.server = server
             $0.acceptTask = task
         }
-        book.set(PeerAddress(host: address.host, port: port), for: configuration.me)
-        logger.info("listening for peers", metadata: ["address": "\(address.host):\(port)"])
+        if configuration.listenAddress == nil {
+            book.set(PeerAddress(host: address.host, port: port), for: configuration.me)
+        }
+        logger.info(
+            "listening for peers",
+            metadata: [
+                "address": "\(address.host):\(port)", "advertised": "\(book[configuration.me] ?? advertised)",
+            ])
         return port
     }
 

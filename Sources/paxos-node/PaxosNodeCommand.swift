@@ -34,6 +34,19 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "peers"))
     var peers: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Where to listen for peers, when it is not this node's address in --peers (a proxy or NAT in "
+                + "front of it; that address stays the one it introduces itself by).",
+            valueName: "host:port"))
+    var peerListen: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "The local IP address outgoing peer connections come from (default: the system's choice).",
+            valueName: "ip"))
+    var peerSource: String?
+
     @Option(help: ArgumentHelp("Where to serve the HTTP client API (HOST:PORT).", valueName: "host:port"))
     var http: String = "127.0.0.1:7001"
 
@@ -63,6 +76,12 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw ValidationError("--pipeline-window must be between 1 and 1024, got \(pipelineWindow)")
         }
         _ = try parsedPeers()
+        if let peerListen, PeerAddress(parsing: peerListen) == nil {
+            throw ValidationError("--peer-listen must be HOST:PORT, got '\(peerListen)'")
+        }
+        if let peerSource, !TCPTransport.isIPAddress(peerSource) {
+            throw ValidationError("--peer-source must be an IP address, got '\(peerSource)'")
+        }
         guard PeerAddress(parsing: http) != nil else {
             throw ValidationError("--http must be HOST:PORT, got '\(http)'")
         }
@@ -140,13 +159,16 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         // Peers over TCP.
         var transportConfiguration = TCPTransport.Configuration(
             clusterID: clusterId, me: me, peers: addresses)
+        transportConfiguration.listenAddress = peerListen.flatMap(PeerAddress.init(parsing:))
+        transportConfiguration.sourceHost = peerSource
         transportConfiguration.maxFrameBytes = max(transportConfiguration.maxFrameBytes, maxValueBytes + 4096)
         let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
         do {
             try await transport.start()
         } catch {
             await store.close()
-            throw NodeStartupError("cannot listen for peers on \(addresses[me]!): \(describe(error))")
+            throw NodeStartupError(
+                "cannot listen for peers on \(peerListen ?? addresses[me]!.description): \(describe(error))")
         }
 
         let peer: PaxosPeer
