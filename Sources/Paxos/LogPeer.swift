@@ -149,6 +149,7 @@ public actor LogPeer<Machine: StateMachine> {
         let expired = waiters.filter { $0.value.deadline <= ticks }
         for (id, waiter) in expired {
             waiters[id] = nil
+            core.forget(id)
             waiter.continuation.resume(returning: .unknown("timed out waiting for the command to be applied"))
         }
         enqueue(core.tick())

@@ -25,6 +25,34 @@ struct KVFailoverTests {
         #expect(try await cluster.clerk([first]).get("k") == expected)
     }
 
+    @Test("proposals whose clients were given up on are not tracked forever")
+    func givenUpProposalsAreForgotten() async throws {
+        let cluster = try await KVCluster(3)
+        defer { Task { await cluster.shutdown() } }
+        let leader = try await cluster.waitForLeader()
+        let follower = (0..<3).first { $0 != leader }!
+        let peer = try #require(cluster.peer(follower))
+        for _ in 0..<400 where await peer.inspect(\.leader) != NodeID(UInt32(leader)) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(await peer.inspect(\.leader) == NodeID(UInt32(leader)))
+        // Cut the follower off: its forwards are lost, and nothing ever tells its core what
+        // became of them. Every client waits out its timeout and hears "unknown".
+        cluster.network.partition([
+            [NodeID(UInt32(follower))], (0..<3).filter { $0 != follower }.map { NodeID(UInt32($0)) },
+        ])
+        let outcomes = await withTaskGroup(of: SubmitOutcome.self) { group in
+            for index in 0..<20 { group.addTask { await peer.submit(Array("lost \(index)".utf8)) } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.count == 20)
+        #expect(outcomes.allSatisfy { if case .applied = $0 { false } else { true } })
+        // Past the no-leader timeout too, so what sat in the outbox has been given up as well.
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(await peer.inspect(\.trackedProposals) == 0)
+        cluster.network.heal()
+    }
+
     @Test("a replica down for thousands of entries catches up through a snapshot, without restarting")
     func snapshotCatchUp() async throws {
         let cluster = try await KVCluster(3)

@@ -155,6 +155,10 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
 
     public var isLeader: Bool { leadership != nil }
 
+    /// This replica's own proposals it still tracks, waiting for their outcome (for tests: it
+    /// must not grow with proposals whose clients were given up on).
+    public var trackedProposals: Int { outstandingProposals.count }
+
     /// Log records held (for tests of forgetting).
     public var recordCount: Int { records.count }
 
@@ -203,6 +207,16 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
                 leadership!.queue.append(proposal)
             }
         }
+    }
+
+    /// The driver stopped waiting for `id` (its client was told the outcome is unknown): stop
+    /// tracking it. Without this, every proposal whose outcome never reaches this replica (a
+    /// forward lost in transit, a slot a later leader filled with a no-op) would be held for the
+    /// life of the process. A later apply of it still happens; it just reports nothing.
+    public mutating func forget(_ id: ProposalID) {
+        outstandingProposals.remove(id)
+        forwardedProposals.remove(id)
+        resendableProposals.remove(id)
     }
 
     // MARK: - Requests from peers
@@ -777,7 +791,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
                 end += 1
             }
             let chunk = Array(proposals[start..<end])
-            for proposal in chunk where proposal.id.node == me { forwardedProposals.insert(proposal.id) }
+            for proposal in chunk where outstandingProposals.contains(proposal.id) {
+                forwardedProposals.insert(proposal.id)
+            }
             ready.eagerMessages.append(outbound(to: leader, .forward(chunk)))
             start = end
         }
