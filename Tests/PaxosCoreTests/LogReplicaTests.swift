@@ -220,7 +220,7 @@ struct LogReplicaTests {
     }
 
     @Test(
-        "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks and a node lost for good; the healed cluster makes progress and a returning follower deposes nobody",
+        "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks, a node lost for good and surprising ballots and slots from peers; the healed cluster makes progress and a returning follower deposes nobody",
         arguments: Array(UInt64(1)...UInt64(40)))
     func agreementUnderFaults(seed: UInt64) throws {
         var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
@@ -237,8 +237,24 @@ struct LogReplicaTests {
                 simulation.commitOne()
             case 50..<78:
                 simulation.tick(anyNode())
-            case 78..<94:
+            case 78..<93:
                 simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
+            case 93:
+                // Surprising values from a peer: a campaign at a far higher round (its replies
+                // reach a node that never ran it), a pre-vote, or a fetch from any slot.
+                let from = anyNode()
+                let to = anyNode()
+                guard from != to else { break }
+                let round = UInt64.random(in: 1...(1 << 20), using: &random)
+                let slot = Slot.random(in: 0...200, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0:
+                    simulation.inject(
+                        .prepare(ballot: Ballot(round: round, node: from), from: slot), from: from, to: to)
+                case 1:
+                    simulation.inject(.preVote(ballot: Ballot(round: round, node: from)), from: from, to: to)
+                default: simulation.inject(.fetch(from: slot), from: from, to: to)
+                }
             case 94:
                 if Bool.random(using: &random) { simulation.crash(anyNode()) }
             case 95, 96:

@@ -179,6 +179,14 @@ struct LogSimulation {
         deliver(item)
     }
 
+    /// Puts a request on the wire as if `from` had sent it: what a correct but surprising peer
+    /// may send (a prepare with a round far above everyone's, a fetch from any slot), not a
+    /// forged accept, which no protocol survives without authentication.
+    mutating func inject(_ request: LogRequest, from: NodeID, to: NodeID) {
+        network.append(
+            .request(LogOutbound(to: to, envelope: LogRequestEnvelope(from: from, request: request))))
+    }
+
     /// Delivers the first message in flight that `matches`, without faults (partitions hold).
     /// Returns whether there was one.
     @discardableResult
