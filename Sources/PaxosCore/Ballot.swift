@@ -30,6 +30,11 @@ public struct Ballot: Hashable, Comparable, Sendable, CustomStringConvertible {
         self.node = node
     }
 
+    /// Every round that comes from outside the process (a peer's message, a file) is below this:
+    /// `maxRound + 1` can never overflow, and every round fits a signed 64-bit SQLite integer,
+    /// so SQL compares ballots exactly as the core does. Anything at or above it is refused.
+    public static let roundLimit: UInt64 = 1 << 62
+
     public static func < (lhs: Ballot, rhs: Ballot) -> Bool {
         if lhs.round != rhs.round { return lhs.round < rhs.round }
         return lhs.node < rhs.node

@@ -60,7 +60,7 @@ public struct PaxosNode: Sendable {
         var doneByPeer: [NodeID: Int] = [:]
         for peer in sortedPeers { doneByPeer[peer] = state.doneByPeer[peer] ?? -1 }
         self.doneByPeer = doneByPeer
-        let computedFloor = (doneByPeer.values.min() ?? -1) + 1
+        let computedFloor = Self.floor(afterDone: doneByPeer.values.min() ?? -1)
         self.floor = Swift.max(state.forgottenBelow, computedFloor)
         var instances: [Int: Instance] = [:]
         // A promise or accept seen under a higher round also raises maxRound, so a restarted
@@ -406,12 +406,19 @@ public struct PaxosNode: Sendable {
         guard let known = doneByPeer[peer], seq > known else { return }
         doneByPeer[peer] = seq
         ready.mutations.append(.done(peer: peer, seq: seq))
-        let newFloor = (doneByPeer.values.min() ?? -1) + 1
+        let newFloor = Self.floor(afterDone: doneByPeer.values.min() ?? -1)
         guard newFloor > floor else { return }
         floor = newFloor
         ready.mutations.append(.forget(below: newFloor))
         instances = instances.filter { $0.key >= newFloor }
         active = active.filter { $0 >= newFloor }
+    }
+
+    /// The first instance not forgotten when every peer is done through `done`. Saturating: a done
+    /// value at `Int.max` (a caller's, or one a file kept from before inputs were range-checked)
+    /// must not trap the node at every start.
+    static func floor(afterDone done: Int) -> Int {
+        done == Int.max ? Int.max : done + 1
     }
 
     private mutating func noteSeq(_ seq: Int) {

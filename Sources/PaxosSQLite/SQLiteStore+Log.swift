@@ -94,14 +94,14 @@ extension SQLiteStore: LogStore {
                 UPDATE log_state SET promised_round = ?1, promised_node = ?2
                 WHERE promised_round IS NULL OR promised_round < ?1 OR (promised_round = ?1 AND promised_node < ?2)
                 """,
-                [.integer(Int64(bitPattern: ballot.round)), .integer(Int64(ballot.node.rawValue))])
+                [try Self.round(ballot.round), .integer(Int64(ballot.node.rawValue))])
         case .maxRound(let round):
             try connection.run(
-                "UPDATE log_state SET max_round = max(max_round, ?1)", [.integer(Int64(bitPattern: round))])
+                "UPDATE log_state SET max_round = max(max_round, ?1)", [try Self.round(round)])
         case .ballotUsed(let ballot):
             try connection.run(
                 "INSERT INTO log_ballots (ballot_round, ballot_node) VALUES (?1, ?2)",
-                [.integer(Int64(bitPattern: ballot.round)), .integer(Int64(ballot.node.rawValue))])
+                [try Self.round(ballot.round), .integer(Int64(ballot.node.rawValue))])
         case .accept(let slot, let ballot, let entry):
             guard slot >= bounds.logStart else { return }
             try connection.run(
@@ -112,7 +112,7 @@ extension SQLiteStore: LogStore {
                 WHERE chosen = 0
                 """,
                 [
-                    .integer(Int64(slot)), .integer(Int64(bitPattern: ballot.round)),
+                    .integer(Int64(slot)), try Self.round(ballot.round),
                     .integer(Int64(ballot.node.rawValue)), .integer(Int64(entry.count)),
                     .blob(LogWire.encodeEntry(entry)),
                 ])

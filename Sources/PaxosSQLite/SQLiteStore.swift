@@ -176,12 +176,12 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
                 ON CONFLICT (seq) DO UPDATE SET promised_round = ?2, promised_node = ?3
                 """,
                 [
-                    .integer(Int64(seq)), .integer(Int64(bitPattern: ballot.round)),
+                    .integer(Int64(seq)), try Self.round(ballot.round),
                     .integer(Int64(ballot.node.rawValue)),
                 ])
         case .accept(let seq, let ballot, let value):
             guard seq >= floor else { return }
-            let round = SQLiteValue.integer(Int64(bitPattern: ballot.round))
+            let round = try Self.round(ballot.round)
             let node = SQLiteValue.integer(Int64(ballot.node.rawValue))
             try connection.run(
                 """
@@ -201,7 +201,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
                 """, [.integer(Int64(seq)), .blob(value), .integer(Self.isText(value) ? 1 : 0)])
         case .maxRound(let round):
             try connection.run(
-                "UPDATE node_state SET max_round = max(max_round, ?1)", [.integer(Int64(bitPattern: round))])
+                "UPDATE node_state SET max_round = max(max_round, ?1)", [try Self.round(round)])
         case .done(let peer, let seq):
             try connection.run(
                 """
@@ -220,7 +220,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
             try connection.run(
                 "INSERT INTO ballot_log (seq, ballot_round, ballot_node) VALUES (?1, ?2, ?3)",
                 [
-                    .integer(Int64(seq)), .integer(Int64(bitPattern: ballot.round)),
+                    .integer(Int64(seq)), try Self.round(ballot.round),
                     .integer(Int64(ballot.node.rawValue)),
                 ])
         }
@@ -237,6 +237,18 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
             // trouble, so the next commit refuses rather than trusting it.
             poison = error
         }
+    }
+
+    /// A round as SQLite stores it. SQLite's integers are signed, so a round at or above 2^63
+    /// would compare as negative (`promised_round < ?1` would keep a promise that was broken):
+    /// such a commit fails, and the node stops rather than answer from what was not stored.
+    /// The wire refuses rounds from 2^62 on, so only a bug can get here.
+    static func round(_ round: UInt64) throws(SQLiteError) -> SQLiteValue {
+        guard round < 1 << 63 else {
+            throw SQLiteError(
+                .sqlite, "round \(round) does not fit a signed 64-bit integer; refusing to store it")
+        }
+        return .integer(Int64(round))
     }
 
     static func isText(_ value: Value) -> Bool {

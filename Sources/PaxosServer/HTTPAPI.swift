@@ -163,12 +163,16 @@ public enum PaxosHTTPAPI {
         return router
     }
 
+    /// Instance numbers (and done values) a client may name: the same bound the peer wire keeps,
+    /// far from `Int.max`, so `done + 1` and instance windows never overflow.
+    static let maxSequence = 1 << 62
+
     static func sequenceNumber(_ context: BasicRequestContext) throws -> Int {
         let text = context.parameters.get("seq") ?? ""
-        guard let seq = Int(text), seq >= 0, text.allSatisfy(\.isASCII) else {
+        guard let seq = Int(text), seq >= 0, seq < maxSequence, text.allSatisfy(\.isASCII) else {
             throw APIError(
                 .badRequest, "bad_sequence",
-                "the sequence number must be a non-negative integer, got '\(text)'")
+                "the sequence number must be an integer in 0..<2^62, got '\(text)'")
         }
         return seq
     }

@@ -264,8 +264,11 @@ public enum LogWire {
     }
 
     private static func readBallot(_ reader: inout ByteReader) throws(WireError) -> Ballot {
-        Ballot(
-            round: try reader.readUInt64("ballot round"), node: NodeID(try reader.readUInt32("ballot node")))
+        let round = try reader.readUInt64("ballot round")
+        guard round < Ballot.roundLimit else {
+            throw WireError(.invalidField, "ballot round \(round) is outside 0..<2^62")
+        }
+        return Ballot(round: round, node: NodeID(try reader.readUInt32("ballot node")))
     }
 
     private static func readSlot(_ reader: inout ByteReader, _ field: String) throws(WireError) -> Slot {

@@ -18,6 +18,9 @@ import PaxosCore
 public enum PaxosWire {
     /// The only version this build writes and reads.
     public static let version: UInt8 = 1
+    /// Instance numbers and done values, on the wire, are below this (so `done + 1` and every
+    /// window sum stay far from overflow).
+    public static let maxSeq: Int64 = 1 << 62
     /// The largest value accepted by default (64 MiB).
     public static let defaultMaxValueBytes = 64 << 20
 
@@ -197,18 +200,25 @@ public enum PaxosWire {
         }
         let from = NodeID(try reader.readUInt32("sender"))
         let done = try reader.readInt64("done")
-        guard done >= -1 else { throw WireError(.invalidField, "done must be -1 or more, got \(done)") }
+        guard done >= -1, done < Self.maxSeq else {
+            throw WireError(.invalidField, "done \(done) is outside -1..<2^62")
+        }
         return (type, from, Int(done))
     }
 
     private static func readSeq(_ reader: inout ByteReader) throws(WireError) -> Int {
         let seq = try reader.readInt64("seq")
-        guard seq >= 0 else { throw WireError(.invalidField, "seq must not be negative, got \(seq)") }
+        guard seq >= 0, seq < Self.maxSeq else {
+            throw WireError(.invalidField, "seq \(seq) is outside 0..<2^62")
+        }
         return Int(seq)
     }
 
     private static func readBallot(_ reader: inout ByteReader, _ field: String) throws(WireError) -> Ballot {
         let round = try reader.readUInt64(field + " round")
+        guard round < Ballot.roundLimit else {
+            throw WireError(.invalidField, "\(field) round \(round) is outside 0..<2^62")
+        }
         return Ballot(round: round, node: NodeID(try reader.readUInt32(field + " node")))
     }
 

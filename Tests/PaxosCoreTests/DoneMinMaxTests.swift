@@ -17,6 +17,18 @@ struct DoneMinMaxTests {
         #expect(peer.min == 4)
     }
 
+    @Test("done values at Int.max, on disk or from a caller, saturate instead of trapping")
+    func doneAtIntMaxSaturates() {
+        var state = DurableState()
+        for peer: NodeID in [0, 1, 2] { state.doneByPeer[peer] = Int.max }
+        let restarted = node(0, state: state)
+        #expect(restarted.min == Int.max)
+        var fresh = node(0, of: 1)
+        _ = fresh.done(Int.max)
+        #expect(fresh.min == Int.max)
+        #expect(fresh.status(5) == .forgotten)
+    }
+
     @Test("done keeps the maximum it was given")
     func doneKeepsMaximum() {
         var peer = node(0, of: 1)

@@ -101,7 +101,10 @@ struct HTTPAPITests {
 
     @Test(
         "a bad sequence number is a 400 with code bad_sequence",
-        arguments: ["-1", "abc", "1.5", "99999999999999999999", "%E2%91%A0"])
+        arguments: [
+            "-1", "abc", "1.5", "99999999999999999999", "%E2%91%A0", "9223372036854775807",
+            "4611686018427387904",
+        ])
     func badSequence(seq: String) async throws {
         try await withAPI { base, _ in
             for (method, path) in [("GET", "instances"), ("PUT", "instances"), ("POST", "done")] {
@@ -110,6 +113,19 @@ struct HTTPAPITests {
                 #expect(answer.status == 400, "\(method) \(path)/\(seq)")
                 #expect(answer.errorCode == "bad_sequence")
             }
+            #expect(try await http("GET", "\(base)/health").status == 200, "the node still serves")
+        }
+    }
+
+    @Test("done at the top of the range is recorded without overflow, and the node keeps serving")
+    func doneAtTheLimit() async throws {
+        try await withAPI { base, cluster in
+            let top = (1 << 62) - 1
+            for peer in cluster.peers() { await peer?.done(top) }
+            let answer = try await http("POST", "\(base)/v1/done/\(top)")
+            #expect(answer.status == 200)
+            #expect(answer.json["done"] as? Int == top)
+            #expect(try await http("GET", "\(base)/health").status == 200)
         }
     }
 

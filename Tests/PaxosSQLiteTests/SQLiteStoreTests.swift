@@ -9,6 +9,26 @@ import Testing
 struct SQLiteStoreTests {
     // MARK: Migrations
 
+    @Test("a round that does not fit SQLite's signed integers fails the commit and is not stored")
+    func roundAboveSignedRangeIsRefused() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        try await store.commitLog([.promise(Ballot(round: 7, node: 2))])
+        // A commit that fails must not be answered (the driver crash-stops): nothing of it lands.
+        await #expect(throws: SQLiteError.self) {
+            try await store.commitLog([.promise(Ballot(round: (1 << 63) + 5, node: 3)), .maxRound(9)])
+        }
+        await #expect(throws: SQLiteError.self) { try await store.commitLog([.maxRound(UInt64.max)]) }
+        await store.close()
+        let reopened = try SQLiteStore(path: path)
+        let state = try await reopened.loadLog()
+        #expect(state.promised == Ballot(round: 7, node: 2))
+        #expect(state.maxRound < 9)
+        await reopened.close()
+    }
+
     @Test("the migrations the binary carries are exactly the files in migrations/")
     func carriedMigrationsMatchFiles() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -105,4 +105,25 @@ struct LogWireTests {
             _ = try? LogWire.decodeReply(bytes)
         }
     }
+
+    @Test(
+        "rounds at or above 2^62 are refused, in requests and replies",
+        arguments: [Ballot.roundLimit, (UInt64(1) << 63) + 5, UInt64.max])
+    func roundsOutOfRangeAreRefused(round: UInt64) throws {
+        let high = Ballot(round: round, node: NodeID(2))
+        let requests = [
+            LogRequestEnvelope(from: NodeID(2), request: .prepare(ballot: high, from: 1)),
+            LogRequestEnvelope(
+                from: NodeID(2), request: .accept(ballot: high, entries: [], firstUnchosen: 1, releasable: 1)),
+            LogRequestEnvelope(from: NodeID(2), request: .preVote(ballot: high)),
+        ]
+        for request in requests {
+            #expect(throws: WireError.self) { try LogWire.decodeRequest(LogWire.encode(request)) }
+        }
+        let reply = LogReplyEnvelope(from: NodeID(2), reply: .rejected(ballot: Self.ballot, promised: high))
+        #expect(throws: WireError.self) { try LogWire.decodeReply(LogWire.encode(reply)) }
+        let top = Ballot(round: (1 << 62) - 1, node: NodeID(2))
+        let fine = LogRequestEnvelope(from: NodeID(2), request: .prepare(ballot: top, from: 1))
+        #expect(try LogWire.decodeRequest(LogWire.encode(fine)) == fine)
+    }
 }

@@ -24,7 +24,8 @@ struct PaxosWireTests {
                 accepted: AcceptedProposal(ballot: Ballot(round: 2, node: 1), value: value))),
         ReplyEnvelope(from: 2, done: 0, reply: .accepted(seq: 5, ballot: ballot)),
         ReplyEnvelope(
-            from: 2, done: 0, reply: .rejected(seq: 5, ballot: ballot, promised: Ballot(round: .max, node: 3))
+            from: 2, done: 0,
+            reply: .rejected(seq: 5, ballot: ballot, promised: Ballot(round: Ballot.roundLimit - 1, node: 3))
         ),
         ReplyEnvelope(from: 3, done: 7, reply: .decided(seq: 6, value: value)),
         ReplyEnvelope(from: 3, done: 7, reply: .decidedAck(seq: 6)),
@@ -39,6 +40,28 @@ struct PaxosWireTests {
     @Test("every reply type survives a round trip", arguments: replies)
     func replyRoundTrip(envelope: ReplyEnvelope) throws {
         #expect(try PaxosWire.decodeReply(PaxosWire.encode(envelope)) == envelope)
+    }
+
+    @Test("rounds from 2^62, done values and instance numbers out of range are refused, not answered")
+    func outOfRangeNumbersAreRefused() throws {
+        for round: UInt64 in [Ballot.roundLimit, (1 << 63) + 5, .max] {
+            let high = Ballot(round: round, node: 2)
+            let prepare = RequestEnvelope(from: 2, done: -1, request: .prepare(seq: 1, ballot: high))
+            #expect(throws: WireError.self) { try PaxosWire.decodeRequest(PaxosWire.encode(prepare)) }
+            let accept = RequestEnvelope(from: 2, done: -1, request: .accept(seq: 1, ballot: high, value: []))
+            #expect(throws: WireError.self) { try PaxosWire.decodeRequest(PaxosWire.encode(accept)) }
+            let rejected = ReplyEnvelope(
+                from: 2, done: -1, reply: .rejected(seq: 1, ballot: Self.ballot, promised: high))
+            #expect(throws: WireError.self) { try PaxosWire.decodeReply(PaxosWire.encode(rejected)) }
+        }
+        let bigDone = RequestEnvelope(from: 2, done: Int.max, request: .prepare(seq: 1, ballot: Self.ballot))
+        #expect(throws: WireError.self) { try PaxosWire.decodeRequest(PaxosWire.encode(bigDone)) }
+        let bigSeq = RequestEnvelope(from: 2, done: -1, request: .prepare(seq: 1 << 62, ballot: Self.ballot))
+        #expect(throws: WireError.self) { try PaxosWire.decodeRequest(PaxosWire.encode(bigSeq)) }
+        let top = RequestEnvelope(
+            from: 2, done: (1 << 62) - 1,
+            request: .prepare(seq: (1 << 62) - 1, ballot: Ballot(round: Ballot.roundLimit - 1, node: 2)))
+        #expect(try PaxosWire.decodeRequest(PaxosWire.encode(top)) == top)
     }
 
     @Test("every truncation of a valid message is refused as truncated")
