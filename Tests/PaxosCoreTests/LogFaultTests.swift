@@ -17,6 +17,19 @@ struct LogFaultTests {
         }
     }
 
+    /// A command submitted at `node` is applied within a few rounds, and nothing was violated.
+    func expectServes(
+        _ simulation: inout LogSimulation, at node: NodeID, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let submitted = simulation.submit(at: node)
+        let id = try #require(submitted, sourceLocation: sourceLocation)
+        run(&simulation, simulation.peers, rounds: 50) { $0.results[id] != nil }
+        #expect(simulation.results[id] != nil, sourceLocation: sourceLocation)
+        #expect(
+            simulation.violations.isEmpty, "\(simulation.violations.prefix(3))",
+            sourceLocation: sourceLocation)
+    }
+
     func stableCluster(_ count: Int = 3, seed: UInt64 = 7, configuration: LogConfiguration = .simulation)
         -> LogSimulation
     {
@@ -125,11 +138,7 @@ struct LogFaultTests {
         run(&simulation, simulation.peers, rounds: 10 * LogConfiguration.simulation.electionTicks)
         #expect(simulation.replicas[leader]!.role == role)
         #expect(simulation.sent["prepare"] ?? 0 == prepares, "nobody campaigned for real")
-        let idSubmitted = simulation.submit(at: follower)
-        let id = try #require(idSubmitted)
-        run(&simulation, simulation.peers, rounds: 50) { $0.results[id] != nil }
-        #expect(simulation.results[id] != nil)
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+        try expectServes(&simulation, at: follower)
     }
 
     @Test("a leader whose disk hangs steps down, and the others elect a leader that serves")
@@ -144,11 +153,7 @@ struct LogFaultTests {
         }
         #expect(!simulation.replicas[stuck]!.isLeader, "\(simulation.summary)")
         let leader = try #require(others.first { simulation.replicas[$0]!.isLeader }, "\(simulation.summary)")
-        let idSubmitted = simulation.submit(at: leader)
-        let id = try #require(idSubmitted)
-        run(&simulation, simulation.peers, rounds: 50) { $0.results[id] != nil }
-        #expect(simulation.results[id] != nil)
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+        try expectServes(&simulation, at: leader)
     }
 
     @Test("no message exceeds maxMessageBytes: forwards, accepts and catch-up answers are split")
