@@ -13,12 +13,16 @@ let package = Package(
         .library(name: "PaxosTesting", targets: ["PaxosTesting"]),
         .library(name: "PaxosKV", targets: ["PaxosKV"]),
         .library(name: "PaxosHistory", targets: ["PaxosHistory"]),
+        .library(name: "PaxosCertificates", targets: ["PaxosCertificates"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // Without the swift-configuration trait: the node reads its settings from flags.
         .package(
@@ -40,13 +44,23 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
         .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "PaxosWire", "CSQLite"]),
-        // The TCP transport (SwiftNIO): framed, versioned, cluster-checked peer connections.
+        // A cluster's certificates: node identity from a certificate's SAN, and a test CA.
+        .target(
+            name: "PaxosCertificates",
+            dependencies: [
+                "PaxosCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The TCP transport (SwiftNIO): framed, versioned, mutually authenticated peer connections.
         .target(
             name: "PaxosNIO",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosWire",
+                "Paxos", "PaxosCore", "PaxosWire", "PaxosCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -75,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "paxosctl",
             dependencies: [
-                "PaxosSQLite", "PaxosHistory",
+                "PaxosSQLite", "PaxosHistory", "PaxosCertificates",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -109,8 +123,9 @@ let package = Package(
         .testTarget(
             name: "PaxosNIOTests",
             dependencies: [
-                "PaxosNIO", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting",
+                "PaxosNIO", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting", "PaxosCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -118,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "PaxosNodeTests",
             dependencies: [
-                "PaxosServer", "Paxos", "PaxosCore", "PaxosKV", "PaxosTesting",
+                "PaxosServer", "Paxos", "PaxosCore", "PaxosKV", "PaxosTesting", "PaxosCertificates",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 import PaxosWire
 
 /// Splits the byte stream into `length:u32 body` frames and decodes them. A frame above the
@@ -6,12 +7,14 @@ import PaxosWire
 struct PeerFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = PeerFrame
 
-    let maxFrameBytes: Int
+    /// Read at every frame: the transport raises it once the peer is authenticated.
+    let limit: FrameLimit
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else {
             return .needMoreData
         }
+        let maxFrameBytes = limit.value
         guard Int(length) <= maxFrameBytes else {
             throw WireError(.valueTooLarge, "frame of \(length) bytes exceeds the limit of \(maxFrameBytes)")
         }
@@ -46,11 +49,13 @@ struct PeerFrameEncoder: MessageToByteEncoder {
 }
 
 extension Channel {
-    /// Installs the frame codec and wraps the channel for async use.
-    func makePeerFrameChannel(maxFrameBytes: Int) -> EventLoopFuture<NIOAsyncChannel<PeerFrame, PeerFrame>> {
+    /// Installs TLS (when given), the frame codec, and wraps the channel for async use.
+    func makePeerFrameChannel(
+        limit: FrameLimit, tls: (@Sendable () throws -> NIOSSLHandler)? = nil
+    ) -> EventLoopFuture<NIOAsyncChannel<PeerFrame, PeerFrame>> {
         eventLoop.makeCompletedFuture {
-            try pipeline.syncOperations.addHandler(
-                ByteToMessageHandler(PeerFrameDecoder(maxFrameBytes: maxFrameBytes)))
+            if let tls { try pipeline.syncOperations.addHandler(try tls()) }
+            try pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(limit: limit)))
             try pipeline.syncOperations.addHandler(MessageToByteHandler(PeerFrameEncoder()))
             return try NIOAsyncChannel<PeerFrame, PeerFrame>(wrappingChannelSynchronously: self)
         }

@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Paxos
+import PaxosCertificates
 import PaxosCore
 import PaxosWire
 import Synchronization
@@ -159,12 +161,26 @@ actor PeerClient {
             if let source = settings.sourceHost {
                 bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
             }
+            let limit = FrameLimit(settings.handshakeFrameBytes)
+            // TLS checks that the dialed node's certificate names it: its "host name" is
+            // paxos-node-N, whatever address it is reached at.
+            let clientTLS = settings.tls.map { tls in
+                { @Sendable in
+                    try NIOSSLClientHandler(
+                        context: tls.clientContext, serverHostname: NodeIdentity.dnsName(for: peer))
+                }
+            }
             let channel =
                 try await bootstrap
                 .connect(host: address.host, port: address.port) { channel in
-                    channel.makePeerFrameChannel(maxFrameBytes: settings.maxFrameBytes)
+                    channel.makePeerFrameChannel(limit: limit, tls: clientTLS)
                 }
             try await channel.executeThenClose { inbound, outbound in
+                let raw = channel.channel
+                let deadline = raw.eventLoop.scheduleTask(in: TimeAmount(settings.handshakeTimeout)) {
+                    raw.close(promise: nil)
+                }
+                defer { deadline.cancel() }
                 try await outbound.write(
                     .hello(clusterID: settings.clusterID, from: me, to: peer, fromAddress: ownAddress))
                 var frames = inbound.makeAsyncIterator()
@@ -175,6 +191,19 @@ actor PeerClient {
                     throw TransportError(
                         "\(peer) answered hello with \(other.map(\.description) ?? "nothing")")
                 }
+                if settings.tls != nil {
+                    // The host name check accepts a certificate that names several nodes; this does not.
+                    let certificate = try await raw.eventLoop.submit {
+                        try raw.pipeline.syncOperations.nioSSL_peerCertificate()
+                    }.get()
+                    let named = try PeerTLS.node(in: certificate)
+                    guard named == peer else {
+                        throw TransportError(
+                            "the node dialed as \(peer) presented a certificate of node \(named)")
+                    }
+                }
+                deadline.cancel()
+                limit.raise(to: settings.maxFrameBytes)
                 await self.didConnect(generation, channel.channel)
                 while let frame = try await frames.next() {
                     switch frame {

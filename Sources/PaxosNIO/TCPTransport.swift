@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Paxos
 import PaxosCore
 import PaxosWire
@@ -56,6 +57,16 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         public var listenAddress: PeerAddress?
         /// The local IP address outgoing peer connections come from; nil lets the system choose.
         public var sourceHost: String?
+        /// Mutual TLS for every peer connection; nil is plaintext, where any process that can
+        /// reach the port can speak as any node (only for tests and single machines).
+        public var tls: PeerTLS?
+        /// A connection whose hello (and TLS handshake) has not completed after this long closes.
+        public var handshakeTimeout = Duration.seconds(5)
+        /// The largest frame accepted before the peer is authenticated (a hello is a few hundred
+        /// bytes), so that unauthenticated connections hold little memory.
+        public var handshakeFrameBytes = 16 * 1024
+        /// Inbound peer connections open at once, authenticated or not; more are closed at once.
+        public var maxInboundConnections = 128
 
         public init(clusterID: String, me: NodeID, peers: [NodeID: PeerAddress]) {
             self.clusterID = clusterID
@@ -67,7 +78,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     private struct State {
         var handler: (@Sendable (RequestEnvelope) async -> ReplyEnvelope?)?
         var logHandler: (@Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?)?
-        var server: NIOAsyncChannel<NIOAsyncChannel<PeerFrame, PeerFrame>, Never>?
+        var server: NIOAsyncChannel<InboundConnection?, Never>?
         var acceptTask: Task<Void, Never>?
         var connections: [ObjectIdentifier: any Channel] = [:]
         var closed = false
@@ -88,6 +99,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     private let clients: [NodeID: PeerClient]
     private let state = Mutex(State())
     private let book: AddressBook
+    private let admission: Admission
 
     public init(
         configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
@@ -97,6 +109,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         self.group = group
         let book = AddressBook(configuration.peers)
         self.book = book
+        self.admission = Admission(limit: configuration.maxInboundConnections, logger: logger)
         var logger = logger
         logger[metadataKey: "node"] = "\(configuration.me)"
         self.logger = logger
@@ -122,12 +135,28 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             throw TransportError("node \(configuration.me) has no address among the peers")
         }
         let address = configuration.listenAddress ?? advertised
-        let maxFrameBytes = configuration.maxFrameBytes
+        let handshakeFrameBytes = configuration.handshakeFrameBytes
+        let tls = configuration.tls
+        let admission = self.admission
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .bind(host: address.host, port: address.port) { channel in
-                channel.makePeerFrameChannel(maxFrameBytes: maxFrameBytes)
+            .bind(host: address.host, port: address.port) { channel -> EventLoopFuture<InboundConnection?> in
+                // Never fails: a failed initializer would leave the accepted socket open.
+                guard admission.admit(channel) else {
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                let limit = FrameLimit(handshakeFrameBytes)
+                let serverTLS = tls.map { tls in
+                    { @Sendable in NIOSSLServerHandler(context: tls.serverContext) }
+                }
+                return channel.makePeerFrameChannel(limit: limit, tls: serverTLS)
+                    .map { Optional(InboundConnection(channel: $0, limit: limit)) }
+                    .flatMapError { _ in
+                        channel.close(promise: nil)
+                        return channel.eventLoop.makeSucceededFuture(nil)
+                    }
             }
         let port = server.channel.localAddress?.port ?? address.port
         let task = Task { await self.acceptLoop(server) }
@@ -142,7 +171,13 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             "listening for peers",
             metadata: [
                 "address": "\(address.host):\(port)", "advertised": "\(book[configuration.me] ?? advertised)",
+                "tls": "\(configuration.tls == nil ? "off" : "mutual TLS 1.3")",
             ])
+        if configuration.tls == nil {
+            logger.warning(
+                "peer connections are plaintext and unauthenticated: anyone who can reach the peer port can speak as any node"
+            )
+        }
         return port
     }
 
@@ -207,11 +242,12 @@ public final class TCPTransport: PaxosTransport, LogTransport {
 
     // MARK: Listening side
 
-    private func acceptLoop(_ server: NIOAsyncChannel<NIOAsyncChannel<PeerFrame, PeerFrame>, Never>) async {
+    private func acceptLoop(_ server: NIOAsyncChannel<InboundConnection?, Never>) async {
         do {
             try await server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in inbound {
+                        guard let connection else { continue }
                         group.addTask { await self.serveConnection(connection) }
                     }
                 }
@@ -221,8 +257,14 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         }
     }
 
-    /// Why a hello must be refused, or nil when it is fine.
-    func refusal(clusterID: String, from: NodeID, to: NodeID, fromAddress: String) -> String? {
+    /// Why a hello must be refused, or nil when it is fine. `authenticated` is the node the
+    /// peer's certificate names (nil without TLS): a peer speaks only as itself.
+    func refusal(
+        clusterID: String, from: NodeID, to: NodeID, fromAddress: String, authenticated: NodeID? = nil
+    ) -> String? {
+        if let authenticated, authenticated != from {
+            return "node \(authenticated)'s certificate cannot speak as node \(from)"
+        }
         if clusterID != configuration.clusterID {
             return
                 "wrong cluster: this node belongs to cluster '\(configuration.clusterID)', not '\(clusterID)'"
@@ -238,7 +280,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         return nil
     }
 
-    private func serveConnection(_ connection: NIOAsyncChannel<PeerFrame, PeerFrame>) async {
+    private func serveConnection(_ inbound: InboundConnection) async {
+        let connection = inbound.channel
         let channel = connection.channel
         let key = ObjectIdentifier(channel)
         let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
@@ -255,20 +298,48 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         defer { _ = state.withLock { $0.connections.removeValue(forKey: key) } }
         var peer: NodeID?
         do {
-            try await connection.executeThenClose { inbound, outbound in
-                var frames = inbound.makeAsyncIterator()
+            try await connection.executeThenClose { frames, outbound in
+                // The TLS handshake and the hello must both be done in time.
+                let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.handshakeTimeout))
+                {
+                    channel.close(promise: nil)
+                }
+                defer { deadline.cancel() }
+                var frames = frames.makeAsyncIterator()
                 guard let first = try await frames.next() else { return }
                 guard case .hello(let clusterID, let from, let to, let fromAddress) = first else {
                     try? await outbound.write(.refuse(reason: "expected hello, got \(first)"))
                     throw TransportError("expected hello, got \(first)")
                 }
-                if let reason = refusal(clusterID: clusterID, from: from, to: to, fromAddress: fromAddress) {
+                // A frame arrives only after the handshake, so the certificate is known by now.
+                var authenticated: NodeID?
+                if configuration.tls != nil {
+                    do {
+                        let certificate = try await channel.eventLoop.submit {
+                            try channel.pipeline.syncOperations.nioSSL_peerCertificate()
+                        }.get()
+                        authenticated = try PeerTLS.node(in: certificate)
+                    } catch {
+                        let reason = "\(error)"
+                        logger.warning(
+                            "refused peer connection",
+                            metadata: ["remote": "\(remote)", "reason": "\(reason)"])
+                        try? await outbound.write(.refuse(reason: reason))
+                        return
+                    }
+                }
+                if let reason = refusal(
+                    clusterID: clusterID, from: from, to: to, fromAddress: fromAddress,
+                    authenticated: authenticated)
+                {
                     logger.warning(
                         "refused peer connection", metadata: ["remote": "\(remote)", "reason": "\(reason)"])
                     try? await outbound.write(.refuse(reason: reason))
                     return
                 }
                 peer = from
+                deadline.cancel()
+                inbound.limit.raise(to: configuration.maxFrameBytes)
                 try await outbound.write(.welcome)
                 // Replies are written straight to the channel (thread-safe) by the task that
                 // computed them, not handed to a writer task: one hop less on every RPC.
@@ -328,6 +399,58 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                     ])
             }
         }
+    }
+}
+
+/// An accepted connection, with the frame limit the transport raises once the peer is known.
+struct InboundConnection: Sendable {
+    var channel: NIOAsyncChannel<PeerFrame, PeerFrame>
+    var limit: FrameLimit
+}
+
+/// Caps the inbound connections open at once; the one over the cap is closed at accept, with a
+/// log line at most every ten seconds (a flood must not flood the log too).
+final class Admission: Sendable {
+    private struct State {
+        var open = 0
+        var refusedSinceLog = 0
+        var lastLog: ContinuousClock.Instant?
+    }
+
+    let limit: Int
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    var open: Int { state.withLock { $0.open } }
+
+    /// Counts `channel` in until it closes, or refuses it when `limit` are open.
+    func admit(_ channel: any Channel) -> Bool {
+        let now = ContinuousClock.now
+        let (admitted, report) = state.withLock { state -> (Bool, Int?) in
+            if state.open < limit {
+                state.open += 1
+                return (true, nil)
+            }
+            state.refusedSinceLog += 1
+            guard state.lastLog.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, nil) }
+            state.lastLog = now
+            defer { state.refusedSinceLog = 0 }
+            return (false, state.refusedSinceLog)
+        }
+        if let report {
+            logger.warning(
+                "refusing peer connections: too many open",
+                metadata: ["limit": "\(limit)", "refused": "\(report)"])
+        }
+        if admitted {
+            channel.closeFuture.whenComplete { [self] _ in state.withLock { $0.open -= 1 } }
+        }
+        return admitted
     }
 }
 

@@ -47,6 +47,39 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "ip"))
     var peerSource: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "This node's peer certificate (PEM; intermediates may follow). Its DNS name paxos-node-N "
+                + "must name this node: peers take a node's id from its certificate.",
+            valueName: "file"))
+    var peerCert: String?
+
+    @Option(help: ArgumentHelp("The private key of --peer-cert (PEM).", valueName: "file"))
+    var peerKey: String?
+
+    @Option(
+        name: .customLong("peer-ca"),
+        help: ArgumentHelp(
+            "The CA certificates (PEM) every peer's certificate must chain to; only the cluster's CA.",
+            valueName: "file"))
+    var peerCA: String?
+
+    @Flag(
+        help: ArgumentHelp(
+            "Talk to peers in plaintext, unauthenticated: anyone who can reach the peer port can "
+                + "speak as any node. Only for tests on one machine; a single-node cluster needs no flag."))
+    var insecurePeers = false
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an inbound peer connection has to finish its TLS handshake and hello.",
+            valueName: "seconds"))
+    var peerHandshakeTimeout: Double = 5
+
+    @Option(help: ArgumentHelp("Inbound peer connections open at once; more are closed.", valueName: "count"))
+    var peerMaxConnections: Int = TCPTransport.Configuration(clusterID: "", me: 0, peers: [:])
+        .maxInboundConnections
+
     @Option(help: ArgumentHelp("Where to serve the HTTP client API (HOST:PORT).", valueName: "host:port"))
     var http: String = "127.0.0.1:7001"
 
@@ -89,6 +122,41 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw ValidationError("--cluster-id must be 1 to 255 bytes")
         }
         guard maxValueBytes > 0 else { throw ValidationError("--max-value-bytes must be positive") }
+        let tlsFiles = [peerCert, peerKey, peerCA].compactMap { $0 }
+        guard tlsFiles.isEmpty || tlsFiles.count == 3 else {
+            throw ValidationError("--peer-cert, --peer-key and --peer-ca go together; give all three")
+        }
+        if insecurePeers, !tlsFiles.isEmpty {
+            throw ValidationError("--insecure-peers and --peer-cert/--peer-key/--peer-ca exclude each other")
+        }
+        if tlsFiles.isEmpty, !insecurePeers, try parsedPeers().count > 1 {
+            throw ValidationError(
+                "peers need mutual TLS: give --peer-cert, --peer-key and --peer-ca (tools/make-certs makes "
+                    + "them for a test cluster), or --insecure-peers for plaintext on a trusted test machine")
+        }
+        guard peerHandshakeTimeout > 0, peerHandshakeTimeout <= 3600 else {
+            throw ValidationError("--peer-handshake-timeout must be between 0 and 3600 seconds")
+        }
+        guard peerMaxConnections >= 1, peerMaxConnections <= 100_000 else {
+            throw ValidationError("--peer-max-connections must be between 1 and 100000")
+        }
+    }
+
+    /// The peer TLS settings, checked against this node's id; nil for plaintext.
+    func peerTLS() throws -> PeerTLS? {
+        guard let peerCert, let peerKey, let peerCA else { return nil }
+        let tls: PeerTLS
+        do {
+            tls = try PeerTLS(certificateFile: peerCert, privateKeyFile: peerKey, caFile: peerCA)
+        } catch {
+            throw NodeStartupError("cannot use the peer certificates: \(error)")
+        }
+        guard tls.node == NodeID(id) else {
+            throw NodeStartupError(
+                "the certificate in \(peerCert) names node \(tls.node) (paxos-node-\(tls.node)), but this is "
+                    + "node \(id) (--id): each node needs its own certificate")
+        }
+        return tls
     }
 
     /// `--peers`, or a single-node cluster of this node on 127.0.0.1:(7100 + id).
@@ -133,6 +201,11 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let me = NodeID(id)
         let addresses = try parsedPeers()
         let httpAddress = PeerAddress(parsing: http)!
+        // Certificates first: a bad one must stop the node before it touches its data.
+        let tls = try peerTLS()
+        if tls == nil, addresses.count > 1 {
+            logger.warning("--insecure-peers: peer connections are plaintext and unauthenticated")
+        }
 
         // The data directory and its database, claimed for this node and cluster.
         let directory = URL(fileURLWithPath: dataDir).standardizedFileURL
@@ -161,6 +234,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             clusterID: clusterId, me: me, peers: addresses)
         transportConfiguration.listenAddress = peerListen.flatMap(PeerAddress.init(parsing:))
         transportConfiguration.sourceHost = peerSource
+        transportConfiguration.tls = tls
+        transportConfiguration.handshakeTimeout = .milliseconds(Int64(peerHandshakeTimeout * 1000))
+        transportConfiguration.maxInboundConnections = peerMaxConnections
         transportConfiguration.maxFrameBytes = max(transportConfiguration.maxFrameBytes, maxValueBytes + 4096)
         let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
         do {

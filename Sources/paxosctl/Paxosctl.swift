@@ -13,7 +13,7 @@ struct Paxosctl: AsyncParsableCommand {
         abstract: "Talk to a paxos-node over its HTTP API, or inspect a node's database.",
         subcommands: [
             Start.self, Status.self, Done.self, Min.self, Max.self, ClusterStatus.self, Inspect.self,
-            Put.self, Get.self, Delete.self, Append.self, CompareAndSet.self, CheckHistory.self,
+            Put.self, Get.self, Delete.self, Append.self, CompareAndSet.self, CheckHistory.self, Certs.self,
         ])
 }
 

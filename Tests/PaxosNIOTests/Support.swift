@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Paxos
+import PaxosCertificates
 import PaxosCore
 import PaxosNIO
 import Synchronization
@@ -50,9 +51,26 @@ let quietLogger: Logger = {
     return logger
 }()
 
-/// Builds `count` TCP transports on loopback ephemeral ports, all pointing at each other.
+/// The cluster CA the TLS tests share (one key pair per test process).
+let testAuthority: ClusterAuthority = {
+    do { return try ClusterAuthority(name: "swift-paxos test CA") } catch { fatalError("test CA: \(error)") }
+}()
+
+/// Mutual TLS settings for `node`, issued by `authority`.
+func peerTLS(_ node: NodeID, authority: ClusterAuthority = testAuthority, extraNodeNames: [NodeID] = [])
+    throws -> PeerTLS
+{
+    let issued = try authority.issue(node: node, extraNodeNames: extraNodeNames)
+    return try PeerTLS(
+        certificatePEM: issued.certificatePEM, privateKeyPEM: issued.privateKeyPEM,
+        caPEM: authority.certificatePEM)
+}
+
+/// Builds `count` TCP transports on loopback ephemeral ports, all pointing at each other; with
+/// `tls`, every connection is mutual TLS with certificates from ``testAuthority``.
 func makeTCPTransports(
-    _ count: Int, clusterID: String = "test-cluster", logger: Logger = quietLogger
+    _ count: Int, clusterID: String = "test-cluster", tls: Bool = false, logger: Logger = quietLogger,
+    configure: (inout TCPTransport.Configuration) -> Void = { _ in }
 ) async throws -> [TCPTransport] {
     let ids = (0..<count).map { NodeID(UInt32($0)) }
     let unbound = Dictionary(uniqueKeysWithValues: ids.map { ($0, PeerAddress(host: "127.0.0.1", port: 0)) })
@@ -61,6 +79,8 @@ func makeTCPTransports(
     for id in ids {
         var configuration = TCPTransport.Configuration(clusterID: clusterID, me: id, peers: unbound)
         configuration.callTimeout = .seconds(2)
+        if tls { configuration.tls = try peerTLS(id) }
+        configure(&configuration)
         let transport = TCPTransport(configuration: configuration, logger: logger)
         ports[id] = try await transport.start()
         transports.append(transport)

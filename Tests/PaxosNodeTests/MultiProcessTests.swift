@@ -1,4 +1,6 @@
 import Foundation
+import PaxosCertificates
+import PaxosCore
 import Testing
 
 /// Real `paxos-node` processes on loopback, each with its own SQLite data directory.
@@ -8,16 +10,34 @@ final class NodeProcesses: @unchecked Sendable {
     let httpPorts: [Int]
     let peerPorts: [Int]
     let cluster: String
+    /// Peers talk mutual TLS with certificates in `certificates`, or plaintext.
+    let tls: Bool
     private(set) var processes: [Int: Process] = [:]
 
-    init(count: Int, cluster: String = "mp-test") throws {
+    init(count: Int, cluster: String = "mp-test", tls: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "swift-paxos-mp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.count = count
         self.cluster = cluster
+        self.tls = tls
         httpPorts = try (0..<count).map { _ in try freePort() }
         peerPorts = try (0..<count).map { _ in try freePort() }
+        if tls {
+            try ClusterAuthority().write(to: certificates, nodes: (1...count).map { NodeID(UInt32($0)) })
+        }
+    }
+
+    var certificates: String { directory.appendingPathComponent("certs").path }
+
+    /// The flags for node `node`'s peer security.
+    func securityFlags(_ node: Int) -> [String] {
+        guard tls else { return ["--insecure-peers"] }
+        return [
+            "--peer-cert", "\(certificates)/node-\(node).pem", "--peer-key",
+            "\(certificates)/node-\(node)-key.pem",
+            "--peer-ca", "\(certificates)/ca.pem",
+        ]
     }
 
     var peersFlag: String {
@@ -54,7 +74,7 @@ final class NodeProcesses: @unchecked Sendable {
             [
                 "--id", "\(node)", "--peers", peersFlag, "--http", "127.0.0.1:\(httpPorts[node - 1])",
                 "--data-dir", dataDir(node), "--cluster-id", cluster,
-            ], log: "node-\(node).log")
+            ] + securityFlags(node), log: "node-\(node).log")
         processes[node] = process
         try await eventually("node \(node) healthy") {
             guard process.isRunning else {
@@ -93,9 +113,11 @@ final class NodeProcesses: @unchecked Sendable {
 
 @Suite("paxos-node processes", .serialized)
 struct MultiProcessTests {
-    @Test("three nodes agree; one is kill -9'd and the others go on; restarted, it learns everything")
-    func killAndRestart() async throws {
-        let nodes = try NodeProcesses(count: 3)
+    @Test(
+        "three nodes agree; one is kill -9'd and the others go on; restarted, it learns everything",
+        arguments: [false, true])
+    func killAndRestart(tls: Bool) async throws {
+        let nodes = try NodeProcesses(count: 3, tls: tls)
         for node in 1...3 { try await nodes.start(node) }
         for seq in 0..<30 {
             let answer = try await http(
@@ -133,6 +155,43 @@ struct MultiProcessTests {
             #expect(values[0] == "v\(seq)")
         }
         for node in 1...3 { #expect(nodes.terminate(node) == 0, "graceful shutdown of node \(node)") }
+        let security = tls ? "mutual TLS 1.3" : "off"
+        #expect(nodes.log("node-1.log").contains("tls=\(security)"), "\(nodes.log("node-1.log"))")
+    }
+
+    @Test("peers need mutual TLS unless plaintext is asked for, and a node's certificate must name it")
+    func peerSecurityAtStartup() async throws {
+        let nodes = try NodeProcesses(count: 2, tls: true)
+        func run(_ arguments: [String], _ name: String) throws -> (Int32, String) {
+            let process = try nodes.launch(arguments, log: name)
+            process.waitUntilExit()
+            return (process.terminationStatus, nodes.log(name))
+        }
+        let base = [
+            "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(nodes.httpPorts[0])",
+            "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
+        ]
+        let (noTLSStatus, noTLS) = try run(base, "no-tls.log")
+        #expect(noTLSStatus != 0 && noTLS.contains("peers need mutual TLS"), "\(noTLS)")
+        let (partialStatus, partial) = try run(
+            base + ["--peer-cert", "\(nodes.certificates)/node-1.pem"], "partial.log")
+        #expect(partialStatus != 0 && partial.contains("go together"), "\(partial)")
+        let (wrongStatus, wrong) = try run(base + nodes.securityFlags(2), "wrong-cert.log")
+        #expect(wrongStatus != 0 && wrong.contains("names node 2"), "\(wrong)")
+        let (missingStatus, missing) = try run(
+            base + [
+                "--peer-cert", "/nonexistent.pem", "--peer-key", "/nonexistent.pem", "--peer-ca",
+                "/nonexistent.pem",
+            ],
+            "missing.log")
+        #expect(
+            missingStatus != 0 && missing.contains("cannot read the certificate in /nonexistent.pem"),
+            "\(missing)")
+        for log in ["no-tls.log", "wrong-cert.log", "missing.log"] {
+            #expect(!nodes.log(log).contains("node started"), "\(log): \(nodes.log(log))")
+        }
+        // A certificate problem is found before the data directory is made or touched.
+        #expect(!FileManager.default.fileExists(atPath: nodes.dataDir(1)))
     }
 
     @Test(

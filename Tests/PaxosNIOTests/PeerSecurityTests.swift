@@ -1,0 +1,246 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Paxos
+import PaxosCertificates
+import PaxosCore
+import PaxosWire
+import Synchronization
+import Testing
+
+@testable import PaxosNIO
+
+/// Peers are who their certificates say, and an unauthenticated connection costs little.
+@Suite("Peer authentication and connection bounds", .serialized)
+struct PeerSecurityTests {
+    static let prepare = RequestEnvelope(
+        from: 1, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 1)))
+
+    /// A transport for `me` that knows the given listening ports of the others, unstarted.
+    static func stranger(
+        me: NodeID, ports: [NodeID: Int], tls: PeerTLS?, logger: Logger = quietLogger
+    ) -> TCPTransport {
+        var peers = ports.mapValues { PeerAddress(host: "127.0.0.1", port: $0) }
+        peers[me] = peers[me] ?? PeerAddress(host: "127.0.0.1", port: 0)
+        var configuration = TCPTransport.Configuration(clusterID: "test-cluster", me: me, peers: peers)
+        configuration.tls = tls
+        return TCPTransport(configuration: configuration, logger: logger)
+    }
+
+    static func ports(_ transports: [TCPTransport]) async throws -> [NodeID: Int] {
+        var ports: [NodeID: Int] = [:]
+        for transport in transports { ports[transport.configuration.me] = try await listeningPort(transport) }
+        return ports
+    }
+
+    /// Serves every prepare with an ack, counting what reached the handler.
+    static func serveAcks(_ transport: TCPTransport, counter: Counter) async {
+        await transport.serve { request in
+            counter.increment()
+            return ReplyEnvelope(
+                from: transport.configuration.me, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+    }
+
+    static func refusals(_ recorder: LogRecorder, containing text: String) -> Bool {
+        recorder.all.contains {
+            $0.message == "refused peer connection" && $0.metadata["reason"]?.contains(text) == true
+        }
+    }
+
+    @Test("a peer without a certificate, or with one from another CA, is refused; members get through")
+    func forgedPeersRefused() async throws {
+        let ours = try await makeTCPTransports(2, tls: true)
+        let counter = Counter()
+        await Self.serveAcks(ours[0], counter: counter)
+        let ports = try await Self.ports(ours)
+        let plaintext = Self.stranger(me: 1, ports: ports, tls: nil)
+        let otherCA = try ClusterAuthority(name: "someone else's CA")
+        let foreign = Self.stranger(me: 1, ports: ports, tls: try peerTLS(1, authority: otherCA))
+        for stranger in [plaintext, foreign] {
+            await #expect(throws: (any Error).self) { try await stranger.call(Self.prepare, to: 0) }
+            await stranger.shutdown()
+        }
+        #expect(counter.value == 0, "a request from an unauthenticated peer reached the node")
+        #expect(try await ours[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
+        #expect(counter.value == 1)
+        for transport in ours { await transport.shutdown() }
+    }
+
+    @Test("a valid certificate for one node cannot speak as another")
+    func certificateCannotImpersonate() async throws {
+        let recorder = LogRecorder()
+        let ours = try await makeTCPTransports(3, tls: true, logger: recorder.logger())
+        let counter = Counter()
+        await Self.serveAcks(ours[0], counter: counter)
+        let ports = try await Self.ports(ours)
+        // Node 1's key and certificate, node 2's id and address in the hello and the messages.
+        let impostor = Self.stranger(me: 2, ports: ports, tls: try peerTLS(1))
+        let asTwo = RequestEnvelope(
+            from: 2, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 2)))
+        do {
+            _ = try await impostor.call(asTwo, to: 0)
+            Issue.record("node 1's certificate spoke as node 2")
+        } catch {}
+        #expect(counter.value == 0)
+        #expect(Self.refusals(recorder, containing: "node 1's certificate cannot speak as node 2"))
+        // The real node 2 is not affected.
+        #expect(try await ours[2].call(asTwo, to: 0).reply == .decidedAck(seq: 0))
+        await impostor.shutdown()
+        for transport in ours { await transport.shutdown() }
+    }
+
+    @Test("a certificate that names several nodes is refused")
+    func certificateNamingSeveralNodesRefused() async throws {
+        let recorder = LogRecorder()
+        let ours = try await makeTCPTransports(2, tls: true, logger: recorder.logger())
+        let counter = Counter()
+        await Self.serveAcks(ours[0], counter: counter)
+        // PeerTLS refuses such a certificate for this node; a hostile peer need not.
+        let issued = try testAuthority.issue(node: 1, extraNodeNames: [2])
+        let tls = try PeerTLS(
+            certificateChain: NIOSSLCertificate.fromPEMBytes(Array(issued.certificatePEM.utf8)),
+            privateKey: NIOSSLPrivateKey(bytes: Array(issued.privateKeyPEM.utf8), format: .pem),
+            trustRoots: NIOSSLCertificate.fromPEMBytes(Array(testAuthority.certificatePEM.utf8)), node: 1)
+        let ambiguous = Self.stranger(me: 1, ports: try await Self.ports(ours), tls: tls)
+        await #expect(throws: (any Error).self) { try await ambiguous.call(Self.prepare, to: 0) }
+        #expect(counter.value == 0)
+        #expect(Self.refusals(recorder, containing: "names several nodes"))
+        await ambiguous.shutdown()
+        for transport in ours { await transport.shutdown() }
+    }
+
+    @Test("the dialer refuses a listener whose certificate names another node")
+    func dialerChecksTheListener() async throws {
+        let ours = try await makeTCPTransports(2, tls: true)
+        // Node 1's address is held by a process with node 2's certificate.
+        var configuration = TCPTransport.Configuration(
+            clusterID: "test-cluster", me: 1,
+            peers: [
+                0: PeerAddress(host: "127.0.0.1", port: try await listeningPort(ours[0])),
+                1: .init(host: "127.0.0.1", port: 0),
+            ])
+        configuration.tls = try peerTLS(2)
+        let squatter = TCPTransport(configuration: configuration, logger: quietLogger)
+        let port = try await squatter.start()
+        let counter = Counter()
+        await Self.serveAcks(squatter, counter: counter)
+        await ours[0].setAddress(PeerAddress(host: "127.0.0.1", port: port), for: 1)
+        let request = RequestEnvelope(
+            from: 0, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 0)))
+        await #expect(throws: (any Error).self) { try await ours[0].call(request, to: 1) }
+        #expect(counter.value == 0, "the node sent its request to a listener that is not node 1")
+        await squatter.shutdown()
+        for transport in ours { await transport.shutdown() }
+    }
+
+    @Test("before the hello is accepted, a frame above the handshake limit closes the connection at once")
+    func largeFrameBeforeHandshakeCloses() async throws {
+        let transports = try await makeTCPTransports(1) { $0.handshakeTimeout = .seconds(120) }
+        let port = try await listeningPort(transports[0])
+        // The header of a 1 MiB frame and a little of its body: under the full frame limit, so
+        // only the handshake limit can close it (the handshake timeout is far away).
+        let header: [UInt8] = [0x00, 0x10, 0x00, 0x00]
+        let received = try await sendRawAndAwaitClose(
+            port: port, header + Array(repeating: 7, count: 1000), timeout: .seconds(20))
+        #expect(received != nil, "the connection was held open for the rest of a large frame")
+        for transport in transports { await transport.shutdown() }
+    }
+
+    @Test("a connection that does not finish its handshake in time is closed", arguments: [false, true])
+    func handshakeTimesOut(tls: Bool) async throws {
+        let transports = try await makeTCPTransports(2, tls: tls) { $0.handshakeTimeout = .milliseconds(300) }
+        let port = try await listeningPort(transports[0])
+        // Half a hello.
+        let hello = frame(
+            PeerFrame.hello(clusterID: "test-cluster", from: 1, to: 0, fromAddress: "127.0.0.1:1")
+                .encodeBody())
+        // Over TLS, nothing at all: garbage would fail the TLS handshake at once.
+        let received = try await sendRawAndAwaitClose(
+            port: port, tls ? [] : Array(hello.prefix(hello.count / 2)), timeout: .seconds(20))
+        #expect(received != nil, "a half-sent hello held its connection open")
+        // A real peer still completes its handshake within the same timeout.
+        await transports[0].serve { request in
+            ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        #expect(try await transports[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
+        for transport in transports { await transport.shutdown() }
+    }
+
+    @Test("connections over the cap are closed at accept, and peers get in again once others close")
+    func connectionCap() async throws {
+        let recorder = LogRecorder()
+        let transports = try await makeTCPTransports(2, logger: recorder.logger()) {
+            $0.maxInboundConnections = 2
+            $0.handshakeTimeout = .seconds(120)
+        }
+        let port = try await listeningPort(transports[0])
+        await transports[0].serve { request in
+            ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        var idle: [any Channel] = []
+        for _ in 0..<2 {
+            idle.append(
+                try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: port).get())
+        }
+        // The third is closed without waiting for anything.
+        let third = try await sendRawAndAwaitClose(port: port, [], timeout: .seconds(20))
+        #expect(third != nil, "a connection over the cap was held")
+        #expect(recorder.all.contains { $0.message == "refusing peer connections: too many open" })
+        await #expect(throws: (any Error).self) { try await transports[1].call(Self.prepare, to: 0) }
+        for channel in idle { try await channel.close() }
+        // The peer reconnects after its backoff once the idle connections are gone.
+        var reply: ReplyEnvelope?
+        for _ in 0..<200 where reply == nil {
+            reply = try? await transports[1].call(Self.prepare, to: 0)
+            if reply == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        #expect(reply?.reply == .decidedAck(seq: 0))
+        for transport in transports { await transport.shutdown() }
+    }
+
+    @Test("a node's own certificate must name exactly one node")
+    func ownCertificateChecked() throws {
+        let issued = try testAuthority.issue(node: 1, extraNodeNames: [2])
+        #expect(throws: TLSSetupError.self) {
+            try PeerTLS(
+                certificatePEM: issued.certificatePEM, privateKeyPEM: issued.privateKeyPEM,
+                caPEM: testAuthority.certificatePEM)
+        }
+        let other = try testAuthority.issue(node: 3)
+        // A key that is not the certificate's.
+        #expect(throws: TLSSetupError.self) {
+            try PeerTLS(
+                certificatePEM: issued.certificatePEM, privateKeyPEM: other.privateKeyPEM,
+                caPEM: testAuthority.certificatePEM)
+        }
+        #expect(
+            try PeerTLS(
+                certificatePEM: other.certificatePEM, privateKeyPEM: other.privateKeyPEM,
+                caPEM: testAuthority.certificatePEM
+            ).node == 3)
+    }
+
+    @Test("node names: only the canonical paxos-node-N names a node")
+    func nodeNames() {
+        #expect(NodeIdentity.node(named: "paxos-node-3") == 3)
+        #expect(NodeIdentity.node(named: "PAXOS-NODE-12") == 12)
+        #expect(NodeIdentity.node(named: "paxos-node-0") == 0)
+        #expect(NodeIdentity.node(named: "paxos-node-4294967295") == NodeID(UInt32.max))
+        for name in [
+            "paxos-node-", "paxos-node-03", "paxos-node-+3", "paxos-node--3", "paxos-node-4294967296",
+            "paxos-node-3.example", "paxos-node-3x", "xpaxos-node-3", "paxos-node-99999999999",
+        ] {
+            #expect(NodeIdentity.node(named: name) == nil, "\(name)")
+        }
+    }
+}
+
+/// A thread-safe count.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
+}
