@@ -67,6 +67,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         public var handshakeFrameBytes = 16 * 1024
         /// Inbound peer connections open at once, authenticated or not; more are closed at once.
         public var maxInboundConnections = 128
+        /// Requests one connection may have in the handlers at once; a peer that sends more waits.
+        public var maxRequestsInFlight = 1024
 
         public init(clusterID: String, me: NodeID, peers: [NodeID: PeerAddress]) {
             self.clusterID = clusterID
@@ -343,8 +345,16 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                 try await outbound.write(.welcome)
                 // Replies are written straight to the channel (thread-safe) by the task that
                 // computed them, not handed to a writer task: one hop less on every RPC.
-                try await withThrowingDiscardingTaskGroup { group in
+                // At most maxRequestsInFlight handlers per connection: past that the reads stop,
+                // and TCP's flow control holds the peer back.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    var inFlight = 0
                     while let frame = try await frames.next() {
+                        if inFlight >= configuration.maxRequestsInFlight {
+                            try await group.next()
+                            inFlight -= 1
+                        }
+                        inFlight += 1
                         guard case .request(let id, let payload) = frame else {
                             throw TransportError("unexpected \(frame) from node \(from)")
                         }

@@ -201,6 +201,38 @@ struct PeerSecurityTests {
         for transport in transports { await transport.shutdown() }
     }
 
+    @Test("one connection has at most maxRequestsInFlight requests in the handlers; the rest wait their turn")
+    func requestsInFlightBounded() async throws {
+        let transports = try await makeTCPTransports(2) {
+            $0.maxRequestsInFlight = 2
+            $0.callTimeout = .seconds(30)
+        }
+        let entered = Counter()
+        let gate = Gate()
+        await transports[0].serve { request in
+            entered.increment()
+            await gate.wait()
+            return ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        try await withThrowingTaskGroup { group in
+            for seq in 0..<3 {
+                group.addTask {
+                    let request = RequestEnvelope(
+                        from: 1, done: -1, request: .prepare(seq: seq, ballot: Ballot(round: 1, node: 1)))
+                    _ = try await transports[1].call(request, to: 0)
+                }
+            }
+            for _ in 0..<500 where entered.value < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            // Time for a third to get in, if it could.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(entered.value == 2, "\(entered.value) requests were in the handler at once")
+            gate.open()
+            try await group.waitForAll()
+        }
+        #expect(entered.value == 3)
+        for transport in transports { await transport.shutdown() }
+    }
+
     @Test("a node's own certificate must name exactly one node")
     func ownCertificateChecked() throws {
         let issued = try testAuthority.issue(node: 1, extraNodeNames: [2])
@@ -243,4 +275,29 @@ final class Counter: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
     func increment() { count.withLock { $0 += 1 } }
+}
+
+/// Holds its waiters until opened.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let proceed = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
 }
