@@ -102,6 +102,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     private let state = Mutex(State())
     private let book: AddressBook
     private let admission: Admission
+    /// What unauthenticated connections cause is logged at a bounded rate: anyone can open them.
+    private let unauthenticatedLog = LogThrottle(perWindow: 20, window: .seconds(10))
 
     public init(
         configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
@@ -323,8 +325,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                         authenticated = try PeerTLS.node(in: certificate)
                     } catch {
                         let reason = "\(error)"
-                        logger.warning(
-                            "refused peer connection",
+                        unauthenticatedLog.warning(
+                            logger, "refused peer connection",
                             metadata: ["remote": "\(remote)", "reason": "\(reason)"])
                         try? await outbound.write(.refuse(reason: reason))
                         return
@@ -334,8 +336,9 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                     clusterID: clusterID, from: from, to: to, fromAddress: fromAddress,
                     authenticated: authenticated)
                 {
-                    logger.warning(
-                        "refused peer connection", metadata: ["remote": "\(remote)", "reason": "\(reason)"])
+                    unauthenticatedLog.warning(
+                        logger, "refused peer connection",
+                        metadata: ["remote": "\(remote)", "reason": "\(reason)"])
                     try? await outbound.write(.refuse(reason: reason))
                     return
                 }
@@ -401,14 +404,57 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             }
         } catch {
             if !state.withLock({ $0.closed }) {
-                logger.warning(
-                    "closed peer connection",
-                    metadata: [
-                        "remote": "\(remote)", "peer": "\(peer.map(\.description) ?? "?")",
-                        "reason": "\(error)",
-                    ])
+                let metadata: Logger.Metadata = [
+                    "remote": "\(remote)", "peer": "\(peer.map(\.description) ?? "?")", "reason": "\(error)",
+                ]
+                if peer == nil {
+                    unauthenticatedLog.warning(logger, "closed peer connection", metadata: metadata)
+                } else {
+                    logger.warning("closed peer connection", metadata: metadata)
+                }
             }
         }
+    }
+}
+
+/// At most `perWindow` warnings per window; then one line says how many were left out.
+final class LogThrottle: Sendable {
+    private struct State {
+        var windowStart: ContinuousClock.Instant?
+        var logged = 0
+        var suppressed = 0
+    }
+
+    let perWindow: Int
+    let window: Duration
+    private let state = Mutex(State())
+
+    init(perWindow: Int, window: Duration) {
+        self.perWindow = perWindow
+        self.window = window
+    }
+
+    func warning(_ logger: Logger, _ message: Logger.Message, metadata: Logger.Metadata) {
+        let now = ContinuousClock.now
+        let (log, suppressed) = state.withLock { state -> (Bool, Int) in
+            var suppressed = 0
+            if state.windowStart.map({ now - $0 >= window }) ?? true {
+                suppressed = state.suppressed
+                state = State(windowStart: now, logged: 0, suppressed: 0)
+            }
+            guard state.logged < perWindow else {
+                state.suppressed += 1
+                return (false, suppressed)
+            }
+            state.logged += 1
+            return (true, suppressed)
+        }
+        if suppressed > 0 {
+            logger.warning(
+                "left out warnings about unauthenticated peer connections",
+                metadata: ["count": "\(suppressed)", "window": "\(window)"])
+        }
+        if log { logger.warning(message, metadata: metadata) }
     }
 }
 

@@ -235,6 +235,21 @@ struct PeerSecurityTests {
         for transport in transports { await transport.shutdown() }
     }
 
+    @Test("warnings about unauthenticated connections are rate limited, and what was left out is counted")
+    func unauthenticatedWarningsThrottled() async throws {
+        let recorder = LogRecorder()
+        let throttle = LogThrottle(perWindow: 20, window: .milliseconds(50))
+        for i in 0..<25 {
+            throttle.warning(recorder.logger(), "refused peer connection", metadata: ["i": "\(i)"])
+        }
+        #expect(recorder.all.count == 20)
+        try await Task.sleep(for: .milliseconds(60))
+        throttle.warning(recorder.logger(), "refused peer connection", metadata: [:])
+        let summary = recorder.all.filter { $0.message.hasPrefix("left out warnings") }
+        #expect(summary.count == 1 && summary.first?.metadata["count"] == "5", "\(summary)")
+        #expect(recorder.all.count == 22)
+    }
+
     @Test("a node's own certificate must name exactly one node")
     func ownCertificateChecked() throws {
         let issued = try testAuthority.issue(node: 1, extraNodeNames: [2])
