@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "PaxosKV", targets: ["PaxosKV"]),
         .library(name: "PaxosHistory", targets: ["PaxosHistory"]),
         .library(name: "PaxosCertificates", targets: ["PaxosCertificates"]),
+        .library(name: "PaxosFrames", targets: ["PaxosFrames"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +45,12 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The durable AcceptorStore on SQLite, with the migrations carried in the binary.
         .target(name: "PaxosSQLite", dependencies: ["PaxosCore", "PaxosWire", "CSQLite"]),
+        // The peer frame codec on a NIO channel (length-prefixed, with a limit raised after the
+        // handshake); apart from PaxosNIO so that the fuzzers build it without TLS.
+        .target(
+            name: "PaxosFrames",
+            dependencies: ["PaxosWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // A cluster's certificates: node identity from a certificate's SAN, and a test CA.
         .target(
             name: "PaxosCertificates",
@@ -57,7 +64,7 @@ let package = Package(
         .target(
             name: "PaxosNIO",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosWire", "PaxosCertificates",
+                "Paxos", "PaxosCore", "PaxosWire", "PaxosCertificates", "PaxosFrames",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

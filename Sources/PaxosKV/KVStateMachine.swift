@@ -36,14 +36,8 @@ public struct KVStateMachine: StateMachine {
             case Self.dataSpace:
                 data[key.key] = value
             case Self.sessionSpace:
-                var reader = ByteReader(key.key)
-                var valueReader = ByteReader(value)
-                guard let client = try? reader.readUInt64("client"),
-                    let request = try? valueReader.readUInt64("request"),
-                    let slot = try? valueReader.readInt64("slot"),
-                    let output = try? valueReader.readBytes("output", limit: Int.max)
-                else { continue }
-                sessions[client] = Session(request: request, slot: Slot(slot), output: output)
+                guard let (client, session) = Self.session(key: key.key, value: value) else { continue }
+                sessions[client] = session
             case Self.metaSpace where key == Self.nextClientKey:
                 var reader = ByteReader(value)
                 nextClient = (try? reader.readUInt64("next client")) ?? 1
@@ -51,6 +45,23 @@ public struct KVStateMachine: StateMachine {
                 continue
             }
         }
+    }
+
+    /// A session row as ``sessionRow(_:)`` writes it, or `nil`. Rows come from a peer's snapshot
+    /// too, so nothing short of an exact row is taken: a cached answer that does not decode
+    /// would be replayed to the client as an undecodable reply, and a key with extra bytes would
+    /// name the same client as another row, leaving the winner to dictionary order, which
+    /// differs between processes.
+    static func session(key: [UInt8], value: [UInt8]) -> (UInt64, Session)? {
+        var reader = ByteReader(key)
+        var valueReader = ByteReader(value)
+        guard key.count == 8, let client = try? reader.readUInt64("client"),
+            let request = try? valueReader.readUInt64("request"),
+            let slot = try? valueReader.readInt64("slot"),
+            let output = try? valueReader.readBytes("output", limit: Int.max),
+            valueReader.remaining == 0, (try? KVResult.decode(output)) != nil
+        else { return nil }
+        return (client, Session(request: request, slot: Slot(slot), output: output))
     }
 
     /// Number of open sessions.

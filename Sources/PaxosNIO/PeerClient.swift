@@ -5,6 +5,7 @@ import NIOSSL
 import Paxos
 import PaxosCertificates
 import PaxosCore
+import PaxosFrames
 import PaxosWire
 import Synchronization
 

@@ -3,7 +3,6 @@ import NIOSSL
 import Paxos
 import PaxosCertificates
 import PaxosCore
-import Synchronization
 
 /// Mutual TLS between peers: this node's certificate and key, and the cluster's CA.
 ///
@@ -117,13 +116,4 @@ public struct PeerTLS: Sendable {
 public struct TLSSetupError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// The largest frame a connection may receive; small until the peer is authenticated, so that an
-/// unauthenticated connection cannot make this node hold a large buffer.
-final class FrameLimit: Sendable {
-    private let bytes: Atomic<Int>
-    init(_ bytes: Int) { self.bytes = Atomic(bytes) }
-    var value: Int { bytes.load(ordering: .relaxed) }
-    func raise(to bytes: Int) { self.bytes.store(bytes, ordering: .relaxed) }
 }

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import Paxos
 import PaxosCore
+import PaxosFrames
 import PaxosWire
 import Synchronization
 

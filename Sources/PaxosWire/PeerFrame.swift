@@ -24,6 +24,21 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
     public static let defaultMaxFrameBytes = PaxosWire.defaultMaxValueBytes + 4096
     /// The longest cluster id accepted.
     public static let maxClusterIDBytes = 255
+    /// The longest refusal reason sent; a longer one is cut.
+    public static let maxReasonBytes = 1024
+
+    /// The longest prefix of whole characters that fits in `limit` bytes of UTF-8. Cutting the
+    /// bytes instead could end inside a character: the receiver would refuse a hello as not
+    /// UTF-8, and a refusal decoded and sent on would change with every hop.
+    static func utf8Prefix(_ text: String, _ limit: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for scalar in text.unicodeScalars {
+            let encoded = Array(String(scalar).utf8)
+            guard bytes.count + encoded.count <= limit else { break }
+            bytes += encoded
+        }
+        return bytes
+    }
 
     enum Kind: UInt8 {
         case hello = 1
@@ -41,15 +56,15 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .hello(let clusterID, let from, let to, let fromAddress):
             writer.write(Kind.hello.rawValue)
-            writer.writeBytes(Array(clusterID.utf8.prefix(Self.maxClusterIDBytes)))
+            writer.writeBytes(Self.utf8Prefix(clusterID, Self.maxClusterIDBytes))
             writer.write(from.rawValue)
             writer.write(to.rawValue)
-            writer.writeBytes(Array(fromAddress.utf8.prefix(Self.maxClusterIDBytes)))
+            writer.writeBytes(Self.utf8Prefix(fromAddress, Self.maxClusterIDBytes))
         case .welcome:
             writer.write(Kind.welcome.rawValue)
         case .refuse(let reason):
             writer.write(Kind.refuse.rawValue)
-            writer.writeBytes(Array(reason.utf8.prefix(1024)))
+            writer.writeBytes(Self.utf8Prefix(reason, Self.maxReasonBytes))
         case .request(let id, let payload):
             writer.write(Kind.request.rawValue)
             writer.write(id)
@@ -95,8 +110,13 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
         case .welcome:
             frame = .welcome
         case .refuse:
-            frame = .refuse(
-                reason: String(decoding: try reader.readBytes("reason", limit: 1024), as: UTF8.self))
+            // Checked like the hello's texts: a lossy decoding would grow past the limit and be
+            // cut when sent on, so the frame would not survive its own encoding.
+            let reason = try reader.readBytes("reason", limit: maxReasonBytes)
+            guard let text = String(validating: reason, as: UTF8.self) else {
+                throw WireError(.invalidField, "refusal reason is not UTF-8")
+            }
+            frame = .refuse(reason: text)
         case .request, .reply:
             let id = try reader.readUInt64("request id")
             let payload = Array(body[reader.offset...])

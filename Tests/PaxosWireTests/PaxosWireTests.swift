@@ -209,4 +209,26 @@ struct PeerFrameTests {
         ]
         #expect(throws: WireError.self) { try PeerFrame.decodeBody(body) }
     }
+
+    @Test("a refusal whose reason is not UTF-8 is refused, as a hello's texts are")
+    func refusalOfInvalidUTF8() throws {
+        // Decoded lossily, 1024 such bytes became 1024 replacement characters (3 bytes each),
+        // which the encoder then cut: the frame did not survive its own encoding.
+        let body = [PeerFrame.version, 3] + [0, 0, 4, 0] + [UInt8](repeating: 0xFF, count: 1024)
+        #expect(throws: WireError.self) { try PeerFrame.decodeBody(body) }
+        let valid = PeerFrame.refuse(reason: String(repeating: "€", count: 341))
+        #expect(try PeerFrame.decodeBody(valid.encodeBody()) == valid)
+    }
+
+    @Test("long texts are cut between characters, never inside one")
+    func longTextsAreCutBetweenCharacters() throws {
+        let long = String(repeating: "€", count: 400)  // 1200 bytes, 3 per character
+        let refusal = try PeerFrame.decodeBody(PeerFrame.refuse(reason: long).encodeBody())
+        #expect(refusal == .refuse(reason: String(repeating: "€", count: 341)))
+        let cluster = String(repeating: "é", count: 200) + "x"  // 401 bytes, 2 per character
+        let hello = PeerFrame.hello(clusterID: cluster, from: 1, to: 2, fromAddress: "a" + cluster)
+        let decoded = try PeerFrame.decodeBody(hello.encodeBody())
+        let short = String(repeating: "é", count: 127)
+        #expect(decoded == .hello(clusterID: short, from: 1, to: 2, fromAddress: "a" + short))
+    }
 }
