@@ -117,13 +117,35 @@ public struct ClusterAuthority: Sendable {
         var written: [String] = []
         for (name, text, mode) in files {
             let path = "\(directory)/\(name)"
-            guard
-                manager.createFile(
-                    atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-            else { throw CertificateError("cannot write \(path)") }
+            try Self.createNew(path, contents: Array(text.utf8), mode: mode_t(mode))
             written.append(path)
         }
         return written
+    }
+
+    /// Writes a file that must not exist yet, created with `mode` from the start: a private key is
+    /// never readable by others, not even for a moment, and an existing file is never replaced.
+    static func createNew(_ path: String, contents: [UInt8], mode: mode_t) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard descriptor >= 0 else {
+            throw CertificateError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { Glibc.close(descriptor) }
+        // The umask may have taken bits away from a certificate's mode; a key's 0600 stays.
+        _ = fchmod(descriptor, mode)
+        var offset = 0
+        while offset < contents.count {
+            let count = contents[offset...].withUnsafeBytes { bytes in
+                Glibc.write(descriptor, bytes.baseAddress, bytes.count)
+            }
+            guard count > 0 else {
+                throw CertificateError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += count
+        }
+        guard fsync(descriptor) == 0 else {
+            throw CertificateError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The 4 or 16 bytes of an IPv4 or IPv6 address in text, or nil.

@@ -159,6 +159,10 @@ actor PeerClient {
             var bootstrap = ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(settings.connectTimeout))
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                .channelOption(ChannelOptions.tcpOption(.tcp_keepidle), value: 30)
+                .channelOption(ChannelOptions.tcpOption(.tcp_keepintvl), value: 10)
+                .channelOption(ChannelOptions.tcpOption(.tcp_keepcnt), value: 3)
             if let source = settings.sourceHost {
                 bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
             }
@@ -187,13 +191,16 @@ actor PeerClient {
                 var frames = inbound.makeAsyncIterator()
                 switch try await frames.next() {
                 case .welcome?: break
-                case .refuse(let reason)?: throw TransportError("\(peer) refused the connection: \(reason)")
+                case .refuse(let reason)?:
+                    // Not yet authenticated: its words are logged, but only so many of them.
+                    throw TransportError("\(peer) refused the connection: \(reason.prefix(200))")
                 case let other:
                     throw TransportError(
                         "\(peer) answered hello with \(other.map(\.description) ?? "nothing")")
                 }
                 if settings.tls != nil {
-                    // The host name check accepts a certificate that names several nodes; this does not.
+                    // The only check of the listener's node: TLS's host name check also passes on any
+                    // IP address the certificate names, and test certificates name 127.0.0.1.
                     let certificate = try await raw.eventLoop.submit {
                         try raw.pipeline.syncOperations.nioSSL_peerCertificate()
                     }.get()

@@ -66,7 +66,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         /// The largest frame accepted before the peer is authenticated (a hello is a few hundred
         /// bytes), so that unauthenticated connections hold little memory.
         public var handshakeFrameBytes = 16 * 1024
-        /// Inbound peer connections open at once, authenticated or not; more are closed at once.
+        /// Unauthenticated inbound peer connections open at once; more are closed at accept.
+        /// Authenticated ones are bounded apart: one per peer, a newer one replaces the older.
         public var maxInboundConnections = 128
         /// Requests one connection may have in the handlers at once; a peer that sends more waits.
         public var maxRequestsInFlight = 1024
@@ -84,6 +85,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         var server: NIOAsyncChannel<InboundConnection?, Never>?
         var acceptTask: Task<Void, Never>?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// The one inbound connection of each authenticated peer.
+        var peerConnections: [NodeID: any Channel] = [:]
         var closed = false
     }
 
@@ -146,6 +149,10 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_keepidle), value: 30)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_keepintvl), value: 10)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_keepcnt), value: 3)
             .bind(host: address.host, port: address.port) { channel -> EventLoopFuture<InboundConnection?> in
                 // Never fails: a failed initializer would leave the accepted socket open.
                 guard admission.admit(channel) else {
@@ -300,7 +307,14 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             try? await channel.close()
             return
         }
-        defer { _ = state.withLock { $0.connections.removeValue(forKey: key) } }
+        defer {
+            state.withLock { state in
+                state.connections[key] = nil
+                for (node, open) in state.peerConnections where ObjectIdentifier(open) == key {
+                    state.peerConnections[node] = nil
+                }
+            }
+        }
         var peer: NodeID?
         do {
             try await connection.executeThenClose { frames, outbound in
@@ -345,6 +359,19 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                 }
                 peer = from
                 deadline.cancel()
+                admission.release(channel)
+                // One connection per peer: a node that dials again (after a crash, or a network
+                // that dropped the old flow without a reset) replaces its old connection, so
+                // half-open connections cannot pile up.
+                let replaced = state.withLock { state -> (any Channel)? in
+                    defer { state.peerConnections[from] = channel }
+                    return state.peerConnections[from]
+                }
+                if let replaced {
+                    logger.info(
+                        "peer connected again; closing its old connection", metadata: ["peer": "\(from)"])
+                    replaced.close(promise: nil)
+                }
                 inbound.limit.raise(to: configuration.maxFrameBytes)
                 try await outbound.write(.welcome)
                 // Replies are written straight to the channel (thread-safe) by the task that
@@ -377,9 +404,11 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                             let handler = state.withLock { $0.logHandler }
                             group.addTask {
                                 let reply = await handler?(request)
-                                channel.writeAndFlush(
+                                // Awaited: a request counts as in flight until its reply is
+                                // written, so a peer that does not read cannot grow the buffer.
+                                try await channel.writeAndFlush(
                                     reply.map { PeerFrame.reply(id: id, payload: LogWire.encode($0)) }
-                                        ?? .noReply(id: id), promise: nil)
+                                        ?? .noReply(id: id))
                             }
                             continue
                         }
@@ -396,9 +425,9 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                         let handler = state.withLock { $0.handler }
                         group.addTask {
                             let reply = await handler?(request)
-                            channel.writeAndFlush(
+                            try await channel.writeAndFlush(
                                 reply.map { PeerFrame.reply(id: id, payload: PaxosWire.encode($0)) }
-                                    ?? .noReply(id: id), promise: nil)
+                                    ?? .noReply(id: id))
                         }
                     }
                 }
@@ -465,11 +494,13 @@ struct InboundConnection: Sendable {
     var limit: FrameLimit
 }
 
-/// Caps the inbound connections open at once; the one over the cap is closed at accept, with a
-/// log line at most every ten seconds (a flood must not flood the log too).
+/// Caps the unauthenticated inbound connections open at once; the one over the cap is closed at
+/// accept, with a log line at most every ten seconds (a flood must not flood the log too). A
+/// connection leaves the count when it closes or when its peer is authenticated: authenticated
+/// connections are bounded apart, one per peer.
 final class Admission: Sendable {
     private struct State {
-        var open = 0
+        var open: Set<ObjectIdentifier> = []
         var refusedSinceLog = 0
         var lastLog: ContinuousClock.Instant?
     }
@@ -483,14 +514,15 @@ final class Admission: Sendable {
         self.logger = logger
     }
 
-    var open: Int { state.withLock { $0.open } }
+    var open: Int { state.withLock { $0.open.count } }
 
-    /// Counts `channel` in until it closes, or refuses it when `limit` are open.
+    /// Counts `channel` in until it closes or is released, or refuses it when `limit` are in.
     func admit(_ channel: any Channel) -> Bool {
         let now = ContinuousClock.now
+        let key = ObjectIdentifier(channel)
         let (admitted, report) = state.withLock { state -> (Bool, Int?) in
-            if state.open < limit {
-                state.open += 1
+            if state.open.count < limit {
+                state.open.insert(key)
                 return (true, nil)
             }
             state.refusedSinceLog += 1
@@ -505,10 +537,23 @@ final class Admission: Sendable {
                 metadata: ["limit": "\(limit)", "refused": "\(report)"])
         }
         if admitted {
-            channel.closeFuture.whenComplete { [self] _ in state.withLock { $0.open -= 1 } }
+            channel.closeFuture.whenComplete { [self] _ in release(key) }
         }
         return admitted
     }
+
+    /// Takes `channel` out of the count (idempotent).
+    func release(_ channel: any Channel) { release(ObjectIdentifier(channel)) }
+
+    private func release(_ key: ObjectIdentifier) { _ = state.withLock { $0.open.remove(key) } }
+}
+
+extension NIOBSDSocket.Option {
+    // TCP keepalive timing (Linux): a peer that vanished without a reset is found out in about
+    // a minute instead of the system's two hours.
+    static let tcp_keepidle = Self(rawValue: TCP_KEEPIDLE)
+    static let tcp_keepintvl = Self(rawValue: TCP_KEEPINTVL)
+    static let tcp_keepcnt = Self(rawValue: TCP_KEEPCNT)
 }
 
 extension TimeAmount {

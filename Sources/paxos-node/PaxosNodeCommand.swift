@@ -76,7 +76,11 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "seconds"))
     var peerHandshakeTimeout: Double = 5
 
-    @Option(help: ArgumentHelp("Inbound peer connections open at once; more are closed.", valueName: "count"))
+    @Option(
+        help: ArgumentHelp(
+            "Unauthenticated inbound peer connections open at once; more are closed at accept "
+                + "(authenticated peers have one connection each, apart from these).",
+            valueName: "count"))
     var peerMaxConnections: Int = TCPTransport.Configuration(clusterID: "", me: 0, peers: [:])
         .maxInboundConnections
 
@@ -134,8 +138,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 "peers need mutual TLS: give --peer-cert, --peer-key and --peer-ca (tools/make-certs makes "
                     + "them for a test cluster), or --insecure-peers for plaintext on a trusted test machine")
         }
-        guard peerHandshakeTimeout > 0, peerHandshakeTimeout <= 3600 else {
-            throw ValidationError("--peer-handshake-timeout must be between 0 and 3600 seconds")
+        guard peerHandshakeTimeout >= 0.1, peerHandshakeTimeout <= 3600 else {
+            throw ValidationError("--peer-handshake-timeout must be between 0.1 and 3600 seconds")
         }
         guard peerMaxConnections >= 1, peerMaxConnections <= 100_000 else {
             throw ValidationError("--peer-max-connections must be between 1 and 100000")

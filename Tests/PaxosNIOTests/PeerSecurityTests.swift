@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -26,6 +27,14 @@ struct PeerSecurityTests {
         var configuration = TCPTransport.Configuration(clusterID: "test-cluster", me: me, peers: peers)
         configuration.tls = tls
         return TCPTransport(configuration: configuration, logger: logger)
+    }
+
+    /// PeerTLS for a certificate whatever it names: a hostile peer's.
+    static func unchecked(_ issued: ClusterAuthority.Issued, node: NodeID) throws -> PeerTLS {
+        try PeerTLS(
+            certificateChain: NIOSSLCertificate.fromPEMBytes(Array(issued.certificatePEM.utf8)),
+            privateKey: NIOSSLPrivateKey(bytes: Array(issued.privateKeyPEM.utf8), format: .pem),
+            trustRoots: NIOSSLCertificate.fromPEMBytes(Array(testAuthority.certificatePEM.utf8)), node: node)
     }
 
     static func ports(_ transports: [TCPTransport]) async throws -> [NodeID: Int] {
@@ -248,6 +257,131 @@ struct PeerSecurityTests {
         let summary = recorder.all.filter { $0.message.hasPrefix("left out warnings") }
         #expect(summary.count == 1 && summary.first?.metadata["count"] == "5", "\(summary)")
         #expect(recorder.all.count == 22)
+    }
+
+    @Test("authenticated connections leave the unauthenticated cap: two peers get in with a cap of one")
+    func authenticatedConnectionsLeaveTheCap() async throws {
+        let transports = try await makeTCPTransports(3) { $0.maxInboundConnections = 1 }
+        await transports[0].serve { request in
+            ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        #expect(try await transports[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
+        let asTwo = RequestEnvelope(
+            from: 2, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 2)))
+        #expect(try await transports[2].call(asTwo, to: 0).reply == .decidedAck(seq: 0))
+        #expect(try await transports[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
+        for transport in transports { await transport.shutdown() }
+    }
+
+    /// With certificates as `paxosctl certs` makes them (every node's names 127.0.0.1), NIOSSL's
+    /// host name check passes for any node's certificate (it matches the IP SAN against the
+    /// dialed address); only PeerClient's explicit check stops the squatter. (From a review.)
+    @Test(
+        "dialer: a squatter whose certificate carries the dialed IP passes TLS; the explicit check stops it")
+    func squatterWithIPSAN() async throws {
+        let ours = try await makeTCPTransports(2, tls: true)
+        var configuration = TCPTransport.Configuration(
+            clusterID: "test-cluster", me: 1,
+            peers: [
+                0: PeerAddress(host: "127.0.0.1", port: try await listeningPort(ours[0])),
+                1: .init(host: "127.0.0.1", port: 0),
+            ])
+        let issued = try testAuthority.issue(
+            node: 2, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])
+        configuration.tls = try PeerSecurityTests.unchecked(issued, node: 2)
+        let squatter = TCPTransport(configuration: configuration, logger: quietLogger)
+        let port = try await squatter.start()
+        let counter = Counter()
+        await squatter.serve { request in
+            counter.increment()
+            return ReplyEnvelope(from: 1, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        await ours[0].setAddress(PeerAddress(host: "127.0.0.1", port: port), for: 1)
+        let request = RequestEnvelope(
+            from: 0, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 0)))
+        var message = ""
+        do {
+            _ = try await ours[0].call(request, to: 1)
+            Issue.record("the request went to a listener holding node 2's certificate")
+        } catch { message = "\(error)" }
+        #expect(counter.value == 0)
+        // The TLS handshake succeeded: the refusal comes from the explicit check.
+        #expect(message.contains("presented a certificate of node 2"), "\(message)")
+        await squatter.shutdown()
+        for transport in ours { await transport.shutdown() }
+    }
+
+    /// Found by a review: authenticated connections never time out, so before one connection per
+    /// peer, one node's certificate could hold every inbound slot.
+    @Test("one node's certificate cannot hold the inbound slots: a newer connection replaces the older")
+    func authenticatedConnectionsExhaustTheCap() async throws {
+        let transports = try await makeTCPTransports(3, tls: true) {
+            $0.maxInboundConnections = 3
+            $0.handshakeTimeout = .milliseconds(300)
+        }
+        await transports[0].serve { request in
+            ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
+        }
+        let ports = try await Self.ports(transports)
+        // Three processes holding node 1's key, each with one persistent connection to node 0.
+        var hogs: [TCPTransport] = []
+        for _ in 0..<3 {
+            let hog = Self.stranger(me: 1, ports: ports, tls: try peerTLS(1))
+            // The hello's fromAddress must be what node 0 knows for node 1.
+            await hog.setAddress(PeerAddress(host: "127.0.0.1", port: ports[1]!), for: 1)
+            _ = try await hog.call(Self.prepare, to: 0)
+            hogs.append(hog)
+        }
+        // Well past the handshake timeout: the hogs are authenticated and stay.
+        try await Task.sleep(for: .seconds(1))
+        let asTwo = RequestEnvelope(
+            from: 2, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 2)))
+        var reply: ReplyEnvelope?
+        for _ in 0..<40 where reply == nil {
+            reply = try? await transports[2].call(asTwo, to: 0)
+            if reply == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(
+            reply != nil, "node 2 is locked out of node 0 by three connections holding node 1's certificate")
+        for hog in hogs { await hog.shutdown() }
+        for transport in transports { await transport.shutdown() }
+    }
+
+    @Test("unauthenticated garbage connections do not flood the log")
+    func garbageDoesNotFloodTheLog() async throws {
+        let recorder = LogRecorder()
+        let transports = try await makeTCPTransports(1, tls: true, logger: recorder.logger())
+        let port = try await listeningPort(transports[0])
+        let before = recorder.all.filter { $0.level >= .warning }.count
+        for _ in 0..<50 {
+            _ = try await sendRawAndAwaitClose(port: port, Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let warnings = recorder.all.filter { $0.level >= .warning }.count - before
+        #expect(warnings <= 21, "\(warnings) warnings for 50 garbage connections")
+        for transport in transports { await transport.shutdown() }
+    }
+
+    @Test("certificates written for a cluster: keys private from creation, existing files never replaced")
+    func writtenCertificates() throws {
+        let directory = "/tmp/swift-paxos-certs-\(UInt64.random(in: 0 ... .max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let written = try testAuthority.write(to: directory, nodes: [1, 2])
+        #expect(written.count == 5)
+        for path in written {
+            let mode = try #require(
+                try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            #expect(
+                mode == (path.hasSuffix("-key.pem") ? 0o600 : 0o644), "\(path): \(String(mode, radix: 8))")
+        }
+        // Each written pair loads, and names its node.
+        let tls = try PeerTLS(
+            certificateFile: "\(directory)/node-2.pem", privateKeyFile: "\(directory)/node-2-key.pem",
+            caFile: "\(directory)/ca.pem")
+        #expect(tls.node == 2)
+        let before = try String(contentsOfFile: "\(directory)/node-1-key.pem", encoding: .utf8)
+        #expect(throws: CertificateError.self) { try testAuthority.write(to: directory, nodes: [1]) }
+        #expect(try String(contentsOfFile: "\(directory)/node-1-key.pem", encoding: .utf8) == before)
     }
 
     @Test("a node's own certificate must name exactly one node")
