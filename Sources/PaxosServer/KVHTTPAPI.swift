@@ -103,7 +103,9 @@ public enum KVHTTPAPI {
             switch request.uri.queryParameters.get("op") {
             case "append":
                 let result = try await run(
-                    service, session, .append(key: Array(key.utf8), value: Array(buffer: body)))
+                    service, session,
+                    .appendWithin(
+                        key: Array(key.utf8), value: Array(buffer: body), maxBytes: UInt64(maxValueBytes)))
                 return try json(
                     APIBody.KVWrite(
                         key: key, status: "ok",
@@ -173,16 +175,33 @@ public enum KVHTTPAPI {
         return key.removingPercentEncoding ?? key
     }
 
+    /// The largest `X-Request-Id`: request numbers stay within a signed 64-bit integer, so every
+    /// client language and SQLite can hold them.
+    public static let maxRequestID = UInt64(Int64.max)
+
+    static let clientIDHeader = HTTPField.Name("X-Client-Id")!
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
     static func sessionHeaders(_ request: Request) throws -> (client: UInt64, request: UInt64)? {
-        let clientText = request.headers[HTTPField.Name("X-Client-Id")!]
-        let requestText = request.headers[HTTPField.Name("X-Request-Id")!]
+        let clientText = request.headers[clientIDHeader]
+        let requestText = request.headers[requestIDHeader]
         switch (clientText, requestText) {
         case (nil, nil):
             return nil
         case (let client?, let number?):
-            guard let client = UInt64(client), client > 0, let number = UInt64(number), number > 0 else {
+            // Digits only: UInt64("+5") parses, and a session id is compared as it was issued.
+            guard client.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let client = UInt64(client),
+                client > 0
+            else {
                 throw APIError(
-                    .badRequest, "bad_session", "X-Client-Id and X-Request-Id must be positive integers")
+                    .badRequest, "bad_session",
+                    "X-Client-Id must be a session id from POST /v1/sessions (an integer in 1...2^64-1)")
+            }
+            guard number.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let number = UInt64(number),
+                (1...maxRequestID).contains(number)
+            else {
+                throw APIError(
+                    .badRequest, "bad_session", "X-Request-Id must be an integer in 1...2^63-1")
             }
             return (client, number)
         default:
@@ -209,7 +228,16 @@ public enum KVHTTPAPI {
                 throw APIError(
                     .conflict, "stale_request",
                     "client \(command.client) already got the answer to a later request")
-            case .malformed:
+            case .requestMismatch:
+                throw APIError(
+                    .conflict, "request_mismatch",
+                    "client \(command.client) already used request \(command.request) for another operation; nothing was executed: use a new X-Request-Id"
+                )
+            case .tooLarge:
+                throw APIError(
+                    .contentTooLarge, "value_too_large",
+                    "\(limitPhrase(operation)); nothing was changed")
+            case .malformed, .sessionExists:
                 throw APIError(.badRequest, "malformed", "the command could not be decoded")
             case .ok, .notFound, .compareFailed:
                 return result
@@ -221,6 +249,13 @@ public enum KVHTTPAPI {
                 .gatewayTimeout, "outcome_unknown",
                 "\(reason); it may still be applied, retry with the same X-Request-Id")
         }
+    }
+
+    static func limitPhrase(_ operation: KVOperation) -> String {
+        if case .appendWithin(_, _, let maxBytes) = operation {
+            return "the value would grow past \(maxBytes) bytes (--max-value-bytes)"
+        }
+        return "the value would grow past --max-value-bytes"
     }
 
     static func json<T: Encodable>(_ value: T) throws -> Response {
