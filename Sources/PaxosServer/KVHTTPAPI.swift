@@ -57,16 +57,22 @@ extension APIBody {
 ///   and `X-Request-Id` (numbers increasing per client, one request at a time) execute once
 ///   however often they are retried; a retry gets the original answer.
 /// - Every request, reads included, goes through the log, so answers are linearizable.
+/// - 503 `storage_failed`: this node's commit failed and it stopped; not executed.
+/// - 413 `value_too_large`, 414 `key_too_long` (above `maxKeyBytes`), 400 `bad_key`.
 /// - 503 `no_leader`: certainly not executed. 504 `outcome_unknown`: may or may not have been
 ///   executed; retry with the same request id. 409 `stale_request`. 409 `session_expired`: this
 ///   attempt did not run, but an earlier attempt of the same request may have (unknown outcome
 ///   for a retried request).
 public enum KVHTTPAPI {
+    /// The longest key accepted by default, in bytes (after percent-decoding).
+    public static let defaultMaxKeyBytes = 4096
+
     public static func add(
-        to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int
+        to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int,
+        maxKeyBytes: Int = defaultMaxKeyBytes
     ) {
         router.put("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let body = try await request.body.collect(upTo: maxValueBytes)
             _ = try await run(service, session, .put(key: Array(key.utf8), value: Array(buffer: body)))
@@ -77,7 +83,7 @@ public enum KVHTTPAPI {
         }
 
         router.get("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let result = try await run(service, session, .get(key: Array(key.utf8)))
             guard result.status == .ok, let value = result.value else {
@@ -89,7 +95,7 @@ public enum KVHTTPAPI {
         }
 
         router.delete("/v1/kv/:key") { request, context -> APIBody.KVWrite in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let result = try await run(service, session, .delete(key: Array(key.utf8)))
             guard result.status == .ok else { throw APIError(.notFound, "key_not_found", "no key '\(key)'") }
@@ -97,7 +103,7 @@ public enum KVHTTPAPI {
         }
 
         router.post("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let body = try await request.body.collect(upTo: maxValueBytes)
             switch request.uri.queryParameters.get("op") {
@@ -146,6 +152,7 @@ public enum KVHTTPAPI {
                 }
                 return APIBody.Session(clientId: client)
             case .failed(let reason):
+                try await throwIfStorageFailed(service, executed: "no session opened")
                 throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
             case .unknown(let reason):
                 throw APIError(
@@ -167,12 +174,22 @@ public enum KVHTTPAPI {
         }
     }
 
-    static func keyParameter(_ context: BasicRequestContext) throws -> String {
-        let key = context.parameters.get("key") ?? ""
+    static func keyParameter(_ context: BasicRequestContext, maxKeyBytes: Int) throws -> String {
+        var key = context.parameters.get("key") ?? ""
         guard !key.isEmpty else { throw APIError(.badRequest, "bad_key", "the key must not be empty") }
         // Foundation's decoding costs about 2% of a busy leader's CPU; most keys have nothing to decode.
-        guard key.utf8.contains(UInt8(ascii: "%")) else { return key }
-        return key.removingPercentEncoding ?? key
+        if key.utf8.contains(UInt8(ascii: "%")) {
+            guard let decoded = key.removingPercentEncoding, !decoded.isEmpty else {
+                throw APIError(.badRequest, "bad_key", "the key is not valid percent-encoded UTF-8")
+            }
+            key = decoded
+        }
+        guard key.utf8.count <= maxKeyBytes else {
+            throw APIError(
+                .uriTooLong, "key_too_long",
+                "the key is \(key.utf8.count) bytes; at most \(maxKeyBytes) are accepted")
+        }
+        return key
     }
 
     /// The largest `X-Request-Id`: request numbers stay within a signed 64-bit integer, so every
@@ -243,11 +260,21 @@ public enum KVHTTPAPI {
                 return result
             }
         case .failed(let reason):
+            try await throwIfStorageFailed(service, executed: "not executed")
             throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
         case .unknown(let reason):
             throw APIError(
                 .gatewayTimeout, "outcome_unknown",
                 "\(reason); it may still be applied, retry with the same X-Request-Id")
+        }
+    }
+
+    /// A command refused because this replica's own commit failed is not a missing leader:
+    /// 503 `storage_failed`, so whoever runs the node looks at its disk.
+    static func throwIfStorageFailed(_ service: KVService, executed: String) async throws {
+        if let failure = await service.peer.failure {
+            throw APIError(
+                .serviceUnavailable, "storage_failed", "\(executed): this node stopped serving: \(failure)")
         }
     }
 

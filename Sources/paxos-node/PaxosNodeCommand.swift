@@ -63,6 +63,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(help: "The largest value a client may propose, in bytes.")
     var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
 
+    @Option(help: "The longest key-value key a client may name, in bytes (after percent-decoding).")
+    var maxKeyBytes: Int = KVHTTPAPI.defaultMaxKeyBytes
+
     @Option(
         help: ArgumentHelp(
             "Log slots the leader may have proposed but not yet seen chosen. Fewer slots in flight put "
@@ -89,6 +92,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw ValidationError("--cluster-id must be 1 to 255 bytes")
         }
         guard maxValueBytes > 0 else { throw ValidationError("--max-value-bytes must be positive") }
+        guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
     }
 
     /// `--peers`, or a single-node cluster of this node on 127.0.0.1:(7100 + id).
@@ -199,9 +203,11 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let info = NodeInfo(
             clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
             peerAddresses: addresses.mapValues(\.description),
-            isReachable: { [transport] id in await transport.isConnected(to: id) })
+            isReachable: { [transport] id in await transport.isConnected(to: id) },
+            components: [.log(log)])
         let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
-        KVHTTPAPI.add(to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes)
+        KVHTTPAPI.add(
+            to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
         let application = Application(
             router: router,
             configuration: .init(

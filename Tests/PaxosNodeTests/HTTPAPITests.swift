@@ -156,6 +156,39 @@ struct HTTPAPITests {
         }
     }
 
+    @Test("a known route asked with another method is a 405 with Allow and a JSON error")
+    func wrongMethod() async throws {
+        try await withAPI { base, _ in
+            for (method, path, allow) in [
+                ("DELETE", "/v1/instances/1", "GET, PUT"), ("POST", "/v1/instances/1", "GET, PUT"),
+                ("GET", "/v1/done/1", "POST"), ("PUT", "/v1/status", "GET"), ("POST", "/health", "GET"),
+            ] {
+                let answer = try await http(method, base + path)
+                #expect(answer.status == 405, "\(method) \(path)")
+                #expect(answer.errorCode == "method_not_allowed", "\(method) \(path)")
+                #expect(answer.headers["allow"] == allow, "\(method) \(path)")
+            }
+            #expect(try await http("GET", "\(base)/v1/instances").status == 404)
+        }
+    }
+
+    @Test("a failed commit: /health is a 503 storage_failed and /v1/status says not serving")
+    func failedCommit() async throws {
+        try await withAPI { base, cluster in
+            let store = try #require(cluster.store(0) as? InMemoryStore)
+            await store.failNextCommit()
+            _ = try await http("PUT", "\(base)/v1/instances/1", body: Data("v".utf8))
+            try await eventually("the commit failed") { await cluster[0]!.failure != nil }
+            let health = try await http("GET", "\(base)/health")
+            #expect(health.status == 503 && health.errorCode == "storage_failed")
+            let status = try await http("GET", "\(base)/v1/status")
+            #expect(status.json["serving"] as? Bool == false)
+            #expect((status.json["failure"] as? String)?.contains("commit failed") == true)
+            let put = try await http("PUT", "\(base)/v1/instances/2", body: Data("v".utf8))
+            #expect(put.status == 503 && put.errorCode == "storage_failed")
+        }
+    }
+
     @Test("a node that is not serving answers 503 not_serving")
     func notServing() async throws {
         try await withAPI { base, cluster in

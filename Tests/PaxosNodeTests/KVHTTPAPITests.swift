@@ -14,16 +14,24 @@ struct KVHTTPAPITests {
     func withKV(_ body: (String, KVCluster) async throws -> Void) async throws {
         let cluster = try await KVCluster(3, seed: 61)
         _ = try await cluster.waitForLeader()
-        let router = Router()
-        router.add(middleware: JSONErrorMiddleware())
-        KVHTTPAPI.add(to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024)
+        // The node's own router: /health and /v1/status answer for the key-value replica too.
+        let instances = try await LabCluster(1, seed: 62)
+        let info = NodeInfo(
+            clusterID: "kv-test", dataDirectory: "/nowhere", version: "test",
+            peerAddresses: [0: "127.0.0.1:1"],
+            isReachable: { _ in true }, components: [.log(try #require(cluster.peer(0)))])
+        let router = PaxosHTTPAPI.router(peer: instances[0]!, info: info, maxValueBytes: 1024)
+        KVHTTPAPI.add(
+            to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024, maxKeyBytes: 64)
         do {
             try await withServer(router) { base in try await body(base, cluster) }
         } catch {
             await cluster.shutdown()
+            await instances.cleanup()
             throw error
         }
         await cluster.shutdown()
+        await instances.cleanup()
     }
 
     @Test("PUT, GET, append, DELETE: values as bodies, 404 key_not_found when absent")
@@ -201,6 +209,40 @@ struct KVHTTPAPITests {
                 "POST", "\(base)/v1/kv/k?op=append", body: Data(repeating: 98, count: 24))
             #expect(fits.status == 200)
             #expect(try await http("GET", "\(base)/v1/kv/k").body.count == 1024)
+        }
+    }
+
+    @Test("a failed commit of the key-value replica: 503 storage_failed from /health, /v1/status and a put")
+    func failedCommit() async throws {
+        try await withKV { base, cluster in
+            let store = try #require(cluster.store(0) as? InMemoryLogStore)
+            await store.failNextCommit()
+            // Any traffic makes replica 0 commit: its own put, or the leader's accepts.
+            _ = try await http("PUT", "\(base)/v1/kv/a", body: Data("v".utf8))
+            try await eventually("the commit failed") { await cluster.peer(0)!.failure != nil }
+            let health = try await http("GET", "\(base)/health")
+            #expect(health.status == 503 && health.errorCode == "storage_failed")
+            let status = try await http("GET", "\(base)/v1/status")
+            #expect(status.json["serving"] as? Bool == false)
+            #expect((status.json["failure"] as? String)?.contains("kv log") == true)
+            let put = try await http("PUT", "\(base)/v1/kv/b", body: Data("v".utf8))
+            #expect(put.status == 503 && put.errorCode == "storage_failed", "not no_leader")
+        }
+    }
+
+    @Test("wrong methods on key-value routes are 405 with Allow; bad and long keys are 4xx with JSON")
+    func methodsAndKeys() async throws {
+        try await withKV { base, _ in
+            let patch = try await http("PATCH", "\(base)/v1/kv/k")
+            #expect(patch.status == 405 && patch.headers["allow"] == "DELETE, GET, POST, PUT")
+            let sessions = try await http("GET", "\(base)/v1/sessions")
+            #expect(sessions.status == 405 && sessions.headers["allow"] == "POST")
+            let long = try await http(
+                "PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 65))", body: Data())
+            #expect(long.status == 414 && long.errorCode == "key_too_long")
+            #expect(try await http("PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 64))").status == 200)
+            let badEncoding = try await http("PUT", "\(base)/v1/kv/%FF%FE", body: Data())
+            #expect(badEncoding.status == 400 && badEncoding.errorCode == "bad_key")
         }
     }
 }

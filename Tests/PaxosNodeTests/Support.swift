@@ -10,6 +10,7 @@ struct HTTPAnswer {
     var status: Int
     var json: [String: Any]
     var body: Data
+    var headers: [String: String] = [:]
 
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
 }
@@ -25,7 +26,12 @@ func http(
     request.timeoutInterval = timeout
     let (data, response) = try await URLSession.shared.data(for: request)
     let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-    return HTTPAnswer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json, body: data)
+    let http = response as? HTTPURLResponse
+    var headers: [String: String] = [:]
+    for (name, value) in http?.allHeaderFields ?? [:] {
+        headers["\(name)".lowercased()] = "\(value)"
+    }
+    return HTTPAnswer(status: http?.statusCode ?? 0, json: json, body: data, headers: headers)
 }
 
 /// A loopback TCP port that was free a moment ago.
