@@ -63,6 +63,31 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(help: "The largest value a client may propose, in bytes.")
     var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP client has from a request's first byte to the end of its headers.",
+            valueName: "seconds"))
+    var httpHeaderTimeout: Double = 10
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP client has from a request's headers to the end of its body.",
+            valueName: "seconds"))
+    var httpBodyTimeout: Double = 30
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP connection may sit idle between requests (or before its first) before it is closed.",
+            valueName: "seconds"))
+    var httpIdleTimeout: Double = 60
+
+    @Option(
+        help: ArgumentHelp(
+            "Most HTTP connections open at once; more are closed on arrival (default: 1000, or half the "
+                + "open-files limit when that is lower).",
+            valueName: "count"))
+    var httpMaxConnections: Int?
+
     @Option(help: "The longest key-value key a client may name, in bytes (after percent-decoding).")
     var maxKeyBytes: Int = KVHTTPAPI.defaultMaxKeyBytes
 
@@ -92,6 +117,15 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw ValidationError("--cluster-id must be 1 to 255 bytes")
         }
         guard maxValueBytes > 0 else { throw ValidationError("--max-value-bytes must be positive") }
+        for (flag, value) in [
+            ("--http-header-timeout", httpHeaderTimeout), ("--http-body-timeout", httpBodyTimeout),
+            ("--http-idle-timeout", httpIdleTimeout),
+        ] where !(value > 0 && value <= 86_400) {
+            throw ValidationError("\(flag) must be between 0 and 86400 seconds, got \(value)")
+        }
+        if let httpMaxConnections, httpMaxConnections < 1 {
+            throw ValidationError("--http-max-connections must be positive, got \(httpMaxConnections)")
+        }
         guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
     }
 
@@ -208,18 +242,21 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
-        let application = Application(
-            router: router,
-            configuration: .init(
-                address: .hostname(httpAddress.host, port: httpAddress.port), serverName: "paxos-node"),
+        let limits = HTTPLimits(
+            headerTimeout: .seconds(httpHeaderTimeout), bodyTimeout: .seconds(httpBodyTimeout),
+            idleTimeout: .seconds(httpIdleTimeout),
+            maxConnections: httpMaxConnections ?? HTTPLimits.defaultMaxConnections())
+        let application = HTTPServer.application(
+            router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
+            serverName: "paxos-node", logger: logger,
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
                     metadata: [
-                        "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)"
+                        "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)",
+                        "max_connections": "\(limits.maxConnections)",
                     ])
-            },
-            logger: logger)
+            })
 
         let node = NodeService(peer: peer, log: log, store: store, logger: logger)
         let group = ServiceGroup(

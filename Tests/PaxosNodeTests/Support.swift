@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import Logging
+import PaxosServer
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -91,8 +93,10 @@ func eventually(
 /// Serves `router` on a free loopback port for the duration of `body`, which gets the base URL.
 func withServer(_ router: Router<BasicRequestContext>, _ body: (String) async throws -> Void) async throws {
     let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-    let application = Application(
-        router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+    // The node's own server, limits and all.
+    let application = HTTPServer.application(
+        router: router, address: .hostname("127.0.0.1", port: 0), limits: HTTPLimits(maxConnections: 64),
+        logger: Logger(label: "test-server"),
         onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
     let server = Task { try await application.runService(gracefulShutdownSignals: []) }
     defer { server.cancel() }
