@@ -30,10 +30,18 @@ public struct HTTPLimits: Sendable, Equatable {
     /// 1000, or half the process's open-files limit when that is lower: the other half is left
     /// for peers, the database and the runtime, which must never find the table full.
     public static func defaultMaxConnections() -> Int {
+        min(1000, connectionsAllowedByOpenFilesLimit() ?? 1000)
+    }
+
+    /// Half the process's soft open-files limit (nil when unlimited or unknown). At the limit
+    /// itself the runtime traps (libdispatch cannot get a descriptor: SIGILL), so HTTP
+    /// connections must never be what uses the descriptors up.
+    public static func connectionsAllowedByOpenFilesLimit() -> Int? {
         var limit = rlimit()
-        // RLIM_INFINITY is all ones, far above 2000: the min below handles it.
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1000 }
-        return max(1, min(1000, Int(clamping: limit.rlim_cur) / 2))
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max) else {
+            return nil
+        }
+        return max(1, Int(limit.rlim_cur) / 2)
     }
 }
 

@@ -84,7 +84,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Most HTTP connections open at once; more are closed on arrival (default: 1000, or half the "
-                + "open-files limit when that is lower).",
+                + "open-files limit when that is lower; never more than half that limit).",
             valueName: "count"))
     var httpMaxConnections: Int?
 
@@ -242,10 +242,17 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
+        var maxConnections = httpMaxConnections ?? HTTPLimits.defaultMaxConnections()
+        if let allowed = HTTPLimits.connectionsAllowedByOpenFilesLimit(), maxConnections > allowed {
+            // Running out of descriptors traps the runtime, so the cap is held below the limit.
+            logger.warning(
+                "--http-max-connections \(maxConnections) is more than half the open-files limit allows; using \(allowed) (raise the limit, e.g. ulimit -n, to allow more)"
+            )
+            maxConnections = allowed
+        }
         let limits = HTTPLimits(
             headerTimeout: .seconds(httpHeaderTimeout), bodyTimeout: .seconds(httpBodyTimeout),
-            idleTimeout: .seconds(httpIdleTimeout),
-            maxConnections: httpMaxConnections ?? HTTPLimits.defaultMaxConnections())
+            idleTimeout: .seconds(httpIdleTimeout), maxConnections: maxConnections)
         let application = HTTPServer.application(
             router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
             serverName: "paxos-node", logger: logger,

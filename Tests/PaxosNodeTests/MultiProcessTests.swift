@@ -29,10 +29,15 @@ final class NodeProcesses: @unchecked Sendable {
     func dataDir(_ node: Int) -> String { directory.appendingPathComponent("node-\(node)").path }
 
     /// Runs paxos-node with `arguments`, output to a log file; returns the process.
-    func launch(_ arguments: [String], log: String) throws -> Process {
+    func launch(_ arguments: [String], log: String, under wrapper: [String] = []) throws -> Process {
         let process = Process()
-        process.executableURL = try builtExecutable("paxos-node")
-        process.arguments = arguments
+        if let command = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = wrapper.dropFirst() + [try builtExecutable("paxos-node").path] + arguments
+        } else {
+            process.executableURL = try builtExecutable("paxos-node")
+            process.arguments = arguments
+        }
         let logURL = directory.appendingPathComponent(log)
         guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
             throw TestError("cannot create \(logURL.path)")
@@ -49,12 +54,12 @@ final class NodeProcesses: @unchecked Sendable {
         (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
     }
 
-    func start(_ node: Int) async throws {
+    func start(_ node: Int, flags: [String] = [], under wrapper: [String] = []) async throws {
         let process = try launch(
             [
                 "--id", "\(node)", "--peers", peersFlag, "--http", "127.0.0.1:\(httpPorts[node - 1])",
                 "--data-dir", dataDir(node), "--cluster-id", cluster,
-            ], log: "node-\(node).log")
+            ] + flags, log: "node-\(node).log", under: wrapper)
         processes[node] = process
         try await eventually("node \(node) healthy") {
             guard process.isRunning else {
@@ -242,6 +247,58 @@ struct MultiProcessTests {
         try await nodes.start(1)
         #expect(try await http("GET", "\(nodes.url(1))/v1/kv/after").body == Data("two".utf8))
         #expect(nodes.terminate(1) == 0)
+    }
+
+    @Test(
+        "at its open-files limit (prlimit --nofile=512) a flooded node keeps running and serving",
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs util-linux prlimit"),
+        arguments: [
+            // The default cap is half the limit; a cap asked above it is held there (at the limit
+            // itself the runtime traps), with a warning.
+            [String](), ["--http-max-connections", "100000"],
+        ])
+    func openFilesLimit(flags: [String]) async throws {
+        let nodes = try NodeProcesses(count: 1)
+        try await nodes.start(
+            1, flags: flags + ["--http-header-timeout", "3600"],
+            under: ["/usr/bin/prlimit", "--nofile=512:512"])
+        let process = try #require(nodes.processes[1])
+        let port = nodes.httpPorts[0]
+        let kept = try RawConnection(port: port)
+        #expect(try await kept.request("GET /health HTTP/1.1\r\nHost: x\r\n\r\n").contains("200 OK"))
+        // More half-sent requests than the process has descriptors.
+        var flood: [RawConnection] = []
+        for _ in 0..<700 {
+            guard let connection = try? RawConnection(port: port) else { continue }
+            try? connection.send("GET /health HTTP/1.1\r\nHost: x\r\n")
+            flood.append(connection)
+        }
+        // Held past the header timeout while more arrive, and a write through the log meanwhile.
+        for _ in 0..<3 {
+            try await Task.sleep(for: .seconds(1))
+            for _ in 0..<100 {
+                guard let connection = try? RawConnection(port: port) else { continue }
+                try? connection.send("GET /health HTTP/1.1\r\nHost: x\r\n")
+                flood.append(connection)
+            }
+        }
+        #expect(process.isRunning, "\(nodes.log("node-1.log").suffix(2000))")
+        let put = try await kept.request("PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
+        #expect(put.contains("200 OK"), "\(put)")
+        #expect(try await kept.request("GET /health HTTP/1.1\r\nHost: x\r\n\r\n").contains("200 OK"))
+        for connection in flood { connection.close() }
+        flood.removeAll()
+        // Once the flood is gone, new connections are served again.
+        try await eventually("new connections are served", timeout: .seconds(30)) {
+            try await http("PUT", "\(nodes.url(1))/v1/kv/k", body: Data("v".utf8), timeout: 2).status == 200
+        }
+        #expect(process.isRunning)
+        #expect(nodes.log("node-1.log").contains("HTTP connection cap reached: 256 connections open"))
+        if !flags.isEmpty {
+            #expect(nodes.log("node-1.log").contains("--http-max-connections 100000 is more than half"))
+        }
+        #expect(nodes.terminate(1) == 0, "\(nodes.log("node-1.log").suffix(2000))")
     }
 }
 
