@@ -156,11 +156,14 @@ public enum PaxosHTTPAPI {
     /// The largest value a client may propose by default (1 MiB).
     public static let defaultMaxValueBytes = 1 << 20
 
+    /// - Parameter clientToken: when set, every route but `GET /health` (the key-value routes
+    ///   added later included) wants `Authorization: Bearer clientToken`.
     public static func router(
-        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes
+        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes, clientToken: String? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
+        if let clientToken { router.add(middleware: BearerTokenMiddleware(token: clientToken)) }
         let components = [ComponentHealth.peer(peer)] + info.components
 
         router.put("/v1/instances/:seq") { request, context -> EditedResponse<APIBody.Started> in

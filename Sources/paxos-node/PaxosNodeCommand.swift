@@ -65,6 +65,13 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "A file holding the bearer token clients must send (Authorization: Bearer TOKEN) on every "
+                + "route but GET /health. Without it the HTTP API is open to anyone who can reach it.",
+            valueName: "file"))
+    var clientTokenFile: String?
+
+    @Option(
+        help: ArgumentHelp(
             "Seconds an HTTP client has from a request's first byte to the end of its headers.",
             valueName: "seconds"))
     var httpHeaderTimeout: Double = 10
@@ -234,12 +241,31 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         }
 
         // Clients over HTTP.
+        var clientToken: String?
+        if let clientTokenFile {
+            do {
+                clientToken = try BearerTokenMiddleware<BasicRequestContext>.token(fromFile: clientTokenFile)
+            } catch {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError(
+                    "cannot read --client-token-file \(clientTokenFile): \(describe(error))")
+            }
+            guard clientToken != nil else {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError("--client-token-file \(clientTokenFile) is empty")
+            }
+        } else {
+            logger.warning("no --client-token-file: the HTTP API answers anyone who can reach it")
+        }
         let info = NodeInfo(
             clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
             peerAddresses: addresses.mapValues(\.description),
             isReachable: { [transport] id in await transport.isConnected(to: id) },
             components: [.log(log)])
-        let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
+        let router = PaxosHTTPAPI.router(
+            peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
         var maxConnections = httpMaxConnections ?? HTTPLimits.defaultMaxConnections()

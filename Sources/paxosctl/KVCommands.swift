@@ -9,10 +9,7 @@ import PaxosHistory
 extension Endpoint {
     /// Sends a key-value request; returns the HTTP status and body without judging them.
     func raw(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
-        var request = URLRequest(url: try url(path))
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 10
+        let request = try request(method, path, body: body)
         do {
             let (data, response) = try await URLSession.shared.data(for: request)
             return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)

@@ -22,6 +22,27 @@ struct Endpoint: ParsableArguments {
     @Option(help: "The node's HTTP API.")
     var endpoint: String = "http://127.0.0.1:7001"
 
+    @Option(
+        help: ArgumentHelp(
+            "The bearer token of the node's --client-token-file (default: $PAXOSCTL_TOKEN).",
+            valueName: "token"))
+    var token: String?
+
+    /// `--token`, else `PAXOSCTL_TOKEN`: an environment variable keeps the secret out of `ps`.
+    var bearerToken: String? {
+        token ?? ProcessInfo.processInfo.environment["PAXOSCTL_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A request to `path` with the credential, if there is one.
+    func request(_ method: String, _ path: String, body: Data?) throws -> URLRequest {
+        var request = URLRequest(url: try url(path))
+        request.httpMethod = method
+        request.httpBody = body
+        request.timeoutInterval = 10
+        if let bearerToken { request.setValue("Bearer \(bearerToken)", forHTTPHeaderField: "Authorization") }
+        return request
+    }
+
     func url(_ path: String) throws -> URL {
         guard let url = URL(string: endpoint.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)
         else {
@@ -32,10 +53,7 @@ struct Endpoint: ParsableArguments {
 
     /// Sends a request and returns the decoded JSON body, or fails with the API's error message.
     func send(_ method: String, _ path: String, body: Data? = nil) async throws -> [String: Any] {
-        var request = URLRequest(url: try url(path))
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 10
+        let request = try request(method, path, body: body)
         let data: Data
         let response: URLResponse
         do {

@@ -300,6 +300,54 @@ struct MultiProcessTests {
         }
         #expect(nodes.terminate(1) == 0, "\(nodes.log("node-1.log").suffix(2000))")
     }
+
+    @Test("--client-token-file: paxosctl needs --token or PAXOSCTL_TOKEN; the node refuses an empty file")
+    func clientToken() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        let tokenFile = nodes.directory.appendingPathComponent("token")
+        try Data("tok-\(UUID().uuidString)\n".utf8).write(to: tokenFile)
+        let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .newlines)
+        try await nodes.start(1, flags: ["--client-token-file", tokenFile.path])
+        func paxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = try builtExecutable("paxosctl")
+            process.arguments = arguments + ["--endpoint", nodes.url(1)]
+            process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PAXOSCTL_TOKEN" }
+                .merging(environment) { $1 }
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        }
+        let refused = try paxosctl(["put", "k", "v"])
+        #expect(
+            refused.0 != 0 && refused.1.contains("HTTP 401") && refused.1.contains("unauthorized"),
+            "\(refused.1)")
+        let wrong = try paxosctl(["put", "k", "v", "--token", "nope"])
+        #expect(wrong.0 != 0 && wrong.1.contains("HTTP 401"), "\(wrong.1)")
+        #expect(try paxosctl(["put", "k", "v", "--token", token]).0 == 0)
+        let read = try paxosctl(["get", "k"], environment: ["PAXOSCTL_TOKEN": token])
+        #expect(read.0 == 0 && read.1 == "v\n", "\(read.1)")
+        #expect(try paxosctl(["done", "1"], environment: ["PAXOSCTL_TOKEN": token]).0 == 0)
+        #expect(try paxosctl(["done", "1"]).0 != 0, "an admin operation without the token")
+        #expect(nodes.terminate(1) == 0)
+
+        try Data("\n".utf8).write(to: tokenFile)
+        let empty = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(nodes.httpPorts[0])",
+                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster, "--client-token-file",
+                tokenFile.path,
+            ], log: "empty.log")
+        empty.waitUntilExit()
+        #expect(empty.terminationStatus != 0)
+        #expect(
+            nodes.log("empty.log").contains("--client-token-file \(tokenFile.path) is empty"),
+            "\(nodes.log("empty.log"))")
+    }
 }
 
 extension ClosedRange where Bound == Int {
