@@ -1,9 +1,11 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Bounds on what one HTTP client can hold: time to send a request's head and body, time a
 /// connection may sit idle, and how many connections are open at once.
@@ -49,17 +51,20 @@ public struct HTTPLimits: Sendable, Equatable {
 public enum HTTPServer {
     /// An application serving `router` on `address` within `limits`.
     ///
+    /// `tls`: serve HTTPS with it (see ``tlsConfiguration(certificateFile:keyFile:)``).
     /// `onServerRunning` runs once the server listens (after the connection guard is in place).
     public static func application(
         router: Router<BasicRequestContext>, address: BindAddress, limits: HTTPLimits,
-        serverName: String? = nil, logger: Logger,
+        tls: TLSConfiguration? = nil, serverName: String? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(limits.idleTimeout))
-        let server = HTTPServerBuilder { responder in
-            GuardedChildChannel(
-                base: HTTP1Channel(responder: responder, configuration: http1), limits: limits, logger: logger
-            )
+        let server = HTTPServerBuilder { responder -> any ServerChildChannel in
+            let http = HTTP1Channel(responder: responder, configuration: http1)
+            guard let tls else { return GuardedChildChannel(base: http, limits: limits, logger: logger) }
+            // The handshake is bounded by the idle timeout: nothing reaches HTTP before it ends.
+            return GuardedChildChannel(
+                base: try TLSChannel(http, tlsConfiguration: tls), limits: limits, logger: logger)
         }
         return Application(
             router: router, server: server,
@@ -75,6 +80,43 @@ public enum HTTPServer {
             },
             logger: logger)
     }
+}
+
+extension HTTPServer {
+    /// A TLS 1.2+ server configuration from PEM files: the certificate chain (leaf first) and
+    /// its private key. Checked here, so a wrong file or a key that does not match the
+    /// certificate is an error at startup, not at the first connection.
+    public static func tlsConfiguration(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw TLSSetupError("cannot read a PEM certificate from \(certificateFile): \(error)")
+        }
+        guard !chain.isEmpty else { throw TLSSetupError("\(certificateFile) holds no PEM certificate") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw TLSSetupError("cannot read a PEM private key from \(keyFile): \(error)")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSSetupError(
+                "the key in \(keyFile) does not fit the certificate in \(certificateFile): \(error)")
+        }
+        return configuration
+    }
+}
+
+/// Why the HTTP server's TLS could not be set up.
+public struct TLSSetupError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 extension TimeAmount {
@@ -166,6 +208,8 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.awaitingHead
     private var deadline: Scheduled<Void>?
     private var answeredError = false
+    /// The response ended before its request's body did (an early 413, say).
+    private var respondedEarly = false
 
     init(limits: HTTPLimits, logger: Logger) {
         self.limits = limits
@@ -193,19 +237,22 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head:
             cancelDeadline()
+            respondedEarly = false
             state = .readingBody
             startDeadline(context, limits.bodyTimeout, "its request body")
         case .body:
             break
         case .end:
             cancelDeadline()
-            state = .responding
+            state = respondedEarly ? .awaitingHead : .responding
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data), case .responding = state { state = .awaitingHead }
+        if case .end = unwrapOutboundIn(data) {
+            if case .responding = state { state = .awaitingHead } else { respondedEarly = true }
+        }
         context.write(data, promise: promise)
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOSSL
 import Paxos
 import PaxosCore
 import PaxosKV
@@ -62,6 +63,15 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
     @Option(help: "The largest value a client may propose, in bytes.")
     var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
+
+    @Option(
+        help: ArgumentHelp(
+            "PEM certificate chain (leaf first) for serving the HTTP API over TLS; with --client-key.",
+            valueName: "file"))
+    var clientCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --client-cert.", valueName: "file"))
+    var clientKey: String?
 
     @Option(
         help: ArgumentHelp(
@@ -129,6 +139,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             ("--http-idle-timeout", httpIdleTimeout),
         ] where !(value > 0 && value <= 86_400) {
             throw ValidationError("\(flag) must be between 0 and 86400 seconds, got \(value)")
+        }
+        guard (clientCert == nil) == (clientKey == nil) else {
+            throw ValidationError("--client-cert and --client-key go together")
         }
         if let httpMaxConnections, httpMaxConnections < 1 {
             throw ValidationError("--http-max-connections must be positive, got \(httpMaxConnections)")
@@ -268,6 +281,16 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
+        var tls: TLSConfiguration?
+        if let clientCert, let clientKey {
+            do {
+                tls = try HTTPServer.tlsConfiguration(certificateFile: clientCert, keyFile: clientKey)
+            } catch {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError("cannot serve HTTPS: \(error)")
+            }
+        }
         var maxConnections = httpMaxConnections ?? HTTPLimits.defaultMaxConnections()
         if let allowed = HTTPLimits.connectionsAllowedByOpenFilesLimit(), maxConnections > allowed {
             // Running out of descriptors traps the runtime, so the cap is held below the limit.
@@ -279,15 +302,17 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let limits = HTTPLimits(
             headerTimeout: .seconds(httpHeaderTimeout), bodyTimeout: .seconds(httpBodyTimeout),
             idleTimeout: .seconds(httpIdleTimeout), maxConnections: maxConnections)
+        let scheme = tls == nil ? "http" : "https"
         let application = HTTPServer.application(
             router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
-            serverName: "paxos-node", logger: logger,
+            tls: tls, serverName: "paxos-node", logger: logger,
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
                     metadata: [
                         "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)",
                         "max_connections": "\(limits.maxConnections)",
+                        "scheme": "\(scheme)",
                     ])
             })
 

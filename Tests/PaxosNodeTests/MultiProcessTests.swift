@@ -309,18 +309,7 @@ struct MultiProcessTests {
         let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .newlines)
         try await nodes.start(1, flags: ["--client-token-file", tokenFile.path])
         func paxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = try builtExecutable("paxosctl")
-            process.arguments = arguments + ["--endpoint", nodes.url(1)]
-            process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PAXOSCTL_TOKEN" }
-                .merging(environment) { $1 }
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+            try runPaxosctl(arguments + ["--endpoint", nodes.url(1)], environment: environment)
         }
         let refused = try paxosctl(["put", "k", "v"])
         #expect(
@@ -348,6 +337,86 @@ struct MultiProcessTests {
             nodes.log("empty.log").contains("--client-token-file \(tokenFile.path) is empty"),
             "\(nodes.log("empty.log"))")
     }
+
+    @Test(
+        "--client-cert/--client-key serve HTTPS; paxosctl --cacert trusts it, and nothing else does",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs openssl"))
+    func httpsClientAPI() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        let cert = nodes.directory.appendingPathComponent("http-cert.pem").path
+        let key = nodes.directory.appendingPathComponent("http-key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0)
+
+        let port = nodes.httpPorts[0]
+        let process = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(port)", "--data-dir",
+                nodes.dataDir(1),
+                "--cluster-id", nodes.cluster, "--client-cert", cert, "--client-key", key,
+            ], log: "node-1.log")
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let https = "https://127.0.0.1:\(port)"
+        try await eventually("the node serves HTTPS") {
+            guard process.isRunning else { throw TestError("exited: \(nodes.log("node-1.log"))") }
+            return try runPaxosctl(["cluster-status", "--endpoint", https, "--cacert", cert]).0 == 0
+        }
+        #expect(try runPaxosctl(["put", "k", "over tls", "--endpoint", https, "--cacert", cert]).0 == 0)
+        let read = try runPaxosctl(["get", "k", "--endpoint", https, "--cacert", cert])
+        #expect(read.0 == 0 && read.1 == "over tls\n", "\(read.1)")
+        // Without the CA the certificate is not trusted; plaintext on the TLS port gets nothing.
+        let untrusted = try runPaxosctl(["get", "k", "--endpoint", https])
+        #expect(untrusted.0 != 0 && untrusted.1.contains("cannot reach"), "\(untrusted.1)")
+        let plain = try? await http("GET", "http://127.0.0.1:\(port)/health", timeout: 2)
+        #expect(plain == nil || plain?.status != 200)
+        #expect(process.isRunning)
+        process.terminate()
+        process.waitUntilExit()
+
+        // A key that is not the certificate's is a one-line startup error.
+        let otherKey = nodes.directory.appendingPathComponent("other-key.pem").path
+        let generate = Process()
+        generate.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        generate.arguments = ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", otherKey]
+        try generate.run()
+        generate.waitUntilExit()
+        let mismatched = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(port)", "--data-dir",
+                nodes.dataDir(1),
+                "--cluster-id", nodes.cluster, "--client-cert", cert, "--client-key", otherKey,
+            ], log: "mismatched.log")
+        mismatched.waitUntilExit()
+        #expect(mismatched.terminationStatus != 0)
+        #expect(
+            nodes.log("mismatched.log").contains("paxos-node: error: cannot serve HTTPS"),
+            "\(nodes.log("mismatched.log"))")
+    }
+}
+
+/// Runs the built paxosctl; its exit status and everything it printed.
+func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = try builtExecutable("paxosctl")
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PAXOSCTL_TOKEN" }
+        .merging(environment) { $1 }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
 }
 
 extension ClosedRange where Bound == Int {
