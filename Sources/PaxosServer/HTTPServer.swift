@@ -257,12 +257,13 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After the answer, the decoder reports every further byte as an error; one answer is enough.
+        guard !answeredError else { return }
         guard let parserError = error as? HTTPParserError else {
             context.fireErrorCaught(error)
             return
         }
         // Answered here, not passed on: Hummingbird would answer 400 with an empty body.
-        guard !answeredError else { return }
         answeredError = true
         cancelDeadline()
         let (status, code, message): (HTTPResponseStatus, String, String) =

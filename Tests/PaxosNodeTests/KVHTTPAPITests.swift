@@ -243,6 +243,12 @@ struct KVHTTPAPITests {
             #expect(try await http("PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 64))").status == 200)
             let badEncoding = try await http("PUT", "\(base)/v1/kv/%FF%FE", body: Data())
             #expect(badEncoding.status == 400 && badEncoding.errorCode == "bad_key")
+            // Too large for the HTTP parser (80 KiB): still a 4xx with a JSON body, never an empty
+            // one. (URLSession cannot send a 1 MB URL at all; HTTPLimitsTests sends one raw.)
+            let huge = try await http(
+                "PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 100_000))", body: Data())
+            #expect(huge.status == 431 && huge.errorCode == "request_too_large", "\(huge.status)")
+            #expect(try await http("GET", "\(base)/health").status == 200)
         }
     }
 }
