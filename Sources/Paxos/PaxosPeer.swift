@@ -16,6 +16,7 @@ public actor PaxosPeer {
         var messages: [OutboundRequest] = []
         var localReplies: [ReplyEnvelope] = []
         var replies: [(CheckedContinuation<ReplyEnvelope?, Never>, ReplyEnvelope?)] = []
+        var decisions: [Int] = []
 
         var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty }
     }
@@ -26,6 +27,8 @@ public actor PaxosPeer {
     private let store: any AcceptorStore
     private let transport: any PaxosTransport
     private var pending = Batch()
+    /// Instances decided in the core whose decision is not on disk yet.
+    private var undurableDecisions: Set<Int> = []
     private var committing = false
     private var killed = false
     private var tickTask: Task<Void, Never>?
@@ -70,7 +73,11 @@ public actor PaxosPeer {
     }
 
     /// What this peer knows about instance `seq`. Local; never waits on the network.
-    public func status(_ seq: Int) -> Fate { core.status(seq) }
+    /// The instance's fate as far as it is durable here: a decision the core has taken but whose
+    /// commit has not returned (or failed) reads as pending, as the Ready contract asks.
+    public func status(_ seq: Int) -> Fate {
+        undurableDecisions.contains(seq) ? .pending : core.status(seq)
+    }
 
     /// This peer's application is done with every instance `<= seq`. Returns once that is
     /// durable (or the peer stopped), so whoever is told "done" is never told it too early.
@@ -155,6 +162,8 @@ public actor PaxosPeer {
         pending.mutations.append(contentsOf: ready.mutations)
         pending.messages.append(contentsOf: ready.messages)
         pending.localReplies.append(contentsOf: ready.localReplies)
+        pending.decisions.append(contentsOf: ready.decisions)
+        undurableDecisions.formUnion(ready.decisions)
         if let continuation { pending.replies.append((continuation, ready.reply)) }
         flush()
     }
@@ -198,6 +207,7 @@ public actor PaxosPeer {
     }
 
     private func release(_ batch: Batch) {
+        undurableDecisions.subtract(batch.decisions)
         for (continuation, reply) in batch.replies { continuation.resume(returning: reply) }
         for message in batch.messages { send(message) }
         for reply in batch.localReplies { onReply(reply) }

@@ -9,8 +9,17 @@ public enum KVOperation: Hashable, Sendable {
     case delete(key: [UInt8])
     /// Sets `key` to `new` if its value is `expected` (`nil`: the key must be absent).
     case compareAndSet(key: [UInt8], expected: [UInt8]?, new: [UInt8])
-    /// Opens a client session; the output carries the new client id.
+    /// Opens a client session with the next sequential id; the output carries it. Kept so that
+    /// log entries written before ``openSession(id:)`` replay the same way; the HTTP API no longer
+    /// proposes it (sequential ids are guessable).
     case register
+    /// Opens a client session under `id`, chosen at random by the node that proposed it (so every
+    /// replica applies the same id). Refused with `sessionExists` when the id is taken.
+    case openSession(id: UInt64)
+    /// Appends `value` unless the result would be longer than `maxBytes`, then answers
+    /// `tooLarge` and changes nothing. The limit travels in the command, so every replica decides
+    /// alike whatever its own configuration.
+    case appendWithin(key: [UInt8], value: [UInt8], maxBytes: UInt64)
 
     var code: UInt8 {
         switch self {
@@ -20,6 +29,8 @@ public enum KVOperation: Hashable, Sendable {
         case .delete: 4
         case .compareAndSet: 5
         case .register: 6
+        case .openSession: 7
+        case .appendWithin: 8
         }
     }
 
@@ -65,8 +76,36 @@ public struct KVCommand: Hashable, Sendable {
             writer.writeBytes(new)
         case .register:
             break
+        case .openSession(let id):
+            writer.write(id)
+        case .appendWithin(let key, let value, let maxBytes):
+            writer.writeBytes(key)
+            writer.writeBytes(value)
+            writer.write(maxBytes)
         }
         return writer.bytes
+    }
+
+    /// A digest of the operation (not of the client or request number), kept with a session's
+    /// cached answer so that a request number reused for another operation is refused instead of
+    /// answered with the first one's result.
+    ///
+    /// FNV-1a over the encoded operation: deterministic on every replica and every run (Swift's
+    /// `Hasher` is seeded per process). It need not resist forgery: only the session's owner
+    /// knows its id, and a collision would only hand that owner its own earlier answer.
+    public var fingerprint: UInt64 { Self.fingerprint(encoded: encode()) }
+
+    /// ``fingerprint`` from an encoded command, without decoding it.
+    public static func fingerprint(encoded bytes: Value) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        // Version and operation code, then everything after the client and request numbers.
+        let header = 2 + 8 + 8
+        for index in bytes.indices where index < 2 || index >= header { mix(bytes[index]) }
+        return hash
     }
 
     public static func decode(_ bytes: Value) throws(WireError) -> KVCommand {
@@ -99,6 +138,12 @@ public struct KVCommand: Hashable, Sendable {
                 key: key, expected: hasExpected ? expected : nil,
                 new: try reader.readBytes("new", limit: limit))
         case 6: operation = .register
+        case 7: operation = .openSession(id: try reader.readUInt64("session id"))
+        case 8:
+            operation = .appendWithin(
+                key: try reader.readBytes("key", limit: limit),
+                value: try reader.readBytes("value", limit: limit),
+                maxBytes: try reader.readUInt64("max bytes"))
         default: throw WireError(.unknownMessageType, "unknown operation \(code)")
         }
         guard reader.remaining == 0 else { throw WireError(.trailingBytes, "bytes after the command") }
@@ -110,7 +155,7 @@ public struct KVCommand: Hashable, Sendable {
 public struct KVResult: Hashable, Sendable {
     public enum Status: UInt8, Hashable, Sendable {
         /// Done. `value` is the key's value for get (and the new value after append), the
-        /// client id for register.
+        /// client id for register and openSession.
         case ok = 0
         /// get or delete of an absent key.
         case notFound = 1
@@ -122,6 +167,13 @@ public struct KVResult: Hashable, Sendable {
         case staleRequest = 4
         /// The command could not be decoded. Nothing was done.
         case malformed = 5
+        /// openSession named an id that is already a session. Nothing was done.
+        case sessionExists = 6
+        /// appendWithin would have made the value longer than its limit. Nothing was done.
+        case tooLarge = 7
+        /// The request number is the session's last one, but the operation is another: the
+        /// cached answer belongs to a different request. Nothing was done.
+        case requestMismatch = 8
     }
 
     public var status: Status

@@ -34,9 +34,26 @@ public struct KVService: Sendable {
         }
     }
 
-    /// Opens a session; its id goes with every later request of that client.
+    /// Opens a session under a fresh random id; the id goes with every later request of that
+    /// client, and knowing it is what lets a client use the session, so it must be unguessable.
+    ///
+    /// The id is drawn here, in the shell, from the system's CSPRNG and travels in the command:
+    /// the state machine stays a deterministic function of the log. A taken id (a 2^-64 chance
+    /// per open session) is refused by the machine and drawn again.
     public func register() async -> KVOutcome {
-        await execute(KVCommand(operation: .register))
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<3 {
+            let id = UInt64.random(in: 1...UInt64.max, using: &generator)
+            let outcome = await openSession(id: id)
+            if case .done(let result) = outcome, result.status == .sessionExists { continue }
+            return outcome
+        }
+        return .failed("no free session id after three random draws")
+    }
+
+    /// Opens a session under `id` (nonzero); `sessionExists` when it is taken.
+    public func openSession(id: UInt64) async -> KVOutcome {
+        await execute(KVCommand(operation: .openSession(id: id)))
     }
 }
 

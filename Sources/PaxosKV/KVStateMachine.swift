@@ -6,7 +6,11 @@ import PaxosWire
 ///
 /// Rows (what a person sees in the `machine_rows` table): space 1 holds the keys and values;
 /// space 2 holds one session per client id (last request number, the slot it was applied in,
-/// and its answer); space 0 holds the next client id.
+/// its answer and, since sessions are checked for reused request numbers, the fingerprint of
+/// its operation); space 0 holds the next sequential client id (for `register` only).
+///
+/// A session row written before fingerprints existed has none: a retry of its last request is
+/// answered from the session as before, whatever its operation.
 ///
 /// Sessions are bounded: past ``maxSessions`` the least recently used one is evicted, in apply
 /// order, so every replica evicts the same one. A client whose session was evicted gets
@@ -16,6 +20,9 @@ public struct KVStateMachine: StateMachine {
         var request: UInt64
         var slot: Slot
         var output: Value
+        /// ``KVCommand/fingerprint`` of the last request's operation; nil for a session opened
+        /// but not used yet, or one stored before fingerprints.
+        var fingerprint: UInt64?
     }
 
     public static let dataSpace: UInt8 = 1
@@ -59,9 +66,17 @@ public struct KVStateMachine: StateMachine {
             let request = try? valueReader.readUInt64("request"),
             let slot = try? valueReader.readInt64("slot"),
             let output = try? valueReader.readBytes("output", limit: Int.max),
-            valueReader.remaining == 0, (try? KVResult.decode(output)) != nil
+            (try? KVResult.decode(output)) != nil
         else { return nil }
-        return (client, Session(request: request, slot: Slot(slot), output: output))
+        // A row from before fingerprints ends after the output; a newer one has exactly 8 more bytes.
+        var fingerprint: UInt64?
+        if valueReader.remaining > 0 {
+            guard valueReader.remaining == 8, let read = try? valueReader.readUInt64("fingerprint") else {
+                return nil
+            }
+            fingerprint = read
+        }
+        return (client, Session(request: request, slot: Slot(slot), output: output, fingerprint: fingerprint))
     }
 
     /// Number of open sessions.
@@ -74,15 +89,21 @@ public struct KVStateMachine: StateMachine {
             return (KVResult(.malformed).encode(), [])
         }
         var mutations: [MachineMutation] = []
-        if case .register = command.operation {
-            let client = nextClient
-            nextClient += 1
+        switch command.operation {
+        case .register:
+            // Skips ids taken by openSession; logs from before openSession never had any, so
+            // they replay exactly as they first applied.
+            var client = nextClient
+            while client == 0 || sessions[client] != nil { client &+= 1 }
+            nextClient = client &+ 1
             mutations.append(.put(Self.nextClientKey, u64(nextClient)))
-            let output = KVResult(.ok, u64(client)).encode()
-            sessions[client] = Session(request: 0, slot: slot, output: output)
-            mutations.append(sessionRow(client))
-            evictIfNeeded(&mutations)
-            return (output, mutations)
+            return open(client, slot: slot, &mutations)
+        case .openSession(let id):
+            guard id != 0 else { return (KVResult(.malformed).encode(), []) }
+            guard sessions[id] == nil else { return (KVResult(.sessionExists).encode(), []) }
+            return open(id, slot: slot, &mutations)
+        default:
+            break
         }
         guard command.client != 0 else {
             return (execute(command.operation, &mutations).encode(), mutations)
@@ -90,7 +111,13 @@ public struct KVStateMachine: StateMachine {
         guard var session = sessions[command.client] else {
             return (KVResult(.sessionExpired).encode(), [])
         }
-        if command.request == session.request { return (session.output, []) }
+        if command.request == session.request {
+            let fingerprint = KVCommand.fingerprint(encoded: proposal.command)
+            guard session.fingerprint == nil || session.fingerprint == fingerprint else {
+                return (KVResult(.requestMismatch).encode(), [])
+            }
+            return (session.output, [])
+        }
         if command.request < session.request { return (KVResult(.staleRequest).encode(), []) }
         let output = execute(command.operation, &mutations).encode()
         // A read leaves the session alone: it is safe to repeat, and every session field must be
@@ -99,6 +126,7 @@ public struct KVStateMachine: StateMachine {
         session.request = command.request
         session.output = output
         session.slot = slot
+        session.fingerprint = KVCommand.fingerprint(encoded: proposal.command)
         sessions[command.client] = session
         mutations.append(sessionRow(command.client))
         return (output, mutations)
@@ -126,6 +154,12 @@ public struct KVStateMachine: StateMachine {
             let new = (data[key] ?? []) + value
             set(key, new, &mutations)
             return KVResult(.ok, new)
+        case .appendWithin(let key, let value, let maxBytes):
+            let old = data[key] ?? []
+            guard UInt64(old.count) + UInt64(value.count) <= maxBytes else { return KVResult(.tooLarge) }
+            let new = old + value
+            set(key, new, &mutations)
+            return KVResult(.ok, new)
         case .delete(let key):
             guard data.removeValue(forKey: key) != nil else { return KVResult(.notFound) }
             mutations.append(.delete(MachineKey(space: Self.dataSpace, key: key)))
@@ -134,7 +168,7 @@ public struct KVStateMachine: StateMachine {
             guard data[key] == expected else { return KVResult(.compareFailed, data[key]) }
             set(key, new, &mutations)
             return KVResult(.ok)
-        case .register:
+        case .register, .openSession:
             return KVResult(.malformed)
         }
     }
@@ -142,6 +176,16 @@ public struct KVStateMachine: StateMachine {
     private mutating func set(_ key: [UInt8], _ value: [UInt8], _ mutations: inout [MachineMutation]) {
         data[key] = value
         mutations.append(.put(MachineKey(space: Self.dataSpace, key: key), value))
+    }
+
+    private mutating func open(_ client: UInt64, slot: Slot, _ mutations: inout [MachineMutation]) -> (
+        output: Value, mutations: [MachineMutation]
+    ) {
+        let output = KVResult(.ok, u64(client)).encode()
+        sessions[client] = Session(request: 0, slot: slot, output: output, fingerprint: nil)
+        mutations.append(sessionRow(client))
+        evictIfNeeded(&mutations)
+        return (output, mutations)
     }
 
     private mutating func evictIfNeeded(_ mutations: inout [MachineMutation]) {
@@ -155,10 +199,12 @@ public struct KVStateMachine: StateMachine {
 
     private func sessionRow(_ client: UInt64) -> MachineMutation {
         let session = sessions[client]!
-        var writer = ByteWriter(capacity: 24 + session.output.count)
+        var writer = ByteWriter(capacity: 32 + session.output.count)
         writer.write(session.request)
         writer.write(Int64(session.slot))
         writer.writeBytes(session.output)
+        // Trailing and optional, so rows written before it still decode.
+        if let fingerprint = session.fingerprint { writer.write(fingerprint) }
         return .put(MachineKey(space: Self.sessionSpace, key: u64(client)), writer.bytes)
     }
 

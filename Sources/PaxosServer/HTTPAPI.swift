@@ -13,16 +13,64 @@ public struct NodeInfo: Sendable {
     public var peerAddresses: [NodeID: String]
     /// Whether this node currently holds a connection to a peer.
     public var isReachable: @Sendable (NodeID) async -> Bool
+    /// The node's other replicas in the same process (the key-value log): `/health` and
+    /// `/v1/status` report the node as not serving when any of them stopped.
+    public var components: [ComponentHealth]
 
     public init(
         clusterID: String, dataDirectory: String, version: String, peerAddresses: [NodeID: String],
-        isReachable: @escaping @Sendable (NodeID) async -> Bool
+        isReachable: @escaping @Sendable (NodeID) async -> Bool, components: [ComponentHealth] = []
     ) {
         self.clusterID = clusterID
         self.dataDirectory = dataDirectory
         self.version = version
         self.peerAddresses = peerAddresses
         self.isReachable = isReachable
+        self.components = components
+    }
+}
+
+/// Whether one part of the node serves, and why not.
+public struct ComponentHealth: Sendable {
+    /// Names the part in messages, e.g. "kv log".
+    public var name: String
+    /// nil while it serves; otherwise why it stopped.
+    public var state: @Sendable () async -> Stopped?
+
+    /// Why a part stopped: a failed commit (`storageFailed`) or an orderly stop.
+    public struct Stopped: Sendable, Equatable {
+        public var reason: String
+        public var storageFailed: Bool
+
+        public init(reason: String, storageFailed: Bool) {
+            self.reason = reason
+            self.storageFailed = storageFailed
+        }
+    }
+
+    public init(name: String, state: @escaping @Sendable () async -> Stopped?) {
+        self.name = name
+        self.state = state
+    }
+
+    /// The Paxos instance peer.
+    public static func peer(_ peer: PaxosPeer) -> ComponentHealth {
+        ComponentHealth(name: "paxos peer") {
+            guard await !peer.isServing else { return nil }
+            let failure = await peer.failure
+            return Stopped(reason: failure ?? "shutting down", storageFailed: failure != nil)
+        }
+    }
+
+    /// A replica of the replicated log.
+    public static func log<Machine: StateMachine>(_ log: LogPeer<Machine>, name: String = "kv log")
+        -> ComponentHealth
+    {
+        ComponentHealth(name: name) {
+            guard await !log.isServing else { return nil }
+            let failure = await log.failure
+            return Stopped(reason: failure ?? "shutting down", storageFailed: failure != nil)
+        }
     }
 }
 
@@ -101,16 +149,22 @@ public enum APIBody {
 /// - `GET /v1/instances/{seq}`: `{"seq", "fate", "value", "valueBase64"}`.
 /// - `POST /v1/done/{seq}`; `GET /v1/status`; `GET /health`.
 /// Errors are `{"error": {"code", "message"}}`: 400 for a bad sequence number, 404 for an
-/// unknown route, 413 for a body above the value limit, 503 when the node is not serving.
+/// unknown route, 405 (with `Allow`) for a known route with another method, 413 for a body above
+/// the value limit, 503 `storage_failed` when a commit failed and stopped the node, 503
+/// `not_serving` when it is shutting down.
 public enum PaxosHTTPAPI {
     /// The largest value a client may propose by default (1 MiB).
     public static let defaultMaxValueBytes = 1 << 20
 
+    /// - Parameter clientToken: when set, every route but `GET /health` (the key-value routes
+    ///   added later included) wants `Authorization: Bearer clientToken`.
     public static func router(
-        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes
+        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes, clientToken: String? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
+        if let clientToken { router.add(middleware: BearerTokenMiddleware(token: clientToken)) }
+        let components = [ComponentHealth.peer(peer)] + info.components
 
         router.put("/v1/instances/:seq") { request, context -> EditedResponse<APIBody.Started> in
             let seq = try sequenceNumber(context)
@@ -150,14 +204,15 @@ public enum PaxosHTTPAPI {
                         id: id.rawValue, address: address, isSelf: isSelf,
                         reachable: isSelf ? await peer.isServing : await info.isReachable(id)))
             }
+            let stopped = await firstStopped(components)
             return APIBody.Status(
                 node: peer.me.rawValue, cluster: info.clusterID, min: await peer.min(), max: await peer.max(),
-                serving: await peer.isServing, failure: await peer.failure, peers: peers,
-                dataDir: info.dataDirectory, version: info.version)
+                serving: stopped == nil, failure: stopped.map { "\($0.name): \($0.state.reason)" },
+                peers: peers, dataDir: info.dataDirectory, version: info.version)
         }
 
         router.get("/health") { _, _ -> APIBody.Health in
-            try await requireServing(peer)
+            if let stopped = await firstStopped(components) { throw notServing(stopped.name, stopped.state) }
             return APIBody.Health(status: "ok")
         }
         return router
@@ -178,10 +233,26 @@ public enum PaxosHTTPAPI {
     }
 
     static func requireServing(_ peer: PaxosPeer) async throws {
-        guard await peer.isServing else {
-            let reason = await peer.failure ?? "the node is shutting down"
-            throw APIError(.serviceUnavailable, "not_serving", "this node is not serving: \(reason)")
+        if let stopped = await ComponentHealth.peer(peer).state() { throw notServing("paxos peer", stopped) }
+    }
+
+    static func firstStopped(_ components: [ComponentHealth]) async -> (
+        name: String, state: ComponentHealth.Stopped
+    )? {
+        for component in components {
+            if let state = await component.state() { return (component.name, state) }
         }
+        return nil
+    }
+
+    /// 503 `storage_failed` for a failed commit (the node stopped: it needs its disk looked at
+    /// and a restart), 503 `not_serving` while it shuts down.
+    static func notServing(_ name: String, _ stopped: ComponentHealth.Stopped) -> APIError {
+        stopped.storageFailed
+            ? APIError(
+                .serviceUnavailable, "storage_failed",
+                "this node stopped serving: the \(name)'s \(stopped.reason)")
+            : APIError(.serviceUnavailable, "not_serving", "this node is not serving: \(stopped.reason)")
     }
 }
 
@@ -203,6 +274,16 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let message: String
             switch error.status {
             case .notFound:
+                let allowed = KnownRoutes.methods(forPath: request.uri.path)
+                if !allowed.isEmpty {
+                    var response = Self.response(
+                        APIError(
+                            .methodNotAllowed, "method_not_allowed",
+                            "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))"
+                        ))
+                    response.headers[.allow] = allowed.joined(separator: ", ")
+                    return response
+                }
                 code = "not_found"
                 message = "no route for \(request.method) \(request.uri.path)"
             case .contentTooLarge:
@@ -232,5 +313,28 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         return Response(
             status: error.status, headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// The routes of both APIs and their methods, so that a known path asked with another method is
+/// a 405 with an `Allow` header rather than the router's 404. Keep it in step with the routes.
+enum KnownRoutes {
+    /// Path patterns, `*` standing for one non-empty segment.
+    static let table: [(pattern: [Substring], methods: [String])] = [
+        ("/v1/instances/*", ["GET", "PUT"]),
+        ("/v1/done/*", ["POST"]),
+        ("/v1/status", ["GET"]),
+        ("/health", ["GET"]),
+        ("/v1/kv/*", ["DELETE", "GET", "POST", "PUT"]),
+        ("/v1/sessions", ["POST"]),
+        ("/v1/log", ["GET"]),
+    ].map { ($0.0.split(separator: "/"), $0.1) }
+
+    static func methods(forPath path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        for (pattern, methods) in table where pattern.count == segments.count {
+            if zip(pattern, segments).allSatisfy({ $0 == "*" ? !$1.isEmpty : $0 == $1 }) { return methods }
+        }
+        return []
     }
 }

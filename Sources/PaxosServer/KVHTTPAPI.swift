@@ -57,16 +57,22 @@ extension APIBody {
 ///   and `X-Request-Id` (numbers increasing per client, one request at a time) execute once
 ///   however often they are retried; a retry gets the original answer.
 /// - Every request, reads included, goes through the log, so answers are linearizable.
+/// - 503 `storage_failed`: this node's commit failed and it stopped; not executed.
+/// - 413 `value_too_large`, 414 `key_too_long` (above `maxKeyBytes`), 400 `bad_key`.
 /// - 503 `no_leader`: certainly not executed. 504 `outcome_unknown`: may or may not have been
 ///   executed; retry with the same request id. 409 `stale_request`. 409 `session_expired`: this
 ///   attempt did not run, but an earlier attempt of the same request may have (unknown outcome
 ///   for a retried request).
 public enum KVHTTPAPI {
+    /// The longest key accepted by default, in bytes (after percent-decoding).
+    public static let defaultMaxKeyBytes = 4096
+
     public static func add(
-        to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int
+        to router: Router<BasicRequestContext>, service: KVService, maxValueBytes: Int,
+        maxKeyBytes: Int = defaultMaxKeyBytes
     ) {
         router.put("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let body = try await request.body.collect(upTo: maxValueBytes)
             _ = try await run(service, session, .put(key: Array(key.utf8), value: Array(buffer: body)))
@@ -77,7 +83,7 @@ public enum KVHTTPAPI {
         }
 
         router.get("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let result = try await run(service, session, .get(key: Array(key.utf8)))
             guard result.status == .ok, let value = result.value else {
@@ -89,7 +95,7 @@ public enum KVHTTPAPI {
         }
 
         router.delete("/v1/kv/:key") { request, context -> APIBody.KVWrite in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let result = try await run(service, session, .delete(key: Array(key.utf8)))
             guard result.status == .ok else { throw APIError(.notFound, "key_not_found", "no key '\(key)'") }
@@ -97,13 +103,15 @@ public enum KVHTTPAPI {
         }
 
         router.post("/v1/kv/:key") { request, context -> Response in
-            let key = try keyParameter(context)
+            let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
             let body = try await request.body.collect(upTo: maxValueBytes)
             switch request.uri.queryParameters.get("op") {
             case "append":
                 let result = try await run(
-                    service, session, .append(key: Array(key.utf8), value: Array(buffer: body)))
+                    service, session,
+                    .appendWithin(
+                        key: Array(key.utf8), value: Array(buffer: body), maxBytes: UInt64(maxValueBytes)))
                 return try json(
                     APIBody.KVWrite(
                         key: key, status: "ok",
@@ -144,6 +152,7 @@ public enum KVHTTPAPI {
                 }
                 return APIBody.Session(clientId: client)
             case .failed(let reason):
+                try await throwIfStorageFailed(service, executed: "no session opened")
                 throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
             case .unknown(let reason):
                 throw APIError(
@@ -165,24 +174,51 @@ public enum KVHTTPAPI {
         }
     }
 
-    static func keyParameter(_ context: BasicRequestContext) throws -> String {
-        let key = context.parameters.get("key") ?? ""
+    static func keyParameter(_ context: BasicRequestContext, maxKeyBytes: Int) throws -> String {
+        var key = context.parameters.get("key") ?? ""
         guard !key.isEmpty else { throw APIError(.badRequest, "bad_key", "the key must not be empty") }
         // Foundation's decoding costs about 2% of a busy leader's CPU; most keys have nothing to decode.
-        guard key.utf8.contains(UInt8(ascii: "%")) else { return key }
-        return key.removingPercentEncoding ?? key
+        if key.utf8.contains(UInt8(ascii: "%")) {
+            guard let decoded = key.removingPercentEncoding, !decoded.isEmpty else {
+                throw APIError(.badRequest, "bad_key", "the key is not valid percent-encoded UTF-8")
+            }
+            key = decoded
+        }
+        guard key.utf8.count <= maxKeyBytes else {
+            throw APIError(
+                .uriTooLong, "key_too_long",
+                "the key is \(key.utf8.count) bytes; at most \(maxKeyBytes) are accepted")
+        }
+        return key
     }
 
+    /// The largest `X-Request-Id`: request numbers stay within a signed 64-bit integer, so every
+    /// client language and SQLite can hold them.
+    public static let maxRequestID = UInt64(Int64.max)
+
+    static let clientIDHeader = HTTPField.Name("X-Client-Id")!
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
     static func sessionHeaders(_ request: Request) throws -> (client: UInt64, request: UInt64)? {
-        let clientText = request.headers[HTTPField.Name("X-Client-Id")!]
-        let requestText = request.headers[HTTPField.Name("X-Request-Id")!]
+        let clientText = request.headers[clientIDHeader]
+        let requestText = request.headers[requestIDHeader]
         switch (clientText, requestText) {
         case (nil, nil):
             return nil
         case (let client?, let number?):
-            guard let client = UInt64(client), client > 0, let number = UInt64(number), number > 0 else {
+            // Digits only: UInt64("+5") parses, and a session id is compared as it was issued.
+            guard client.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let client = UInt64(client),
+                client > 0
+            else {
                 throw APIError(
-                    .badRequest, "bad_session", "X-Client-Id and X-Request-Id must be positive integers")
+                    .badRequest, "bad_session",
+                    "X-Client-Id must be a session id from POST /v1/sessions (an integer in 1...2^64-1)")
+            }
+            guard number.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let number = UInt64(number),
+                (1...maxRequestID).contains(number)
+            else {
+                throw APIError(
+                    .badRequest, "bad_session", "X-Request-Id must be an integer in 1...2^63-1")
             }
             return (client, number)
         default:
@@ -209,18 +245,44 @@ public enum KVHTTPAPI {
                 throw APIError(
                     .conflict, "stale_request",
                     "client \(command.client) already got the answer to a later request")
-            case .malformed:
+            case .requestMismatch:
+                throw APIError(
+                    .conflict, "request_mismatch",
+                    "client \(command.client) already used request \(command.request) for another operation; nothing was executed: use a new X-Request-Id"
+                )
+            case .tooLarge:
+                throw APIError(
+                    .contentTooLarge, "value_too_large",
+                    "\(limitPhrase(operation)); nothing was changed")
+            case .malformed, .sessionExists:
                 throw APIError(.badRequest, "malformed", "the command could not be decoded")
             case .ok, .notFound, .compareFailed:
                 return result
             }
         case .failed(let reason):
+            try await throwIfStorageFailed(service, executed: "not executed")
             throw APIError(.serviceUnavailable, "no_leader", "not executed: \(reason)")
         case .unknown(let reason):
             throw APIError(
                 .gatewayTimeout, "outcome_unknown",
                 "\(reason); it may still be applied, retry with the same X-Request-Id")
         }
+    }
+
+    /// A command refused because this replica's own commit failed is not a missing leader:
+    /// 503 `storage_failed`, so whoever runs the node looks at its disk.
+    static func throwIfStorageFailed(_ service: KVService, executed: String) async throws {
+        if let failure = await service.peer.failure {
+            throw APIError(
+                .serviceUnavailable, "storage_failed", "\(executed): this node stopped serving: \(failure)")
+        }
+    }
+
+    static func limitPhrase(_ operation: KVOperation) -> String {
+        if case .appendWithin(_, _, let maxBytes) = operation {
+            return "the value would grow past \(maxBytes) bytes (--max-value-bytes)"
+        }
+        return "the value would grow past --max-value-bytes"
     }
 
     static func json<T: Encodable>(_ value: T) throws -> Response {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOSSL
 import Paxos
 import PaxosCore
 import PaxosKV
@@ -102,6 +103,50 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "PEM certificate chain (leaf first) for serving the HTTP API over TLS; with --client-key.",
+            valueName: "file"))
+    var clientCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --client-cert.", valueName: "file"))
+    var clientKey: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A file holding the bearer token clients must send (Authorization: Bearer TOKEN) on every "
+                + "route but GET /health. Without it the HTTP API is open to anyone who can reach it.",
+            valueName: "file"))
+    var clientTokenFile: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP client has from a request's first byte to the end of its headers.",
+            valueName: "seconds"))
+    var httpHeaderTimeout: Double = 10
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP client has from a request's headers to the end of its body.",
+            valueName: "seconds"))
+    var httpBodyTimeout: Double = 30
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds an HTTP connection may sit idle between requests (or before its first) before it is closed.",
+            valueName: "seconds"))
+    var httpIdleTimeout: Double = 60
+
+    @Option(
+        help: ArgumentHelp(
+            "Most HTTP connections open at once; more are closed on arrival (default: 1000, or half the "
+                + "open-files limit when that is lower; never more than half that limit).",
+            valueName: "count"))
+    var httpMaxConnections: Int?
+
+    @Option(help: "The longest key-value key a client may name, in bytes (after percent-decoding).")
+    var maxKeyBytes: Int = KVHTTPAPI.defaultMaxKeyBytes
+
+    @Option(
+        help: ArgumentHelp(
             "Log slots the leader may have proposed but not yet seen chosen. Fewer slots in flight put "
                 + "more commands in each slot (fewer fsyncs per command); more lower the latency of a "
                 + "lightly loaded leader.",
@@ -144,6 +189,19 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         guard peerMaxConnections >= 1, peerMaxConnections <= 100_000 else {
             throw ValidationError("--peer-max-connections must be between 1 and 100000")
         }
+        for (flag, value) in [
+            ("--http-header-timeout", httpHeaderTimeout), ("--http-body-timeout", httpBodyTimeout),
+            ("--http-idle-timeout", httpIdleTimeout),
+        ] where !(value > 0 && value <= 86_400) {
+            throw ValidationError("\(flag) must be between 0 and 86400 seconds, got \(value)")
+        }
+        guard (clientCert == nil) == (clientKey == nil) else {
+            throw ValidationError("--client-cert and --client-key go together")
+        }
+        if let httpMaxConnections, httpMaxConnections < 1 {
+            throw ValidationError("--http-max-connections must be positive, got \(httpMaxConnections)")
+        }
+        guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
     }
 
     /// The peer TLS settings, checked against this node's id; nil for plaintext.
@@ -206,8 +264,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let addresses = try parsedPeers()
         let httpAddress = PeerAddress(parsing: http)!
         // Certificates first: a bad one must stop the node before it touches its data.
-        let tls = try peerTLS()
-        if tls == nil, addresses.count > 1 {
+        let peerTLSSettings = try peerTLS()
+        if peerTLSSettings == nil, addresses.count > 1 {
             logger.warning("--insecure-peers: peer connections are plaintext and unauthenticated")
         }
 
@@ -238,7 +296,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             clusterID: clusterId, me: me, peers: addresses)
         transportConfiguration.listenAddress = peerListen.flatMap(PeerAddress.init(parsing:))
         transportConfiguration.sourceHost = peerSource
-        transportConfiguration.tls = tls
+        transportConfiguration.tls = peerTLSSettings
         transportConfiguration.handshakeTimeout = .milliseconds(Int64(peerHandshakeTimeout * 1000))
         transportConfiguration.maxInboundConnections = peerMaxConnections
         transportConfiguration.maxFrameBytes = max(transportConfiguration.maxFrameBytes, maxValueBytes + 4096)
@@ -276,24 +334,67 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         }
 
         // Clients over HTTP.
+        var clientToken: String?
+        if let clientTokenFile {
+            do {
+                clientToken = try BearerTokenMiddleware<BasicRequestContext>.token(fromFile: clientTokenFile)
+            } catch {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError(
+                    "cannot read --client-token-file \(clientTokenFile): \(describe(error))")
+            }
+            guard clientToken != nil else {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError("--client-token-file \(clientTokenFile) is empty")
+            }
+        } else {
+            logger.warning("no --client-token-file: the HTTP API answers anyone who can reach it")
+        }
         let info = NodeInfo(
             clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
             peerAddresses: addresses.mapValues(\.description),
-            isReachable: { [transport] id in await transport.isConnected(to: id) })
-        let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
-        KVHTTPAPI.add(to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes)
-        let application = Application(
-            router: router,
-            configuration: .init(
-                address: .hostname(httpAddress.host, port: httpAddress.port), serverName: "paxos-node"),
+            isReachable: { [transport] id in await transport.isConnected(to: id) },
+            components: [.log(log)])
+        let router = PaxosHTTPAPI.router(
+            peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
+        KVHTTPAPI.add(
+            to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
+        var tls: TLSConfiguration?
+        if let clientCert, let clientKey {
+            do {
+                tls = try HTTPServer.tlsConfiguration(certificateFile: clientCert, keyFile: clientKey)
+            } catch {
+                await log.kill()
+                await peer.kill()
+                throw NodeStartupError("cannot serve HTTPS: \(error)")
+            }
+        }
+        var maxConnections = httpMaxConnections ?? HTTPLimits.defaultMaxConnections()
+        if let allowed = HTTPLimits.connectionsAllowedByOpenFilesLimit(), maxConnections > allowed {
+            // Running out of descriptors traps the runtime, so the cap is held below the limit.
+            logger.warning(
+                "--http-max-connections \(maxConnections) is more than half the open-files limit allows; using \(allowed) (raise the limit, e.g. ulimit -n, to allow more)"
+            )
+            maxConnections = allowed
+        }
+        let limits = HTTPLimits(
+            headerTimeout: .seconds(httpHeaderTimeout), bodyTimeout: .seconds(httpBodyTimeout),
+            idleTimeout: .seconds(httpIdleTimeout), maxConnections: maxConnections)
+        let scheme = tls == nil ? "http" : "https"
+        let application = HTTPServer.application(
+            router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
+            tls: tls, serverName: "paxos-node", logger: logger,
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
                     metadata: [
-                        "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)"
+                        "address": "\(channel.localAddress.map { "\($0)" } ?? httpAddress.description)",
+                        "max_connections": "\(limits.maxConnections)",
+                        "scheme": "\(scheme)",
                     ])
-            },
-            logger: logger)
+            })
 
         let node = NodeService(peer: peer, log: log, store: store, logger: logger)
         let group = ServiceGroup(

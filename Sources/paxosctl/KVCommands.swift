@@ -2,23 +2,10 @@ import ArgumentParser
 import Foundation
 import PaxosHistory
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 extension Endpoint {
     /// Sends a key-value request; returns the HTTP status and body without judging them.
     func raw(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
-        var request = URLRequest(url: try url(path))
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 10
-        do {
-            let (data, response) = try await URLSession.shared.data(for: request)
-            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
-        } catch {
-            throw CommandFailure("cannot reach \(endpoint): \(error.localizedDescription)")
-        }
+        try await perform(method, path, body: body)
     }
 
     static func failure(_ method: String, _ path: String, _ status: Int, _ data: Data) -> CommandFailure {

@@ -1,10 +1,11 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
 import PaxosSQLite
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 @main
 struct Paxosctl: AsyncParsableCommand {
@@ -22,6 +23,24 @@ struct Endpoint: ParsableArguments {
     @Option(help: "The node's HTTP API.")
     var endpoint: String = "http://127.0.0.1:7001"
 
+    @Option(
+        help: ArgumentHelp(
+            "The bearer token of the node's --client-token-file (default: $PAXOSCTL_TOKEN).",
+            valueName: "token"))
+    var token: String?
+
+    /// `--token`, else `PAXOSCTL_TOKEN`: an environment variable keeps the secret out of `ps`.
+    var bearerToken: String? {
+        token ?? ProcessInfo.processInfo.environment["PAXOSCTL_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    @Option(
+        help: ArgumentHelp(
+            "PEM file of the CA (or the certificate itself) to trust for an https --endpoint, instead of "
+                + "the system's roots.",
+            valueName: "file"))
+    var cacert: String?
+
     func url(_ path: String) throws -> URL {
         guard let url = URL(string: endpoint.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)
         else {
@@ -30,21 +49,40 @@ struct Endpoint: ParsableArguments {
         return url
     }
 
+    /// Sends one request (with the credential, if there is one); the status and the body,
+    /// without judging them.
+    ///
+    /// AsyncHTTPClient rather than URLSession: on Linux, URLSession cannot be told to trust a
+    /// private CA, and a cluster's HTTP certificates usually come from one.
+    func perform(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
+        let target = try url(path)
+        var configuration = HTTPClient.Configuration()
+        if let cacert {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(cacert)
+            configuration.tlsConfiguration = tls
+        }
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(10))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        var request = HTTPClientRequest(url: target.absoluteString)
+        request.method = NIOHTTP1.HTTPMethod(rawValue: method)
+        if let bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(bearerToken)") }
+        if let body { request.body = HTTPClientRequest.Body.bytes(ByteBuffer(bytes: body)) }
+        do {
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let bytes = try await response.body.collect(upTo: 1 << 30)
+            try? await client.shutdown()
+            return (Int(response.status.code), Data(buffer: bytes))
+        } catch {
+            try? await client.shutdown()
+            throw CommandFailure("cannot reach \(endpoint): \(error)")
+        }
+    }
+
     /// Sends a request and returns the decoded JSON body, or fails with the API's error message.
     func send(_ method: String, _ path: String, body: Data? = nil) async throws -> [String: Any] {
-        var request = URLRequest(url: try url(path))
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 10
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw CommandFailure("cannot reach \(endpoint): \(error.localizedDescription)")
-        }
+        let (status, data) = try await perform(method, path, body: body)
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             let detail = (object["error"] as? [String: Any]).map {
                 "\($0["code"] ?? "error"): \($0["message"] ?? "")"

@@ -50,6 +50,28 @@ extension ClusterSuites {
             try await cluster.waitn(0, 3)
         }
 
+        @Test("status reports a decision only once it is durable here")
+        func statusWaitsForCommit() async throws {
+            let gated = GatedStore()
+            let cluster = try await LabCluster(3, seed: 5) { index in
+                index == 2 ? gated as any AcceptorStore : InMemoryStore()
+            }
+            defer { Task { await cluster.cleanup() } }
+            await cluster[0]!.start(0, .text("v"))
+            // Peers 0 and 1 decide without peer 2, whose first commit (the prepare) never returns;
+            // the accept and the decision reach its core behind it.
+            for index in 0..<2 {
+                while await cluster[index]!.status(0) == .pending {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await cluster[2]!.status(0) == .pending, "a decision not yet on disk was reported")
+            await gated.openGate()
+            try await cluster.waitn(0, 3)
+            #expect(await cluster[2]!.status(0) == .decided(.text("v")))
+        }
+
         @Test("done returns only once it is durable")
         func doneWaitsForCommit() async throws {
             let gated = GatedStore()

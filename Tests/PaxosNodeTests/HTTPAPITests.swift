@@ -10,14 +10,18 @@ import Testing
 /// of a peer of a 3-peer simulated cluster.
 @Suite("HTTP API", .serialized)
 struct HTTPAPITests {
-    func withAPI(maxValueBytes: Int = 1024, _ body: (String, LabCluster) async throws -> Void) async throws {
+    func withAPI(
+        maxValueBytes: Int = 1024, clientToken: String? = nil,
+        _ body: (String, LabCluster) async throws -> Void
+    ) async throws {
         let cluster = try await LabCluster(3, seed: 51)
         let peer = cluster[0]!
         let info = NodeInfo(
             clusterID: "api-test", dataDirectory: "/nowhere", version: "test",
             peerAddresses: [0: "127.0.0.1:1", 1: "127.0.0.1:2", 2: "127.0.0.1:3"],
             isReachable: { $0 == 1 })
-        let router = PaxosHTTPAPI.router(peer: peer, info: info, maxValueBytes: maxValueBytes)
+        let router = PaxosHTTPAPI.router(
+            peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
         do {
             try await withServer(router) { base in try await body(base, cluster) }
         } catch {
@@ -153,6 +157,74 @@ struct HTTPAPITests {
             #expect(answer.errorCode == "body_too_large")
             #expect(await cluster[0]!.max() == -1)
             #expect(try await http("PUT", "\(base)/v1/instances/1", body: Data(count: 1024)).status == 202)
+        }
+    }
+
+    @Test("a known route asked with another method is a 405 with Allow and a JSON error")
+    func wrongMethod() async throws {
+        try await withAPI { base, _ in
+            for (method, path, allow) in [
+                ("DELETE", "/v1/instances/1", "GET, PUT"), ("POST", "/v1/instances/1", "GET, PUT"),
+                ("GET", "/v1/done/1", "POST"), ("PUT", "/v1/status", "GET"), ("POST", "/health", "GET"),
+            ] {
+                let answer = try await http(method, base + path)
+                #expect(answer.status == 405, "\(method) \(path)")
+                #expect(answer.errorCode == "method_not_allowed", "\(method) \(path)")
+                #expect(answer.headers["allow"] == allow, "\(method) \(path)")
+            }
+            #expect(try await http("GET", "\(base)/v1/instances").status == 404)
+        }
+    }
+
+    @Test("a failed commit: /health is a 503 storage_failed and /v1/status says not serving")
+    func failedCommit() async throws {
+        try await withAPI { base, cluster in
+            let store = try #require(cluster.store(0) as? InMemoryStore)
+            await store.failNextCommit()
+            _ = try await http("PUT", "\(base)/v1/instances/1", body: Data("v".utf8))
+            try await eventually("the commit failed") { await cluster[0]!.failure != nil }
+            let health = try await http("GET", "\(base)/health")
+            #expect(health.status == 503 && health.errorCode == "storage_failed")
+            let status = try await http("GET", "\(base)/v1/status")
+            #expect(status.json["serving"] as? Bool == false)
+            #expect((status.json["failure"] as? String)?.contains("commit failed") == true)
+            let put = try await http("PUT", "\(base)/v1/instances/2", body: Data("v".utf8))
+            #expect(put.status == 503 && put.errorCode == "storage_failed")
+        }
+    }
+
+    @Test("with a client token every route but /health wants it: 401 with WWW-Authenticate, else 200")
+    func bearerToken() async throws {
+        let token = "s3cret-token"
+        try await withAPI(clientToken: token) { base, _ in
+            let routes = [
+                ("GET", "/v1/status"), ("POST", "/v1/done/1"), ("GET", "/v1/instances/1"),
+                ("PUT", "/v1/instances/2"), ("GET", "/nothing"),
+            ]
+            for (method, path) in routes {
+                for authorization in [
+                    nil, "Bearer", "Bearer ", "Bearer s3cret-tokeN", "Bearer s3cret-token2",
+                    "Basic s3cret-token",
+                    "Bearer s3cret", token,
+                ] {
+                    let answer = try await http(
+                        method, base + path, body: method == "PUT" ? Data("v".utf8) : nil,
+                        headers: authorization.map { ["Authorization": $0] } ?? [:])
+                    #expect(answer.status == 401, "\(method) \(path) \(authorization ?? "none")")
+                    #expect(answer.errorCode == "unauthorized")
+                    #expect(answer.headers["www-authenticate"] == #"Bearer realm="paxos-node""#)
+                }
+            }
+            let bearer = ["Authorization": "Bearer \(token)"]
+            #expect(try await http("GET", "\(base)/v1/status", headers: bearer).status == 200)
+            #expect(try await http("POST", "\(base)/v1/done/1", headers: bearer).status == 200)
+            #expect(
+                try await http("PUT", "\(base)/v1/instances/2", body: Data("v".utf8), headers: bearer).status
+                    == 202)
+            #expect(
+                try await http("GET", "\(base)/v1/instances/1", headers: ["Authorization": "bearer \(token)"])
+                    .status == 200)
+            #expect(try await http("GET", "\(base)/health").status == 200, "the probe stays open")
         }
     }
 

@@ -14,16 +14,24 @@ struct KVHTTPAPITests {
     func withKV(_ body: (String, KVCluster) async throws -> Void) async throws {
         let cluster = try await KVCluster(3, seed: 61)
         _ = try await cluster.waitForLeader()
-        let router = Router()
-        router.add(middleware: JSONErrorMiddleware())
-        KVHTTPAPI.add(to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024)
+        // The node's own router: /health and /v1/status answer for the key-value replica too.
+        let instances = try await LabCluster(1, seed: 62)
+        let info = NodeInfo(
+            clusterID: "kv-test", dataDirectory: "/nowhere", version: "test",
+            peerAddresses: [0: "127.0.0.1:1"],
+            isReachable: { _ in true }, components: [.log(try #require(cluster.peer(0)))])
+        let router = PaxosHTTPAPI.router(peer: instances[0]!, info: info, maxValueBytes: 1024)
+        KVHTTPAPI.add(
+            to: router, service: try #require(cluster.service(0)), maxValueBytes: 1024, maxKeyBytes: 64)
         do {
             try await withServer(router) { base in try await body(base, cluster) }
         } catch {
             await cluster.shutdown()
+            await instances.cleanup()
             throw error
         }
         await cluster.shutdown()
+        await instances.cleanup()
     }
 
     @Test("PUT, GET, append, DELETE: values as bodies, 404 key_not_found when absent")
@@ -80,8 +88,7 @@ struct KVHTTPAPITests {
     @Test("a retried request (same X-Client-Id and X-Request-Id) executes once and gets the first answer")
     func exactlyOnceOverHTTP() async throws {
         try await withKV { base, _ in
-            let session = try await http("POST", "\(base)/v1/sessions")
-            let client = try #require(session.json["clientId"] as? Int)
+            let client = try await openSession(base)
             func append(_ request: Int) async throws -> HTTPAnswer {
                 try await http(
                     "POST", "\(base)/v1/kv/log?op=append", body: Data("x".utf8),
@@ -128,4 +135,130 @@ struct KVHTTPAPITests {
             #expect((log.json["applied"] as? Int ?? 0) >= 1)
         }
     }
+
+    @Test("session ids are random 64-bit numbers: a guessed or sequential id is no session")
+    func unguessableSessions() async throws {
+        try await withKV { base, _ in
+            let first = try await openSession(base)
+            let second = try await openSession(base)
+            #expect(first != second)
+            // A sequential counter hands out 1, 2, …: an attacker tries those. Random 64-bit ids
+            // land there with a chance of about 2^-60, so every guess must miss.
+            for guess in 1...8 {
+                let hijack = try await http(
+                    "PUT", "\(base)/v1/kv/k", body: Data("pwned".utf8),
+                    headers: ["X-Client-Id": "\(guess)", "X-Request-Id": "9223372036854775807"])
+                #expect(hijack.status == 409 && hijack.errorCode == "session_expired", "client \(guess)")
+            }
+            #expect(try await http("GET", "\(base)/v1/kv/k").status == 404, "no guessed session ran")
+            let put = try await http(
+                "PUT", "\(base)/v1/kv/k", body: Data("v".utf8),
+                headers: ["X-Client-Id": "\(first)", "X-Request-Id": "1"])
+            #expect(put.status == 200, "the real client is not stale")
+        }
+    }
+
+    @Test("a request id reused for another operation is a 409 request_mismatch and runs nothing")
+    func reusedRequestID() async throws {
+        try await withKV { base, _ in
+            let client = try await openSession(base)
+            let headers = ["X-Client-Id": "\(client)", "X-Request-Id": "1"]
+            #expect(
+                try await http("PUT", "\(base)/v1/kv/k", body: Data("v".utf8), headers: headers).status == 200
+            )
+            let delete = try await http("DELETE", "\(base)/v1/kv/k", headers: headers)
+            #expect(delete.status == 409 && delete.errorCode == "request_mismatch")
+            let other = try await http("PUT", "\(base)/v1/kv/k", body: Data("w".utf8), headers: headers)
+            #expect(other.status == 409 && other.errorCode == "request_mismatch")
+            let read = try await http("GET", "\(base)/v1/kv/k", headers: headers)
+            #expect(read.status == 409 && read.errorCode == "request_mismatch")
+            #expect(String(decoding: try await http("GET", "\(base)/v1/kv/k").body, as: UTF8.self) == "v")
+            // The true retry still gets its answer.
+            #expect(
+                try await http("PUT", "\(base)/v1/kv/k", body: Data("v".utf8), headers: headers).status == 200
+            )
+        }
+    }
+
+    @Test(
+        "session headers out of their ranges are a 400 bad_session with a JSON body",
+        arguments: [
+            ("1", "0"), ("1", "9223372036854775808"), ("1", "18446744073709551615"), ("1", "+5"),
+            ("1", "-1"), ("1", "5x"), ("0", "1"), ("18446744073709551616", "1"), ("+1", "1"), ("0x10", "1"),
+        ])
+    func sessionHeaderRanges(client: String, request: String) async throws {
+        try await withKV { base, _ in
+            let answer = try await http(
+                "PUT", "\(base)/v1/kv/k", body: Data("v".utf8),
+                headers: ["X-Client-Id": client, "X-Request-Id": request])
+            #expect(answer.status == 400 && answer.errorCode == "bad_session", "\(client) \(request)")
+            #expect(try await http("GET", "\(base)/v1/kv/k").status == 404)
+        }
+    }
+
+    @Test("append past --max-value-bytes is a 413 value_too_large and leaves the value as it was")
+    func appendPastTheLimit() async throws {
+        try await withKV { base, _ in
+            let start = Data(repeating: UInt8(ascii: "a"), count: 1000)
+            #expect(try await http("PUT", "\(base)/v1/kv/k", body: start).status == 200)
+            let grow = try await http(
+                "POST", "\(base)/v1/kv/k?op=append", body: Data(repeating: 98, count: 100))
+            #expect(grow.status == 413 && grow.errorCode == "value_too_large")
+            #expect(try await http("GET", "\(base)/v1/kv/k").body == start)
+            let fits = try await http(
+                "POST", "\(base)/v1/kv/k?op=append", body: Data(repeating: 98, count: 24))
+            #expect(fits.status == 200)
+            #expect(try await http("GET", "\(base)/v1/kv/k").body.count == 1024)
+        }
+    }
+
+    @Test("a failed commit of the key-value replica: 503 storage_failed from /health, /v1/status and a put")
+    func failedCommit() async throws {
+        try await withKV { base, cluster in
+            let store = try #require(cluster.store(0) as? InMemoryLogStore)
+            await store.failNextCommit()
+            // Any traffic makes replica 0 commit: its own put, or the leader's accepts.
+            _ = try await http("PUT", "\(base)/v1/kv/a", body: Data("v".utf8))
+            try await eventually("the commit failed") { await cluster.peer(0)!.failure != nil }
+            let health = try await http("GET", "\(base)/health")
+            #expect(health.status == 503 && health.errorCode == "storage_failed")
+            let status = try await http("GET", "\(base)/v1/status")
+            #expect(status.json["serving"] as? Bool == false)
+            #expect((status.json["failure"] as? String)?.contains("kv log") == true)
+            let put = try await http("PUT", "\(base)/v1/kv/b", body: Data("v".utf8))
+            #expect(put.status == 503 && put.errorCode == "storage_failed", "not no_leader")
+        }
+    }
+
+    @Test("wrong methods on key-value routes are 405 with Allow; bad and long keys are 4xx with JSON")
+    func methodsAndKeys() async throws {
+        try await withKV { base, _ in
+            let patch = try await http("PATCH", "\(base)/v1/kv/k")
+            #expect(patch.status == 405 && patch.headers["allow"] == "DELETE, GET, POST, PUT")
+            let sessions = try await http("GET", "\(base)/v1/sessions")
+            #expect(sessions.status == 405 && sessions.headers["allow"] == "POST")
+            let long = try await http(
+                "PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 65))", body: Data())
+            #expect(long.status == 414 && long.errorCode == "key_too_long")
+            #expect(try await http("PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 64))").status == 200)
+            let badEncoding = try await http("PUT", "\(base)/v1/kv/%FF%FE", body: Data())
+            #expect(badEncoding.status == 400 && badEncoding.errorCode == "bad_key")
+            // Too large for the HTTP parser (80 KiB): still a 4xx with a JSON body, never an empty
+            // one. (URLSession cannot send a 1 MB URL at all; HTTPLimitsTests sends one raw.)
+            let huge = try await http(
+                "PUT", "\(base)/v1/kv/\(String(repeating: "k", count: 100_000))", body: Data())
+            #expect(huge.status == 431 && huge.errorCode == "request_too_large", "\(huge.status)")
+            #expect(try await http("GET", "\(base)/health").status == 200)
+        }
+    }
+}
+
+/// Opens a session over HTTP; its id as the 64-bit number it is (above Int.max half the time).
+func openSession(_ base: String) async throws -> UInt64 {
+    let session = try await http("POST", "\(base)/v1/sessions")
+    #expect(session.status == 200 && session.json["clientId"] != nil)
+    // JSONSerialization may round a large number through Double; the body's digits are exact.
+    let text = String(decoding: session.body, as: UTF8.self)
+    let digits = text.split(whereSeparator: { !$0.isNumber }).first.map(String.init) ?? ""
+    return try #require(UInt64(digits), "\(text)")
 }

@@ -49,10 +49,15 @@ final class NodeProcesses: @unchecked Sendable {
     func dataDir(_ node: Int) -> String { directory.appendingPathComponent("node-\(node)").path }
 
     /// Runs paxos-node with `arguments`, output to a log file; returns the process.
-    func launch(_ arguments: [String], log: String) throws -> Process {
+    func launch(_ arguments: [String], log: String, under wrapper: [String] = []) throws -> Process {
         let process = Process()
-        process.executableURL = try builtExecutable("paxos-node")
-        process.arguments = arguments
+        if let command = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = wrapper.dropFirst() + [try builtExecutable("paxos-node").path] + arguments
+        } else {
+            process.executableURL = try builtExecutable("paxos-node")
+            process.arguments = arguments
+        }
         let logURL = directory.appendingPathComponent(log)
         guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
             throw TestError("cannot create \(logURL.path)")
@@ -69,12 +74,12 @@ final class NodeProcesses: @unchecked Sendable {
         (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
     }
 
-    func start(_ node: Int) async throws {
+    func start(_ node: Int, flags: [String] = [], under wrapper: [String] = []) async throws {
         let process = try launch(
             [
                 "--id", "\(node)", "--peers", peersFlag, "--http", "127.0.0.1:\(httpPorts[node - 1])",
                 "--data-dir", dataDir(node), "--cluster-id", cluster,
-            ] + securityFlags(node), log: "node-\(node).log")
+            ] + securityFlags(node) + flags, log: "node-\(node).log", under: wrapper)
         processes[node] = process
         try await eventually("node \(node) healthy") {
             guard process.isRunning else {
@@ -302,6 +307,175 @@ struct MultiProcessTests {
         #expect(try await http("GET", "\(nodes.url(1))/v1/kv/after").body == Data("two".utf8))
         #expect(nodes.terminate(1) == 0)
     }
+
+    @Test(
+        "at its open-files limit (prlimit --nofile=512) a flooded node keeps running and serving",
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "needs util-linux prlimit"),
+        arguments: [
+            // The default cap is half the limit; a cap asked above it is held there (at the limit
+            // itself the runtime traps), with a warning.
+            [String](), ["--http-max-connections", "100000"],
+        ])
+    func openFilesLimit(flags: [String]) async throws {
+        let nodes = try NodeProcesses(count: 1)
+        try await nodes.start(
+            1, flags: flags + ["--http-header-timeout", "3600"],
+            under: ["/usr/bin/prlimit", "--nofile=512:512"])
+        let process = try #require(nodes.processes[1])
+        let port = nodes.httpPorts[0]
+        let kept = try RawConnection(port: port)
+        #expect(try await kept.request("GET /health HTTP/1.1\r\nHost: x\r\n\r\n").contains("200 OK"))
+        // More half-sent requests than the process has descriptors.
+        var flood: [RawConnection] = []
+        for _ in 0..<700 {
+            guard let connection = try? RawConnection(port: port) else { continue }
+            try? connection.send("GET /health HTTP/1.1\r\nHost: x\r\n")
+            flood.append(connection)
+        }
+        // Held past the header timeout while more arrive, and a write through the log meanwhile.
+        for _ in 0..<3 {
+            try await Task.sleep(for: .seconds(1))
+            for _ in 0..<100 {
+                guard let connection = try? RawConnection(port: port) else { continue }
+                try? connection.send("GET /health HTTP/1.1\r\nHost: x\r\n")
+                flood.append(connection)
+            }
+        }
+        #expect(process.isRunning, "\(nodes.log("node-1.log").suffix(2000))")
+        let put = try await kept.request("PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
+        #expect(put.contains("200 OK"), "\(put)")
+        #expect(try await kept.request("GET /health HTTP/1.1\r\nHost: x\r\n\r\n").contains("200 OK"))
+        for connection in flood { connection.close() }
+        flood.removeAll()
+        // Once the flood is gone, new connections are served again.
+        try await eventually("new connections are served", timeout: .seconds(30)) {
+            try await http("PUT", "\(nodes.url(1))/v1/kv/k", body: Data("v".utf8), timeout: 2).status == 200
+        }
+        #expect(process.isRunning)
+        #expect(nodes.log("node-1.log").contains("HTTP connection cap reached: 256 connections open"))
+        if !flags.isEmpty {
+            #expect(nodes.log("node-1.log").contains("--http-max-connections 100000 is more than half"))
+        }
+        #expect(nodes.terminate(1) == 0, "\(nodes.log("node-1.log").suffix(2000))")
+    }
+
+    @Test("--client-token-file: paxosctl needs --token or PAXOSCTL_TOKEN; the node refuses an empty file")
+    func clientToken() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        let tokenFile = nodes.directory.appendingPathComponent("token")
+        try Data("tok-\(UUID().uuidString)\n".utf8).write(to: tokenFile)
+        let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .newlines)
+        try await nodes.start(1, flags: ["--client-token-file", tokenFile.path])
+        func paxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+            try runPaxosctl(arguments + ["--endpoint", nodes.url(1)], environment: environment)
+        }
+        let refused = try paxosctl(["put", "k", "v"])
+        #expect(
+            refused.0 != 0 && refused.1.contains("HTTP 401") && refused.1.contains("unauthorized"),
+            "\(refused.1)")
+        let wrong = try paxosctl(["put", "k", "v", "--token", "nope"])
+        #expect(wrong.0 != 0 && wrong.1.contains("HTTP 401"), "\(wrong.1)")
+        #expect(try paxosctl(["put", "k", "v", "--token", token]).0 == 0)
+        let read = try paxosctl(["get", "k"], environment: ["PAXOSCTL_TOKEN": token])
+        #expect(read.0 == 0 && read.1 == "v\n", "\(read.1)")
+        #expect(try paxosctl(["done", "1"], environment: ["PAXOSCTL_TOKEN": token]).0 == 0)
+        #expect(try paxosctl(["done", "1"]).0 != 0, "an admin operation without the token")
+        #expect(nodes.terminate(1) == 0)
+
+        try Data("\n".utf8).write(to: tokenFile)
+        let empty = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(nodes.httpPorts[0])",
+                "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster, "--client-token-file",
+                tokenFile.path,
+            ], log: "empty.log")
+        empty.waitUntilExit()
+        #expect(empty.terminationStatus != 0)
+        #expect(
+            nodes.log("empty.log").contains("--client-token-file \(tokenFile.path) is empty"),
+            "\(nodes.log("empty.log"))")
+    }
+
+    @Test(
+        "--client-cert/--client-key serve HTTPS; paxosctl --cacert trusts it, and nothing else does",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs openssl"))
+    func httpsClientAPI() async throws {
+        let nodes = try NodeProcesses(count: 1)
+        let cert = nodes.directory.appendingPathComponent("http-cert.pem").path
+        let key = nodes.directory.appendingPathComponent("http-key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0)
+
+        let port = nodes.httpPorts[0]
+        let process = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(port)", "--data-dir",
+                nodes.dataDir(1),
+                "--cluster-id", nodes.cluster, "--client-cert", cert, "--client-key", key,
+            ], log: "node-1.log")
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let https = "https://127.0.0.1:\(port)"
+        try await eventually("the node serves HTTPS") {
+            guard process.isRunning else { throw TestError("exited: \(nodes.log("node-1.log"))") }
+            return try runPaxosctl(["cluster-status", "--endpoint", https, "--cacert", cert]).0 == 0
+        }
+        #expect(try runPaxosctl(["put", "k", "over tls", "--endpoint", https, "--cacert", cert]).0 == 0)
+        let read = try runPaxosctl(["get", "k", "--endpoint", https, "--cacert", cert])
+        #expect(read.0 == 0 && read.1 == "over tls\n", "\(read.1)")
+        // Without the CA the certificate is not trusted; plaintext on the TLS port gets nothing.
+        let untrusted = try runPaxosctl(["get", "k", "--endpoint", https])
+        #expect(untrusted.0 != 0 && untrusted.1.contains("cannot reach"), "\(untrusted.1)")
+        let plain = try? await http("GET", "http://127.0.0.1:\(port)/health", timeout: 2)
+        #expect(plain == nil || plain?.status != 200)
+        #expect(process.isRunning)
+        process.terminate()
+        process.waitUntilExit()
+
+        // A key that is not the certificate's is a one-line startup error.
+        let otherKey = nodes.directory.appendingPathComponent("other-key.pem").path
+        let generate = Process()
+        generate.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        generate.arguments = ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", otherKey]
+        try generate.run()
+        generate.waitUntilExit()
+        let mismatched = try nodes.launch(
+            [
+                "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(port)", "--data-dir",
+                nodes.dataDir(1),
+                "--cluster-id", nodes.cluster, "--client-cert", cert, "--client-key", otherKey,
+            ], log: "mismatched.log")
+        mismatched.waitUntilExit()
+        #expect(mismatched.terminationStatus != 0)
+        #expect(
+            nodes.log("mismatched.log").contains("paxos-node: error: cannot serve HTTPS"),
+            "\(nodes.log("mismatched.log"))")
+    }
+}
+
+/// Runs the built paxosctl; its exit status and everything it printed.
+func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = try builtExecutable("paxosctl")
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PAXOSCTL_TOKEN" }
+        .merging(environment) { $1 }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
 }
 
 extension ClosedRange where Bound == Int {

@@ -70,7 +70,15 @@ struct RandomHTTPTests {
 
     func check(_ raw: [UInt8], _ request: RandomRequest, _ label: String) {
         let what = "\(label): \(request.summary)"
-        guard let response = HTTPResponse(raw, head: request.method == "HEAD") else {
+        var parsed = HTTPResponse(raw, head: request.method == "HEAD")
+        if parsed == nil, request.method == "HEAD", let answer = HTTPResponse(raw, head: false),
+            answer.status == 400 || answer.status == 431
+        {
+            // The HTTP parser refused the request before its method was known (a head too large
+            // to parse): the JSON error then has a body, HEAD or not, and the connection closes.
+            parsed = answer
+        }
+        guard let response = parsed else {
             Issue.record("not a well-formed HTTP response (\(raw.count) bytes): \(what)")
             return
         }

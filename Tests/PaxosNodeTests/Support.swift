@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import Logging
+import PaxosServer
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -10,6 +12,7 @@ struct HTTPAnswer {
     var status: Int
     var json: [String: Any]
     var body: Data
+    var headers: [String: String] = [:]
 
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
 }
@@ -25,7 +28,12 @@ func http(
     request.timeoutInterval = timeout
     let (data, response) = try await URLSession.shared.data(for: request)
     let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-    return HTTPAnswer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json, body: data)
+    let http = response as? HTTPURLResponse
+    var headers: [String: String] = [:]
+    for (name, value) in http?.allHeaderFields ?? [:] {
+        headers["\(name)".lowercased()] = "\(value)"
+    }
+    return HTTPAnswer(status: http?.statusCode ?? 0, json: json, body: data, headers: headers)
 }
 
 /// A loopback TCP port that was free a moment ago.
@@ -85,8 +93,10 @@ func eventually(
 /// Serves `router` on a free loopback port for the duration of `body`, which gets the base URL.
 func withServer(_ router: Router<BasicRequestContext>, _ body: (String) async throws -> Void) async throws {
     let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
-    let application = Application(
-        router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+    // The node's own server, limits and all.
+    let application = HTTPServer.application(
+        router: router, address: .hostname("127.0.0.1", port: 0), limits: HTTPLimits(maxConnections: 64),
+        logger: Logger(label: "test-server"),
         onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) })
     let server = Task { try await application.runService(gracefulShutdownSignals: []) }
     defer { server.cancel() }
