@@ -12,22 +12,36 @@ public enum SubmitOutcome: Hashable, Sendable {
     case unknown(String)
 }
 
-/// One replica of the replicated log: a ``LogReplica`` (the pure protocol and the state machine)
-/// driven with a durable ``LogStore``, a ``LogTransport`` and a clock.
+/// One replica of the replicated log: a ``LogReplica`` (the pure protocol) driven with a durable
+/// ``LogStore``, a ``LogTransport``, a clock and the state machine the store applies entries with.
 ///
 /// It carries out every ``LogReady`` as its contract demands: a leader's accepts leave at once,
 /// then the mutations of every input that arrived while a commit was in flight are committed as
-/// one batch (group commit), and only then are replies, messages and local votes released. Client
-/// results go out as soon as their entries are chosen and applied in memory (see ``LogReady``).
-/// A failed commit stops the replica (crash-stop).
+/// one batch (group commit), and only then are replies, messages and local votes released. The
+/// store applies chosen entries to the state machine inside the commit; client results go out
+/// when it returns. A failed commit stops the replica (crash-stop).
+///
+/// It also answers peers' snapshot chunk requests from its store: each snapshot is one read
+/// transaction of the store, kept open between chunks (at most one per peer) and closed when the
+/// last chunk went out or the peer stopped asking.
 public actor LogPeer<Machine: StateMachine> {
     private struct Batch {
         var mutations: [LogMutation] = []
         var messages: [LogOutbound] = []
         var localReplies: [LogReplyEnvelope] = []
         var replies: [(CheckedContinuation<LogReplyEnvelope?, Never>, LogReplyEnvelope?)] = []
+        /// The last slot an `apply` in this batch applies.
+        var appliedThrough: Slot?
+        /// An `apply` in this batch answers a waiting client: commit it now, not at the next tick.
+        var prompt = false
 
         var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty }
+    }
+
+    private struct SnapshotReader {
+        var token: UInt64
+        var source: any LogSnapshotSource
+        var lastUsed: UInt64
     }
 
     private struct Waiter {
@@ -36,7 +50,8 @@ public actor LogPeer<Machine: StateMachine> {
     }
 
     public nonisolated let me: NodeID
-    private var core: LogReplica<Machine>
+    private var core: LogReplica
+    private let machine: Machine
     private let store: any LogStore
     private let transport: any LogTransport
     private let submitTimeoutTicks: UInt64
@@ -46,6 +61,8 @@ public actor LogPeer<Machine: StateMachine> {
     private var tickTask: Task<Void, Never>?
     private var waiters: [ProposalID: Waiter] = [:]
     private var ticks: UInt64 = 0
+    private var snapshotReaders: [NodeID: SnapshotReader] = [:]
+    private let snapshotIdleTicks: UInt64
     /// Why the replica stopped, when a commit failed.
     public private(set) var failure: String?
     /// Batches committed (each is one fsync with a durable store).
@@ -54,14 +71,16 @@ public actor LogPeer<Machine: StateMachine> {
     public private(set) var appliedProposals = 0
 
     private init(
-        core: LogReplica<Machine>, store: any LogStore, transport: any LogTransport,
-        submitTimeoutTicks: UInt64
+        core: LogReplica, machine: Machine, store: any LogStore, transport: any LogTransport,
+        submitTimeoutTicks: UInt64, snapshotIdleTicks: UInt64
     ) {
         self.me = core.me
         self.core = core
+        self.machine = machine
         self.store = store
         self.transport = transport
         self.submitTimeoutTicks = submitTimeoutTicks
+        self.snapshotIdleTicks = snapshotIdleTicks
     }
 
     /// Opens the replica on `store` (durably starting a new incarnation first) and starts serving.
@@ -69,19 +88,21 @@ public actor LogPeer<Machine: StateMachine> {
     /// - Parameters:
     ///   - tickInterval: the length of one tick (election timeouts and heartbeats are in ticks).
     ///   - submitTimeout: how long ``submit(_:)`` waits before reporting an unknown outcome.
+    ///   - snapshotIdle: how long a snapshot a peer stopped asking chunks of stays open.
     public static func make(
-        me: NodeID, peers: [NodeID], store: any LogStore, transport: any LogTransport,
+        me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any LogTransport,
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
-        submitTimeout: Duration = .seconds(5), seed: UInt64 = 1,
+        submitTimeout: Duration = .seconds(5), snapshotIdle: Duration = .seconds(30), seed: UInt64 = 1,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> LogPeer {
         var state = try await store.loadLog()
         state.incarnation += 1
         try await store.commitLog([.incarnation(state.incarnation)])
-        let core = LogReplica<Machine>(
-            me: me, peers: peers, state: state, configuration: configuration, seed: seed)
+        let core = LogReplica(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
         let timeoutTicks = UInt64(Swift.max(1, submitTimeout / tickInterval))
-        let peer = LogPeer(core: core, store: store, transport: transport, submitTimeoutTicks: timeoutTicks)
+        let peer = LogPeer(
+            core: core, machine: machine, store: store, transport: transport, submitTimeoutTicks: timeoutTicks,
+            snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)))
         await transport.serveLog { [weak peer] request in await peer?.handle(request) }
         await peer.startTicking(every: tickInterval, sleep: sleep)
         return peer
@@ -105,7 +126,13 @@ public actor LogPeer<Machine: StateMachine> {
     public var isServing: Bool { !killed && failure == nil }
 
     /// Reads the protocol state, for status pages and tests.
-    public func inspect<T: Sendable>(_ body: (LogReplica<Machine>) -> T) -> T { body(core) }
+    public func inspect<T: Sendable>(_ body: (LogReplica) -> T) -> T { body(core) }
+
+    /// Every row of the state machine, read from the store (the whole store: for tests).
+    public func machineRows() async throws -> [MachineKey: [UInt8]] { try await store.machineRows() }
+
+    /// Snapshots peers are fetching from this replica now.
+    public var openSnapshots: Int { snapshotReaders.count }
 
     /// Stops the replica: no more ticks, requests or replies; waiting clients get an unknown
     /// outcome. What is committed stays in the store.
@@ -117,12 +144,17 @@ public actor LogPeer<Machine: StateMachine> {
         dropUnreleased()
         failWaiters(unknown: "the replica stopped")
         await transport.stopServingLog()
+        await closeSnapshots()
     }
 
     // MARK: - Inputs
 
     func handle(_ request: LogRequestEnvelope) async -> LogReplyEnvelope? {
         guard isServing else { return nil }
+        if case .snapshotChunk(let token, let after) = request.request {
+            guard core.peers.contains(request.from), request.from != me else { return nil }
+            return await serveSnapshotChunk(to: request.from, token: token, after: after)
+        }
         let ready = core.onRequest(request)
         guard ready.reply != nil else {
             enqueue(ready)
@@ -143,7 +175,9 @@ public actor LogPeer<Machine: StateMachine> {
         enqueue(core.onSendFailure(outbound))
     }
 
-    private func tick() {
+    private func tick() async {
+        guard isServing else { return }
+        await closeIdleSnapshots()
         guard isServing else { return }
         ticks += 1
         let expired = waiters.filter { $0.value.deadline <= ticks }
@@ -181,6 +215,13 @@ public actor LogPeer<Machine: StateMachine> {
         pending.mutations += ready.mutations
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
+        for mutation in ready.mutations {
+            guard case .apply(let slot, let entry) = mutation else { continue }
+            pending.appliedThrough = slot
+            if !pending.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
+                pending.prompt = true
+            }
+        }
         // Results depend only on chosen entries, durable at a majority (LogReady's contract).
         deliver(results: ready.results, failed: ready.failed, unknown: ready.unknown)
         if let continuation { pending.replies.append((continuation, ready.reply)) }
@@ -189,13 +230,15 @@ public actor LogPeer<Machine: StateMachine> {
 
     /// Starts the next commit unless one is in flight; batches commit strictly in order.
     ///
-    /// Mutations that nothing waits on (the record of applying or learning chosen entries) are
-    /// a cache of the log: they wait for the next commit that does gate a reply, a message or
-    /// a vote, or for the next tick, instead of costing an fsync of their own. Losing them in a
+    /// Mutations that nothing waits on (applying or learning chosen entries no client of this
+    /// replica waits for) wait for the next commit that does gate a reply, a message, a vote or
+    /// a client, or for the next tick, instead of costing an fsync of their own. Losing them in a
     /// crash loses nothing: the replica re-learns and re-applies the chosen entries.
     private func flush(force: Bool = false) {
         while !committing, !pending.isEmpty, isServing {
-            if !force, pending.messages.isEmpty, pending.localReplies.isEmpty, pending.replies.isEmpty {
+            if !force, !pending.prompt, pending.messages.isEmpty, pending.localReplies.isEmpty,
+                pending.replies.isEmpty
+            {
                 return
             }
             let batch = pending
@@ -210,8 +253,9 @@ public actor LogPeer<Machine: StateMachine> {
     }
 
     private func commit(_ batch: Batch) async {
+        let outputs: [(ProposalID, Value)]
         do {
-            try await store.commitLog(batch.mutations)
+            outputs = try await store.commitLog(batch.mutations, machine: machine, outputsFor: me)
         } catch {
             committing = false
             failure = "commit failed: \(error)"
@@ -220,12 +264,16 @@ public actor LogPeer<Machine: StateMachine> {
             failWaiters(unknown: "the replica stopped: \(failure!)")
             tickTask?.cancel()
             await transport.stopServingLog()
+            await closeSnapshots()
             return
         }
         committing = false
         commits += 1
         if isServing {
             release(batch)
+            if let through = batch.appliedThrough, isServing {
+                enqueue(core.onApplied(through: through, outputs: outputs))
+            }
         } else {
             for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
         }
@@ -251,6 +299,64 @@ public actor LogPeer<Machine: StateMachine> {
             waiters.removeValue(forKey: id)?.continuation.resume(
                 returning: .unknown("the command was handed to a leader that did not confirm it"))
         }
+    }
+
+    // MARK: - Snapshots for peers
+
+    /// Answers a peer's request for the next chunk of a snapshot: token 0 opens a new one (and
+    /// closes the peer's earlier one); another token continues the peer's open one, or is told it
+    /// is gone. No answer when the store cannot be read: the peer's call fails and it asks again.
+    private func serveSnapshotChunk(to peer: NodeID, token: UInt64, after: MachineKey?) async -> LogReplyEnvelope? {
+        let reader: SnapshotReader
+        if token == 0 {
+            if let old = snapshotReaders.removeValue(forKey: peer) { await old.source.close() }
+            guard let source = try? await store.openSnapshot() else { return nil }
+            var generator = SystemRandomNumberGenerator()
+            let opened = SnapshotReader(
+                token: UInt64.random(in: 1...UInt64.max, using: &generator), source: source, lastUsed: ticks)
+            // Another request of this peer may have opened one meanwhile: the newest wins.
+            if let raced = snapshotReaders.updateValue(opened, forKey: peer) { await raced.source.close() }
+            reader = opened
+        } else {
+            guard let open = snapshotReaders[peer], open.token == token else {
+                return LogReplyEnvelope(from: me, reply: .snapshotGone)
+            }
+            reader = open
+        }
+        guard isServing else {
+            await closeSnapshots()
+            return nil
+        }
+        snapshotReaders[peer]?.lastUsed = ticks
+        do {
+            let (rows, done) = try await reader.source.chunk(
+                after: token == 0 ? nil : after, maxBytes: core.configuration.snapshotChunkBytes)
+            if done, snapshotReaders[peer]?.token == reader.token {
+                snapshotReaders[peer] = nil
+                await reader.source.close()
+            }
+            return LogReplyEnvelope(
+                from: me,
+                reply: .snapshotChunk(token: reader.token, applied: reader.source.applied, rows: rows, done: done))
+        } catch {
+            if snapshotReaders[peer]?.token == reader.token { snapshotReaders[peer] = nil }
+            await reader.source.close()
+            return nil
+        }
+    }
+
+    private func closeIdleSnapshots() async {
+        let idle = snapshotReaders.filter { ticks - $0.value.lastUsed > snapshotIdleTicks }
+        for (peer, reader) in idle where snapshotReaders[peer]?.token == reader.token {
+            snapshotReaders[peer] = nil
+            await reader.source.close()
+        }
+    }
+
+    private func closeSnapshots() async {
+        let all = snapshotReaders
+        snapshotReaders = [:]
+        for reader in all.values { await reader.source.close() }
     }
 
     private func send(_ message: LogOutbound) {

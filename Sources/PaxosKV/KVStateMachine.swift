@@ -2,12 +2,16 @@ import PaxosCore
 import PaxosWire
 
 /// The replicated key-value store: a deterministic ``StateMachine`` with exactly-once client
-/// sessions.
+/// sessions. It holds nothing in memory: every read and write goes to the store's rows (on disk
+/// for SQLite, inside the transaction that applies), so a node's memory does not grow with the
+/// number or the size of its keys.
 ///
 /// Rows (what a person sees in the `machine_rows` table): space 1 holds the keys and values;
 /// space 2 holds one session per client id (last request number, the slot it was applied in,
 /// its answer and, since sessions are checked for reused request numbers, the fingerprint of
-/// its operation); space 0 holds the next sequential client id (for `register` only).
+/// its operation); space 3 indexes the sessions by the slot they were last used in (key: slot
+/// and client, 8 bytes each, big-endian; empty value), so the least recently used one is found
+/// without reading them all; space 0 holds the next sequential client id (for `register` only).
 ///
 /// A session row written before fingerprints existed has none: a retry of its last request is
 /// answered from the session as before, whatever its operation.
@@ -27,31 +31,18 @@ public struct KVStateMachine: StateMachine {
 
     public static let dataSpace: UInt8 = 1
     public static let sessionSpace: UInt8 = 2
+    public static let sessionBySlotSpace: UInt8 = 3
     public static let metaSpace: UInt8 = 0
     static let nextClientKey = MachineKey(space: metaSpace, key: Array("next_client".utf8))
 
-    /// The most sessions kept.
-    public static let maxSessions = 10_000
+    /// The most sessions kept by default.
+    public static let defaultMaxSessions = 10_000
 
-    public private(set) var data: [[UInt8]: [UInt8]] = [:]
-    private var sessions: [UInt64: Session] = [:]
-    private var nextClient: UInt64 = 1
+    /// The most sessions kept. Every replica must use the same value.
+    public let maxSessions: Int
 
-    public init(rows: [MachineKey: [UInt8]]) {
-        for (key, value) in rows {
-            switch key.space {
-            case Self.dataSpace:
-                data[key.key] = value
-            case Self.sessionSpace:
-                guard let (client, session) = Self.session(key: key.key, value: value) else { continue }
-                sessions[client] = session
-            case Self.metaSpace where key == Self.nextClientKey:
-                var reader = ByteReader(value)
-                nextClient = (try? reader.readUInt64("next client")) ?? 1
-            default:
-                continue
-            }
-        }
+    public init(maxSessions: Int = KVStateMachine.defaultMaxSessions) {
+        self.maxSessions = maxSessions
     }
 
     /// A session row as ``sessionRow(_:)`` writes it, or `nil`. Rows come from a peer's snapshot
@@ -79,133 +70,133 @@ public struct KVStateMachine: StateMachine {
         return (client, Session(request: request, slot: Slot(slot), output: output, fingerprint: fingerprint))
     }
 
-    /// Number of open sessions.
-    public var sessionCount: Int { sessions.count }
-
-    public mutating func apply(_ proposal: Proposal, slot: Slot) -> (
-        output: Value, mutations: [MachineMutation]
-    ) {
+    public func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value {
         guard let command = try? KVCommand.decode(proposal.command) else {
-            return (KVResult(.malformed).encode(), [])
+            return KVResult(.malformed).encode()
         }
-        var mutations: [MachineMutation] = []
         switch command.operation {
         case .register:
             // Skips ids taken by openSession; logs from before openSession never had any, so
             // they replay exactly as they first applied.
-            var client = nextClient
-            while client == 0 || sessions[client] != nil { client &+= 1 }
-            nextClient = client &+ 1
-            mutations.append(.put(Self.nextClientKey, u64(nextClient)))
-            return open(client, slot: slot, &mutations)
+            var reader = ByteReader(try rows.value(Self.nextClientKey) ?? [])
+            var client = (try? reader.readUInt64("next client")) ?? 1
+            while try client == 0 || rows.value(Self.sessionKey(client)) != nil { client &+= 1 }
+            try rows.put(Self.nextClientKey, u64(client &+ 1))
+            return try open(client, slot: slot, &rows)
         case .openSession(let id):
-            guard id != 0 else { return (KVResult(.malformed).encode(), []) }
-            guard sessions[id] == nil else { return (KVResult(.sessionExists).encode(), []) }
-            return open(id, slot: slot, &mutations)
+            guard id != 0 else { return KVResult(.malformed).encode() }
+            guard try rows.value(Self.sessionKey(id)) == nil else { return KVResult(.sessionExists).encode() }
+            return try open(id, slot: slot, &rows)
         default:
             break
         }
         guard command.client != 0 else {
-            return (execute(command.operation, &mutations).encode(), mutations)
+            return try execute(command.operation, &rows).encode()
         }
-        guard var session = sessions[command.client] else {
-            return (KVResult(.sessionExpired).encode(), [])
+        guard let row = try rows.value(Self.sessionKey(command.client)),
+            let (_, session) = Self.session(key: u64(command.client), value: row)
+        else {
+            return KVResult(.sessionExpired).encode()
         }
         if command.request == session.request {
             let fingerprint = KVCommand.fingerprint(encoded: proposal.command)
             guard session.fingerprint == nil || session.fingerprint == fingerprint else {
-                return (KVResult(.requestMismatch).encode(), [])
+                return KVResult(.requestMismatch).encode()
             }
-            return (session.output, [])
+            return session.output
         }
-        if command.request < session.request { return (KVResult(.staleRequest).encode(), []) }
-        let output = execute(command.operation, &mutations).encode()
+        if command.request < session.request { return KVResult(.staleRequest).encode() }
+        let output = try execute(command.operation, &rows).encode()
         // A read leaves the session alone: it is safe to repeat, and every session field must be
         // durable (eviction order depends on it, and must be the same on every replica).
-        guard !command.operation.isReadOnly else { return (output, mutations) }
-        session.request = command.request
-        session.output = output
-        session.slot = slot
-        session.fingerprint = KVCommand.fingerprint(encoded: proposal.command)
-        sessions[command.client] = session
-        mutations.append(sessionRow(command.client))
-        return (output, mutations)
+        guard !command.operation.isReadOnly else { return output }
+        try store(
+            command.client,
+            Session(
+                request: command.request, slot: slot, output: output,
+                fingerprint: KVCommand.fingerprint(encoded: proposal.command)),
+            replacing: session.slot, &rows)
+        return output
     }
 
-    public func rows() -> [MachineKey: [UInt8]] {
-        var rows: [MachineKey: [UInt8]] = [Self.nextClientKey: u64(nextClient)]
-        for (key, value) in data { rows[MachineKey(space: Self.dataSpace, key: key)] = value }
-        for client in sessions.keys {
-            if case .put(let key, let value) = sessionRow(client) { rows[key] = value }
-        }
-        return rows
-    }
-
-    private mutating func execute(_ operation: KVOperation, _ mutations: inout [MachineMutation]) -> KVResult
-    {
+    private func execute<Rows: MachineRows>(_ operation: KVOperation, _ rows: inout Rows) throws -> KVResult {
         switch operation {
         case .get(let key):
-            guard let value = data[key] else { return KVResult(.notFound) }
+            guard let value = try rows.value(Self.dataKey(key)) else { return KVResult(.notFound) }
             return KVResult(.ok, value)
         case .put(let key, let value):
-            set(key, value, &mutations)
+            try rows.put(Self.dataKey(key), value)
             return KVResult(.ok)
         case .append(let key, let value):
-            let new = (data[key] ?? []) + value
-            set(key, new, &mutations)
+            let new = (try rows.value(Self.dataKey(key)) ?? []) + value
+            try rows.put(Self.dataKey(key), new)
             return KVResult(.ok, new)
         case .appendWithin(let key, let value, let maxBytes):
-            let old = data[key] ?? []
+            let old = try rows.value(Self.dataKey(key)) ?? []
             guard UInt64(old.count) + UInt64(value.count) <= maxBytes else { return KVResult(.tooLarge) }
             let new = old + value
-            set(key, new, &mutations)
+            try rows.put(Self.dataKey(key), new)
             return KVResult(.ok, new)
         case .delete(let key):
-            guard data.removeValue(forKey: key) != nil else { return KVResult(.notFound) }
-            mutations.append(.delete(MachineKey(space: Self.dataSpace, key: key)))
+            guard try rows.value(Self.dataKey(key)) != nil else { return KVResult(.notFound) }
+            try rows.delete(Self.dataKey(key))
             return KVResult(.ok)
         case .compareAndSet(let key, let expected, let new):
-            guard data[key] == expected else { return KVResult(.compareFailed, data[key]) }
-            set(key, new, &mutations)
+            let current = try rows.value(Self.dataKey(key))
+            guard current == expected else { return KVResult(.compareFailed, current) }
+            try rows.put(Self.dataKey(key), new)
             return KVResult(.ok)
         case .register, .openSession:
             return KVResult(.malformed)
         }
     }
 
-    private mutating func set(_ key: [UInt8], _ value: [UInt8], _ mutations: inout [MachineMutation]) {
-        data[key] = value
-        mutations.append(.put(MachineKey(space: Self.dataSpace, key: key), value))
-    }
-
-    private mutating func open(_ client: UInt64, slot: Slot, _ mutations: inout [MachineMutation]) -> (
-        output: Value, mutations: [MachineMutation]
-    ) {
+    private func open<Rows: MachineRows>(_ client: UInt64, slot: Slot, _ rows: inout Rows) throws -> Value {
         let output = KVResult(.ok, u64(client)).encode()
-        sessions[client] = Session(request: 0, slot: slot, output: output, fingerprint: nil)
-        mutations.append(sessionRow(client))
-        evictIfNeeded(&mutations)
-        return (output, mutations)
+        try store(client, Session(request: 0, slot: slot, output: output, fingerprint: nil), replacing: nil, &rows)
+        try evictIfNeeded(&rows)
+        return output
     }
 
-    private mutating func evictIfNeeded(_ mutations: inout [MachineMutation]) {
-        while sessions.count > Self.maxSessions {
-            guard let oldest = sessions.min(by: { ($0.value.slot, $0.key) < ($1.value.slot, $1.key) })?.key
-            else { return }
-            sessions[oldest] = nil
-            mutations.append(.delete(MachineKey(space: Self.sessionSpace, key: u64(oldest))))
+    /// Evicts the sessions used least recently (by slot, then client id) while there are too many.
+    /// Rows may come from a peer's snapshot, so an index row that names no session is dropped
+    /// and the loop ends when the index is empty: every turn deletes one index row.
+    private func evictIfNeeded<Rows: MachineRows>(_ rows: inout Rows) throws {
+        while try rows.count(in: Self.sessionSpace) > maxSessions {
+            guard let oldest = try rows.first(in: Self.sessionBySlotSpace) else { return }
+            try rows.delete(oldest)
+            guard oldest.key.count == 16 else { continue }
+            try rows.delete(MachineKey(space: Self.sessionSpace, key: Array(oldest.key[8...])))
         }
     }
 
-    private func sessionRow(_ client: UInt64) -> MachineMutation {
-        let session = sessions[client]!
+    private func store<Rows: MachineRows>(
+        _ client: UInt64, _ session: Session, replacing oldSlot: Slot?, _ rows: inout Rows
+    ) throws {
+        if let oldSlot { try rows.delete(Self.indexKey(client, slot: oldSlot)) }
         var writer = ByteWriter(capacity: 32 + session.output.count)
         writer.write(session.request)
         writer.write(Int64(session.slot))
         writer.writeBytes(session.output)
         // Trailing and optional, so rows written before it still decode.
         if let fingerprint = session.fingerprint { writer.write(fingerprint) }
-        return .put(MachineKey(space: Self.sessionSpace, key: u64(client)), writer.bytes)
+        try rows.put(Self.sessionKey(client), writer.bytes)
+        try rows.put(Self.indexKey(client, slot: session.slot), [])
+    }
+
+    static func dataKey(_ key: [UInt8]) -> MachineKey { MachineKey(space: dataSpace, key: key) }
+
+    static func sessionKey(_ client: UInt64) -> MachineKey {
+        var writer = ByteWriter(capacity: 8)
+        writer.write(client)
+        return MachineKey(space: sessionSpace, key: writer.bytes)
+    }
+
+    static func indexKey(_ client: UInt64, slot: Slot) -> MachineKey {
+        var writer = ByteWriter(capacity: 16)
+        writer.write(Int64(slot))
+        writer.write(client)
+        return MachineKey(space: sessionBySlotSpace, key: writer.bytes)
     }
 
     private func u64(_ value: UInt64) -> [UInt8] {
@@ -213,4 +204,16 @@ public struct KVStateMachine: StateMachine {
         writer.write(value)
         return writer.bytes
     }
+}
+
+extension MemoryMachine where Machine == KVStateMachine {
+    /// The keys and values (space 1).
+    public var data: [[UInt8]: [UInt8]] {
+        var data: [[UInt8]: [UInt8]] = [:]
+        for (key, value) in rows where key.space == KVStateMachine.dataSpace { data[key.key] = value }
+        return data
+    }
+
+    /// Number of open sessions.
+    public var sessionCount: Int { memory.count(in: KVStateMachine.sessionSpace) }
 }

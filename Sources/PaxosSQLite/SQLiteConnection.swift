@@ -56,6 +56,17 @@ final class SQLiteConnection {
     func run(
         _ sql: String, _ bindings: [SQLiteValue] = [], row: (SQLiteRow) throws(SQLiteError) -> Void = { _ in }
     ) throws(SQLiteError) {
+        try each(sql, bindings) { (current: SQLiteRow) throws(SQLiteError) -> Bool in
+            try row(current)
+            return true
+        }
+    }
+
+    /// Runs a cached prepared statement and calls `row` for each result row until it returns
+    /// false; the statement stops there (no more rows are read).
+    func each(
+        _ sql: String, _ bindings: [SQLiteValue] = [], row: (SQLiteRow) throws(SQLiteError) -> Bool
+    ) throws(SQLiteError) {
         let statement = try prepared(sql)
         defer {
             sqlite3_reset(statement)
@@ -82,7 +93,7 @@ final class SQLiteConnection {
             let result = sqlite3_step(statement)
             if result == SQLITE_DONE { return }
             guard result == SQLITE_ROW else { try check(result, sql); return }
-            try row(SQLiteRow(statement: statement))
+            guard try row(SQLiteRow(statement: statement)) else { return }
         }
     }
 

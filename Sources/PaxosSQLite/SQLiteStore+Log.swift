@@ -1,9 +1,14 @@
+import Dispatch
 import PaxosCore
 import PaxosWire
 
 /// The replicated log's durable state, in the same file and with the same discipline as the
 /// acceptor state: one `BEGIN IMMEDIATE … COMMIT` per batch on the store's queue, fsync on
 /// commit, poison on failure.
+///
+/// The state machine's rows stay on disk: loading reads the log and a few fixed rows, never
+/// `machine_rows`; applying reads and writes rows inside the batch's transaction; a snapshot for
+/// a peer is a read transaction on a connection of its own, so commits go on meanwhile.
 extension SQLiteStore: LogStore {
     public func loadLog() async throws -> LogDurableState {
         try await onQueue { () throws(SQLiteError) -> LogDurableState in
@@ -42,29 +47,65 @@ extension SQLiteStore: LogStore {
                 throw SQLiteError(
                     .corrupt, "\(self.path): the log entry in slot \(undecodable) cannot be decoded")
             }
-            try connection.run("SELECT space, key, value FROM machine_rows") {
-                (row: SQLiteRow) throws(SQLiteError) in
-                state.machine[
-                    MachineKey(space: UInt8(truncatingIfNeeded: row.integer(0)), key: row.blob(1))] =
-                    row.blob(2)
+            try connection.run(
+                "SELECT source, token, applied, after_space, after_key FROM snapshot_progress WHERE id = 1"
+            ) { (row: SQLiteRow) throws(SQLiteError) in
+                state.staging = SnapshotStaging(
+                    source: NodeID(UInt32(truncatingIfNeeded: row.integer(0))),
+                    token: UInt64(bitPattern: row.integer(1)), applied: Slot(row.integer(2)),
+                    after: row.isNull(3)
+                        ? nil : MachineKey(space: UInt8(truncatingIfNeeded: row.integer(3)), key: row.blob(4)))
             }
             return state
         }
     }
 
-    public func commitLog(_ mutations: [LogMutation]) async throws {
-        guard !mutations.isEmpty else { return }
-        try await onQueue { () throws(SQLiteError) in try self.commitLogOnQueue(mutations) }
+    public func commitLog(
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+    ) async throws -> [(ProposalID, Value)] {
+        guard !mutations.isEmpty else { return [] }
+        let outputs = try await onQueue { () throws(SQLiteError) -> [Output] in
+            try self.commitLogOnQueue(mutations, machine, node).map { Output(id: $0.0, value: $0.1) }
+        }
+        return outputs.map { ($0.id, $0.value) }
     }
 
-    private func commitLogOnQueue(_ mutations: [LogMutation]) throws(SQLiteError) {
+    private static func apply(
+        _ proposal: Proposal, _ slot: Slot, _ machine: some StateMachine, _ rows: inout SQLiteRows, _ path: String
+    ) throws(SQLiteError) -> Value {
+        do {
+            return try machine.apply(proposal, slot: slot, rows: &rows)
+        } catch {
+            if let error = error as? SQLiteError { throw error }
+            throw SQLiteError(.sqlite, "\(path): applying slot \(slot) failed: \(error)")
+        }
+    }
+
+    public func machineRows() async throws -> [MachineKey: [UInt8]] {
+        try await onQueue { () throws(SQLiteError) -> [MachineKey: [UInt8]] in
+            var rows: [MachineKey: [UInt8]] = [:]
+            try self.openConnection().run("SELECT space, key, value FROM machine_rows") {
+                (row: SQLiteRow) throws(SQLiteError) in
+                rows[MachineKey(space: UInt8(truncatingIfNeeded: row.integer(0)), key: row.blob(1))] = row.blob(2)
+            }
+            return rows
+        }
+    }
+
+    public func openSnapshot() async throws -> any LogSnapshotSource {
+        try await SQLiteSnapshotSource.open(path: path)
+    }
+
+    private func commitLogOnQueue(
+        _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID
+    ) throws(SQLiteError) -> [(ProposalID, Value)] {
         if let poison {
             throw SQLiteError(
                 .poisoned, "\(path): an earlier commit failed (\(poison.message)); refusing to continue")
         }
         let connection = try openConnection()
         var released = false
-        do {
+        do throws(SQLiteError) {
             try connection.execute("BEGIN IMMEDIATE")
             // The same guards as LogDurableState.apply, so the file and the model never disagree.
             var bounds = (applied: Slot(0), logStart: Slot(1))
@@ -72,14 +113,36 @@ extension SQLiteStore: LogStore {
                 (row: SQLiteRow) throws(SQLiteError) in
                 bounds = (Slot(row.integer(0)), Slot(row.integer(1)))
             }
-            for mutation in mutations { try apply(mutation, connection, &bounds, released: &released) }
+            let appliedBefore = bounds.applied
+            var outputs: [(ProposalID, Value)] = []
+            for mutation in mutations {
+                if case .apply(let slot, let entry) = mutation {
+                    guard slot > bounds.applied else { continue }
+                    guard slot == bounds.applied + 1 else {
+                        throw SQLiteError(.sqlite, "\(path): \(LogStoreError.gap(slot: slot, applied: bounds.applied))")
+                    }
+                    var rows = SQLiteRows(connection: connection)
+                    for proposal in entry {
+                        let output = try Self.apply(proposal, slot, machine, &rows, path)
+                        if proposal.id.node == node { outputs.append((proposal.id, output)) }
+                    }
+                    bounds.applied = slot
+                    continue
+                }
+                try apply(mutation, connection, &bounds, released: &released)
+            }
+            if bounds.applied > appliedBefore {
+                try connection.run(
+                    "UPDATE log_state SET applied = max(applied, ?1)", [.integer(Int64(bounds.applied))])
+            }
             try connection.execute("COMMIT")
+            if released { reclaimSpace(connection) }
+            return outputs
         } catch {
             try? connection.execute("ROLLBACK")
             poison = error
             throw error
         }
-        if released { reclaimSpace(connection) }
     }
 
     private func apply(
@@ -126,11 +189,9 @@ extension SQLiteStore: LogStore {
                     ballot_round = CASE WHEN entry = ?3 THEN ballot_round END,
                     ballot_node = CASE WHEN entry = ?3 THEN ballot_node END, entry = ?3
                 """, [.integer(Int64(slot)), .integer(Int64(entry.count)), .blob(LogWire.encodeEntry(entry))])
-        case .apply(let through, let changes):
-            guard through > bounds.applied else { return }
-            bounds.applied = through
-            for change in changes { try write(change, connection) }
-            try connection.run("UPDATE log_state SET applied = max(applied, ?1)", [.integer(Int64(through))])
+        case .apply:
+            // Handled by the caller, which holds the machine.
+            break
         case .release(let below):
             guard below > bounds.logStart else { return }
             bounds.logStart = below
@@ -138,34 +199,184 @@ extension SQLiteStore: LogStore {
             try connection.run("DELETE FROM log_entries WHERE slot < ?1", [.integer(Int64(below))])
             try connection.run(
                 "UPDATE log_state SET log_start = max(log_start, ?1)", [.integer(Int64(below))])
-        case .installSnapshot(let applied, let rows):
-            guard applied > bounds.applied else { return }
-            bounds.applied = applied
-            bounds.logStart = Swift.max(bounds.logStart, applied + 1)
-            released = true
-            try connection.execute("DELETE FROM machine_rows")
-            for (key, value) in rows { try write(.put(key, value), connection) }
-            try connection.run("DELETE FROM log_entries WHERE slot <= ?1", [.integer(Int64(applied))])
+        case .stageSnapshot(let chunk):
+            if chunk.first {
+                try connection.execute("DELETE FROM snapshot_staging")
+                try connection.run(
+                    """
+                    INSERT INTO snapshot_progress (id, source, token, applied, after_space, after_key)
+                    VALUES (1, ?1, ?2, ?3, NULL, NULL)
+                    ON CONFLICT (id) DO UPDATE SET source = ?1, token = ?2, applied = ?3, after_space = NULL,
+                        after_key = NULL
+                    """,
+                    [
+                        .integer(Int64(chunk.source.rawValue)), .integer(Int64(bitPattern: chunk.token)),
+                        .integer(Int64(chunk.applied)),
+                    ])
+            }
+            let current = try connection.scalar(
+                "SELECT count(*) FROM snapshot_progress WHERE source = ?1 AND token = ?2",
+                [.integer(Int64(chunk.source.rawValue)), .integer(Int64(bitPattern: chunk.token))])
+            guard current == 1, let last = chunk.rows.last else { return }
+            for row in chunk.rows {
+                try connection.run(
+                    "INSERT INTO snapshot_staging (space, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (space, key) DO UPDATE SET value = ?3",
+                    [.integer(Int64(row.key.space)), .blob(row.key.key), .blob(row.value)])
+            }
             try connection.run(
-                "UPDATE log_state SET applied = ?1, log_start = max(log_start, ?1 + 1)",
-                [.integer(Int64(applied))])
+                "UPDATE snapshot_progress SET after_space = ?1, after_key = ?2",
+                [.integer(Int64(last.key.space)), .blob(last.key.key)])
+        case .installSnapshot(let applied):
+            let staged = try connection.scalar("SELECT applied FROM snapshot_progress WHERE id = 1")
+            if staged == Int64(applied), applied > bounds.applied {
+                bounds.applied = applied
+                bounds.logStart = Swift.max(bounds.logStart, applied + 1)
+                released = true
+                try connection.execute(
+                    """
+                    DELETE FROM machine_rows;
+                    INSERT INTO machine_rows (space, key, value) SELECT space, key, value FROM snapshot_staging;
+                    """)
+                try connection.run("DELETE FROM log_entries WHERE slot <= ?1", [.integer(Int64(applied))])
+                try connection.run(
+                    "UPDATE log_state SET applied = ?1, log_start = max(log_start, ?1 + 1)",
+                    [.integer(Int64(applied))])
+            }
+            try connection.execute("DELETE FROM snapshot_staging; DELETE FROM snapshot_progress;")
         case .incarnation(let value):
             try connection.run(
                 "UPDATE log_state SET incarnation = max(incarnation, ?1)",
                 [.integer(Int64(bitPattern: value))])
         }
     }
+}
 
-    private func write(_ change: MachineMutation, _ connection: SQLiteConnection) throws(SQLiteError) {
-        switch change {
-        case .put(let key, let value):
-            try connection.run(
-                "INSERT INTO machine_rows (space, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (space, key) DO UPDATE SET value = ?3",
-                [.integer(Int64(key.space)), .blob(key.key), .blob(value)])
-        case .delete(let key):
-            try connection.run(
-                "DELETE FROM machine_rows WHERE space = ?1 AND key = ?2",
-                [.integer(Int64(key.space)), .blob(key.key)])
+/// One output of a commit, as it crosses from the store's queue.
+private struct Output: Sendable {
+    var id: ProposalID
+    var value: Value
+}
+
+/// The state machine's rows inside the transaction that applies: reads see the writes of the
+/// commands applied before in the same batch.
+struct SQLiteRows: MachineRows {
+    let connection: SQLiteConnection
+
+    func value(_ key: MachineKey) throws(SQLiteError) -> [UInt8]? {
+        var value: [UInt8]?
+        try connection.run(
+            "SELECT value FROM machine_rows WHERE space = ?1 AND key = ?2",
+            [.integer(Int64(key.space)), .blob(key.key)]
+        ) { (row: SQLiteRow) throws(SQLiteError) in value = row.blob(0) }
+        return value
+    }
+
+    func first(in space: UInt8) throws(SQLiteError) -> MachineKey? {
+        var key: MachineKey?
+        try connection.run(
+            "SELECT key FROM machine_rows WHERE space = ?1 ORDER BY key LIMIT 1", [.integer(Int64(space))]
+        ) { (row: SQLiteRow) throws(SQLiteError) in key = MachineKey(space: space, key: row.blob(0)) }
+        return key
+    }
+
+    func count(in space: UInt8) throws(SQLiteError) -> Int {
+        Int(try connection.scalar("SELECT count(*) FROM machine_rows WHERE space = ?1", [.integer(Int64(space))]) ?? 0)
+    }
+
+    mutating func put(_ key: MachineKey, _ value: [UInt8]) throws(SQLiteError) {
+        try connection.run(
+            "INSERT INTO machine_rows (space, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (space, key) DO UPDATE SET value = ?3",
+            [.integer(Int64(key.space)), .blob(key.key), .blob(value)])
+    }
+
+    mutating func delete(_ key: MachineKey) throws(SQLiteError) {
+        try connection.run(
+            "DELETE FROM machine_rows WHERE space = ?1 AND key = ?2", [.integer(Int64(key.space)), .blob(key.key)])
+    }
+}
+
+/// A snapshot of the state machine for a peer: one read transaction on a read-only connection of
+/// its own, used on its own queue, so the store's commits go on (WAL keeps the pages this
+/// transaction sees until it ends).
+final class SQLiteSnapshotSource: LogSnapshotSource, @unchecked Sendable {
+    let applied: Slot
+    private let queue: DispatchQueue
+    // Guarded by `queue`.
+    private var connection: SQLiteConnection?
+
+    private init(applied: Slot, connection: SQLiteConnection, queue: DispatchQueue) {
+        self.applied = applied
+        self.connection = connection
+        self.queue = queue
+    }
+
+    static func open(path: String) async throws -> SQLiteSnapshotSource {
+        let queue = DispatchQueue(label: "swift-paxos.sqlite-snapshot")
+        let result: Result<SQLiteSnapshotSource, SQLiteError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(
+                    returning: Result { () throws(SQLiteError) -> SQLiteSnapshotSource in
+                        let connection = try SQLiteConnection(path: path, readOnly: true)
+                        do throws(SQLiteError) {
+                            try connection.execute("BEGIN")
+                            // The first read starts the transaction: everything after sees this state.
+                            let applied = Slot(try connection.scalar("SELECT applied FROM log_state") ?? 0)
+                            return SQLiteSnapshotSource(applied: applied, connection: connection, queue: queue)
+                        } catch {
+                            connection.close()
+                            throw error
+                        }
+                    })
+            }
+        }
+        return try result.get()
+    }
+
+    func chunk(after: MachineKey?, maxBytes: Int) async throws -> (rows: [MachineRow], done: Bool) {
+        let result: Result<Chunk, SQLiteError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(returning: Result { () throws(SQLiteError) -> Chunk in try self.read(after, maxBytes) })
+            }
+        }
+        let chunk = try result.get()
+        return (chunk.rows, chunk.done)
+    }
+
+    private struct Chunk: Sendable {
+        var rows: [MachineRow]
+        var done: Bool
+    }
+
+    private func read(_ after: MachineKey?, _ maxBytes: Int) throws(SQLiteError) -> Chunk {
+        guard let connection else { throw SQLiteError(.sqlite, "the snapshot is closed") }
+        var rows: [MachineRow] = []
+        var bytes = 0
+        var done = true
+        try connection.each(
+            "SELECT space, key, value FROM machine_rows WHERE (space, key) > (?1, ?2) ORDER BY space, key",
+            [.integer(Int64(after.map { Int($0.space) } ?? -1)), .blob(after?.key ?? [])]
+        ) { (row: SQLiteRow) throws(SQLiteError) -> Bool in
+            if !rows.isEmpty, bytes >= maxBytes {
+                done = false
+                return false
+            }
+            let key = MachineKey(space: UInt8(truncatingIfNeeded: row.integer(0)), key: row.blob(1))
+            let value = row.blob(2)
+            bytes += 9 + key.key.count + value.count
+            rows.append(MachineRow(key: key, value: value))
+            return true
+        }
+        return Chunk(rows: rows, done: done)
+    }
+
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                try? self.connection?.execute("ROLLBACK")
+                self.connection?.close()
+                self.connection = nil
+                continuation.resume()
+            }
         }
     }
 }

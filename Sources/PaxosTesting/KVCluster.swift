@@ -55,7 +55,7 @@ public final class KVCluster: Sendable {
             return UInt64(value)
         }
         let peer = try await LogPeer<KVStateMachine>.make(
-            me: NodeID(UInt32(index)), peers: ids, store: store,
+            me: NodeID(UInt32(index)), peers: ids, machine: KVStateMachine(), store: store,
             transport: network.transport(for: NodeID(UInt32(index))),
             configuration: configuration, tickInterval: .milliseconds(5), submitTimeout: .milliseconds(500),
             seed: generation &* 7919 &+ UInt64(index))

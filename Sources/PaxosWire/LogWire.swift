@@ -13,11 +13,13 @@ import PaxosCore
 ///
 /// Requests: prepare (0x21) ballot from:slot; accept (0x22) ballot firstUnchosen:slot
 /// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry;
-/// pre-vote (0x25) ballot.
+/// pre-vote (0x25) ballot; snapshot chunk (0x26) token:u64 has-after:u8 [space:u8 key:bytes].
 /// Replies: promise (0xA1) ballot firstUnchosen:slot count:u32 record*; accepted (0xA2) ballot
 /// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
-/// firstUnchosen count:u32 (slot entry)*; snapshot (0xA5) applied rows; forwarded (0xA6) taken:u8;
-/// pre-vote (0xA7) ballot granted:u8 has-promised:u8 [promised:ballot].
+/// firstUnchosen count:u32 (slot entry)*; forwarded (0xA6) taken:u8; pre-vote (0xA7) ballot
+/// granted:u8 has-promised:u8 [promised:ballot]; snapshot available (0xA8) applied:slot;
+/// snapshot chunk (0xA9) token:u64 applied:slot done:u8 rows (in strictly rising key order);
+/// snapshot gone (0xAA). (0xA5 was the whole snapshot in one message, which no longer exists.)
 public enum LogWire {
     public static let version: UInt8 = 1
     /// Slots, on the wire, are below this.
@@ -29,13 +31,16 @@ public enum LogWire {
         case fetch = 0x23
         case forward = 0x24
         case preVote = 0x25
+        case snapshotChunkRequest = 0x26
         case promise = 0xA1
         case accepted = 0xA2
         case rejected = 0xA3
         case chosen = 0xA4
-        case snapshot = 0xA5
         case forwarded = 0xA6
         case preVoteReply = 0xA7
+        case snapshotAvailable = 0xA8
+        case snapshotChunk = 0xA9
+        case snapshotGone = 0xAA
     }
 
     /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
@@ -67,6 +72,16 @@ public enum LogWire {
         case .preVote(let ballot):
             header(&writer, .preVote, envelope.from)
             write(ballot, &writer)
+        case .snapshotChunk(let token, let after):
+            header(&writer, .snapshotChunkRequest, envelope.from)
+            writer.write(token)
+            if let after {
+                writer.write(UInt8(1))
+                writer.write(after.space)
+                writer.writeBytes(after.key)
+            } else {
+                writer.write(UInt8(0))
+            }
         }
         return writer.bytes
     }
@@ -105,10 +120,17 @@ public enum LogWire {
             header(&writer, .chosen, envelope.from)
             writer.write(Int64(firstUnchosen))
             writeSlotEntries(entries, &writer)
-        case .snapshot(let applied, let rows):
-            header(&writer, .snapshot, envelope.from)
+        case .snapshotAvailable(let applied):
+            header(&writer, .snapshotAvailable, envelope.from)
             writer.write(Int64(applied))
+        case .snapshotChunk(let token, let applied, let rows, let done):
+            header(&writer, .snapshotChunk, envelope.from)
+            writer.write(token)
+            writer.write(Int64(applied))
+            writer.write(UInt8(done ? 1 : 0))
             writeRows(rows, &writer)
+        case .snapshotGone:
+            header(&writer, .snapshotGone, envelope.from)
         case .forwarded(let taken):
             header(&writer, .forwarded, envelope.from)
             writer.write(UInt8(taken ? 1 : 0))
@@ -167,6 +189,15 @@ public enum LogWire {
             request = .forward(try readEntry(&reader, maxValueBytes))
         case .preVote:
             request = .preVote(ballot: try readBallot(&reader))
+        case .snapshotChunkRequest:
+            let token = try reader.readUInt64("token")
+            let after =
+                try readFlag(&reader, "has after")
+                ? MachineKey(
+                    space: try reader.readUInt8("after space"),
+                    key: try reader.readBytes("after key", limit: maxValueBytes))
+                : nil
+            request = .snapshotChunk(token: token, after: after)
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
         }
@@ -213,9 +244,15 @@ public enum LogWire {
             let firstUnchosen = try readSlot(&reader, "first unchosen")
             let entries = try readSlotEntries(&reader, maxValueBytes)
             reply = .chosen(entries: entries, firstUnchosen: firstUnchosen)
-        case .snapshot:
+        case .snapshotAvailable:
+            reply = .snapshotAvailable(applied: try readSlot(&reader, "applied"))
+        case .snapshotChunk:
+            let token = try reader.readUInt64("token")
             let applied = try readSlot(&reader, "applied")
-            reply = .snapshot(applied: applied, rows: try readRows(&reader, maxValueBytes))
+            let done = try readFlag(&reader, "done")
+            reply = .snapshotChunk(token: token, applied: applied, rows: try readRows(&reader, maxValueBytes), done: done)
+        case .snapshotGone:
+            reply = .snapshotGone
         case .forwarded:
             reply = .forwarded(taken: try readFlag(&reader, "taken"))
         case .preVoteReply:
@@ -348,26 +385,31 @@ public enum LogWire {
         return entry
     }
 
-    /// State machine rows, as carried by a snapshot.
-    public static func writeRows(_ rows: [MachineKey: [UInt8]], _ writer: inout ByteWriter) {
+    /// State machine rows, as carried by a snapshot chunk, in the order given.
+    public static func writeRows(_ rows: [MachineRow], _ writer: inout ByteWriter) {
         writer.write(UInt32(rows.count))
-        for (key, value) in rows.sorted(by: { $0.key < $1.key }) {
-            writer.write(key.space)
-            writer.writeBytes(key.key)
-            writer.writeBytes(value)
+        for row in rows {
+            writer.write(row.key.space)
+            writer.writeBytes(row.key.key)
+            writer.writeBytes(row.value)
         }
     }
 
+    /// Rows as ``writeRows(_:_:)`` wrote them; refused unless their keys strictly rise, so a
+    /// chunk names every row once and in the order the receiver stages them.
     public static func readRows(_ reader: inout ByteReader, _ maxValueBytes: Int) throws(WireError)
-        -> [MachineKey: [UInt8]]
+        -> [MachineRow]
     {
         let count = try readCount(&reader, minimumItemBytes: 9)
-        var rows: [MachineKey: [UInt8]] = [:]
+        var rows: [MachineRow] = []
         rows.reserveCapacity(count)
         for _ in 0..<count {
             let space = try reader.readUInt8("row space")
-            let key = try reader.readBytes("row key", limit: maxValueBytes)
-            rows[MachineKey(space: space, key: key)] = try reader.readBytes("row value", limit: maxValueBytes)
+            let key = MachineKey(space: space, key: try reader.readBytes("row key", limit: maxValueBytes))
+            if let last = rows.last, !(last.key < key) {
+                throw WireError(.invalidField, "snapshot rows are not in strictly rising key order")
+            }
+            rows.append(MachineRow(key: key, value: try reader.readBytes("row value", limit: maxValueBytes)))
         }
         return rows
     }

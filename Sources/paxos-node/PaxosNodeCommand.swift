@@ -299,7 +299,10 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         transportConfiguration.tls = peerTLSSettings
         transportConfiguration.handshakeTimeout = .milliseconds(Int64(peerHandshakeTimeout * 1000))
         transportConfiguration.maxInboundConnections = peerMaxConnections
-        transportConfiguration.maxFrameBytes = max(transportConfiguration.maxFrameBytes, maxValueBytes + 4096)
+        // The largest message: one value with its key, or a snapshot chunk that ends with one.
+        transportConfiguration.maxFrameBytes = max(
+            transportConfiguration.maxFrameBytes,
+            maxValueBytes + maxKeyBytes + LogConfiguration().snapshotChunkBytes + (64 << 10))
         let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
         do {
             try await transport.start()
@@ -325,8 +328,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             var configuration = LogConfiguration()
             configuration.maxSlotsInFlight = pipelineWindow
             log = try await LogPeer<KVStateMachine>.make(
-                me: me, peers: Array(addresses.keys), store: store, transport: transport,
-                configuration: configuration,
+                me: me, peers: Array(addresses.keys), machine: KVStateMachine(), store: store,
+                transport: transport, configuration: configuration,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
         } catch {
             await peer.kill()

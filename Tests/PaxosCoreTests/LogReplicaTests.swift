@@ -19,7 +19,7 @@ struct LogReplicaTests {
     func ballot(_ round: UInt64, _ node: UInt32) -> Ballot { Ballot(round: round, node: NodeID(node)) }
 
     /// Node 2 of {1, 2, 3}, with nothing promised or accepted yet.
-    func freshAcceptor() -> LogReplica<ListMachine> {
+    func freshAcceptor() -> LogReplica {
         LogReplica(me: 2, peers: [1, 2, 3], state: LogDurableState(), configuration: .simulation)
     }
 
@@ -189,7 +189,7 @@ struct LogReplicaTests {
         }
         #expect(simulation.replicas[1]!.firstUnchosen >= 4)
         #expect(
-            Array(simulation.replicas[1]!.machine.commands.prefix(3))
+            Array((simulation.appliedCommands[1] ?? []).prefix(3))
                 == ["s1", "s2", "s3"].map { Array($0.utf8) })
         #expect(simulation.violations.isEmpty)
     }
@@ -199,7 +199,7 @@ struct LogReplicaTests {
         var state = LogDurableState()
         state.apply(.promise(ballot(41, 3)))
         state.apply(.maxRound(7))
-        var replica = LogReplica<ListMachine>(
+        var replica = LogReplica(
             me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
         var prepare: Ballot?
         for _ in 0..<100 where prepare == nil {
@@ -318,7 +318,7 @@ struct LogReplicaTests {
         #expect(simulation.results[id] != nil)
         let applied = up.map { simulation.replicas[$0]!.applied }
         #expect(Set(applied).count == 1, "\(simulation.summary)")
-        let machines = up.map { simulation.replicas[$0]!.machine.commands }
+        let machines = up.map { simulation.appliedCommands[$0] ?? [] }
         #expect(Set(machines.map(\.count)).count == 1)
         #expect(machines.allSatisfy { $0 == machines[0] })
         #expect(simulation.chosen.count > 10, "the run chose too little to mean anything")

@@ -1,38 +1,37 @@
 import PaxosCore
 
 /// A state machine that keeps every applied command in order, so replicas can be compared by
-/// their applied sequence. Row `i` (8 bytes, big-endian) holds the `i`-th command.
+/// their applied sequence. Row `i` of space 1 (8 bytes, big-endian) holds the `i`-th command;
+/// space 0 holds the count.
 struct ListMachine: StateMachine {
-    private(set) var commands: [Value] = []
+    static let countKey = MachineKey(space: 0, key: [])
 
-    init(rows: [MachineKey: [UInt8]]) {
-        commands = rows.sorted { $0.key < $1.key }.map(\.value)
+    func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value {
+        let count = try rows.value(Self.countKey).map(Self.integer) ?? 0
+        try rows.put(MachineKey(space: 1, key: Self.bigEndian(count)), proposal.command)
+        try rows.put(Self.countKey, Self.bigEndian(count + 1))
+        return Self.bigEndian(count + 1)
     }
 
-    mutating func apply(_ proposal: Proposal, slot: Slot) -> (output: Value, mutations: [MachineMutation]) {
-        let key = MachineKey(space: 1, key: Self.bigEndian(UInt64(commands.count)))
-        commands.append(proposal.command)
-        return (Self.bigEndian(UInt64(commands.count)), [.put(key, proposal.command)])
-    }
-
-    func rows() -> [MachineKey: [UInt8]] {
-        var rows: [MachineKey: [UInt8]] = [:]
-        for (index, command) in commands.enumerated() {
-            rows[MachineKey(space: 1, key: Self.bigEndian(UInt64(index)))] = command
-        }
-        return rows
+    /// The commands `rows` hold, in the order they were applied.
+    static func commands(_ rows: [MachineKey: [UInt8]]) -> [Value] {
+        rows.filter { $0.key.space == 1 }.sorted { $0.key < $1.key }.map(\.value)
     }
 
     static func bigEndian(_ value: UInt64) -> [UInt8] {
         (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
     }
+
+    static func integer(_ bytes: [UInt8]) -> UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
 }
 
 /// A whole cluster of ``LogReplica``s driven synchronously from a seed, the way ``LogPeer``
 /// drives one: eager messages and results leave at once; the rest of every Ready waits in the
 /// replica's pending batch, and a separate commit step (group commit: everything pending, as
-/// one batch) makes its mutations durable and only then releases its messages, replies and
-/// local votes. Faults: loss (the sender is told, as a transport timeout would), duplication,
+/// one batch) makes its mutations durable (applying chosen entries to the durable rows) and only
+/// then releases its messages, replies and local votes, and reports what it applied. Snapshot
+/// chunk requests are answered the way LogPeer does, from a copy of the responder's durable rows
+/// taken at the first chunk (one read transaction), kept until the last chunk or a crash. Faults: loss (the sender is told, as a transport timeout would), duplication,
 /// any delivery order, partitions that heal, crashes between any two steps (pending mutations
 /// are lost), nodes lost for good, and stalled disks (a replica whose commits never finish).
 ///
@@ -66,8 +65,16 @@ struct LogSimulation {
 
     let peers: [NodeID]
     let configuration: LogConfiguration
-    var replicas: [NodeID: LogReplica<ListMachine>] = [:]
+    var replicas: [NodeID: LogReplica] = [:]
     var durable: [NodeID: LogDurableState] = [:]
+    /// Each replica's applied commands, as its durable rows hold them.
+    private(set) var appliedCommands: [NodeID: [Value]] = [:]
+    /// Snapshots each replica is serving, by the peer fetching them.
+    private var snapshotSources: [NodeID: [NodeID: (token: UInt64, source: MemorySnapshotSource)]] = [:]
+    /// Snapshots installed (a chunked transfer completed and replaced a replica's rows).
+    private(set) var snapshotsInstalled = 0
+    /// Snapshot chunks sent.
+    private(set) var snapshotChunks = 0
     var pending: [NodeID: Pending] = [:]
     var network: [Item] = []
     var random: SplitMix64
@@ -118,6 +125,7 @@ struct LogSimulation {
     mutating func crash(_ node: NodeID) {
         replicas[node] = nil
         pending[node] = nil
+        snapshotSources[node] = nil
         network.removeAll { item in
             switch item {
             case .local(let owner, _): owner == node
@@ -238,6 +246,10 @@ struct LogSimulation {
                 fail(item)
                 return
             }
+            if case .snapshotChunk(let token, let after) = outbound.envelope.request {
+                serveSnapshotChunk(outbound, token: token, after: after)
+                return
+            }
             let ready = replicas[outbound.to]!.onRequest(outbound.envelope)
             carryOut(ready, at: outbound.to, answering: outbound)
         case .reply(let outbound, let reply):
@@ -248,6 +260,31 @@ struct LogSimulation {
             guard replicas[node] != nil else { return }
             carryOut(replicas[node]!.onReply(reply), at: node, answering: nil)
         }
+    }
+
+    /// What LogPeer does with a snapshot chunk request: token 0 takes a new snapshot of the
+    /// durable rows; another token continues the open one, or is told it is gone.
+    private mutating func serveSnapshotChunk(_ outbound: LogOutbound, token: UInt64, after: MachineKey?) {
+        let node = outbound.to
+        let peer = outbound.envelope.from
+        let reply: LogReply
+        var open = snapshotSources[node]?[peer]
+        if token == 0 {
+            let state = durable[node]!
+            open = (random.next() | 1, MemorySnapshotSource(applied: state.applied, rows: state.machine))
+        }
+        if let open, token == 0 || open.token == token {
+            let (rows, done) = open.source.chunk(
+                after: token == 0 ? nil : after, maxBytes: configuration.snapshotChunkBytes)
+            snapshotSources[node, default: [:]][peer] = done ? nil : open
+            reply = .snapshotChunk(token: open.token, applied: open.source.applied, rows: rows, done: done)
+            snapshotChunks += 1
+            largestMessageBytes = Swift.max(
+                largestMessageBytes, rows.reduce(0) { $0 + 9 + $1.key.key.count + $1.value.count })
+        } else {
+            reply = .snapshotGone
+        }
+        network.append(.reply(outbound, LogReplyEnvelope(from: node, reply: reply)))
     }
 
     /// The transport reports a lost request or reply to the sender, as a timeout would.
@@ -292,7 +329,27 @@ struct LogSimulation {
             return
         }
         pending[node] = Pending()
-        for mutation in batch.mutations { durable[node]!.apply(mutation) }
+        var outputs: [(ProposalID, Value)] = []
+        var appliedThrough: Slot?
+        var sequence = appliedCommands[node] ?? []
+        for mutation in batch.mutations {
+            let before = durable[node]!.applied
+            outputs += try! durable[node]!.apply(mutation, machine: ListMachine(), outputsFor: node)
+            let after = durable[node]!.applied
+            switch mutation {
+            case .apply(let slot, let entry):
+                appliedThrough = slot
+                if after > before { sequence += entry.map(\.command) }
+            case .installSnapshot:
+                if after > before {
+                    snapshotsInstalled += 1
+                    sequence = ListMachine.commands(durable[node]!.machine)
+                }
+            default:
+                break
+            }
+        }
+        appliedCommands[node] = sequence
         for message in batch.messages { send(message) }
         for (request, reply) in batch.replies {
             noteReplyBytes(reply)
@@ -300,6 +357,9 @@ struct LogSimulation {
         }
         for reply in batch.localReplies { network.append(.local(node, reply)) }
         check(node)
+        if let appliedThrough {
+            carryOut(replicas[node]!.onApplied(through: appliedThrough, outputs: outputs), at: node, answering: nil)
+        }
     }
 
     private mutating func send(_ message: LogOutbound) {
@@ -310,11 +370,12 @@ struct LogSimulation {
         case .preVote: kind = "preVote"
         case .accept(_, let entries, _, _):
             kind = entries.isEmpty ? "heartbeat" : "accept"
-            bytes = entries.reduce(0) { $0 + LogReplica<ListMachine>.wireSize($1.entry) + 8 }
+            bytes = entries.reduce(0) { $0 + LogReplica.wireSize($1.entry) + 8 }
         case .fetch: kind = "fetch"
+        case .snapshotChunk: kind = "snapshotChunk"
         case .forward(let proposals):
             kind = "forward"
-            bytes = LogReplica<ListMachine>.wireSize(proposals)
+            bytes = LogReplica.wireSize(proposals)
         }
         largestMessageBytes = Swift.max(largestMessageBytes, bytes)
         sent[kind, default: 0] += 1
@@ -331,7 +392,7 @@ struct LogSimulation {
     /// Records the largest catch-up answer, which ``send(_:)`` does not see (it is a reply).
     private mutating func noteReplyBytes(_ reply: LogReplyEnvelope) {
         if case .chosen(let entries, _) = reply.reply {
-            let bytes = entries.reduce(0) { $0 + LogReplica<ListMachine>.wireSize($1.entry) + 8 }
+            let bytes = entries.reduce(0) { $0 + LogReplica.wireSize($1.entry) + 8 }
             largestMessageBytes = Swift.max(largestMessageBytes, bytes)
         }
     }
@@ -351,7 +412,8 @@ struct LogSimulation {
         var known: [(Slot, LogEntry)] = []
         if let replica = replicas[node] {
             known += replica.records.filter(\.value.chosen).map { ($0.key, $0.value.entry) }
-            let applied = replica.machine.commands
+        }
+        if let applied = appliedCommands[node] {
             let shorter = Swift.min(applied.count, longestApplied.count)
             if applied[..<shorter] != longestApplied[..<shorter] {
                 violations.append("node \(node) applied a sequence that diverges from another replica's")
@@ -395,6 +457,8 @@ extension LogConfiguration {
         configuration.fetchLimit = 8
         configuration.retainEntries = 24
         configuration.releaseChunk = 4
+        // A few rows per chunk, so a snapshot takes several.
+        configuration.snapshotChunkBytes = 64
         return configuration
     }
 }

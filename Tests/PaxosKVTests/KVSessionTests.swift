@@ -7,7 +7,7 @@ import Testing
 /// appends bounded by a limit carried in the command (issue 11, finding 7 and 8).
 @Suite("KV sessions and bounded appends")
 struct KVSessionTests {
-    var machine = KVStateMachine(rows: [:])
+    var machine = MemoryMachine(KVStateMachine())
     var slot = 0
 
     mutating func apply(_ command: KVCommand) -> KVResult {
@@ -59,7 +59,7 @@ struct KVSessionTests {
     mutating func fingerprintInRows() {
         _ = apply(KVCommand(operation: .openSession(id: 8)))
         _ = apply(KVCommand(client: 8, request: 1, operation: .put(key: [1], value: [2])))
-        machine = KVStateMachine(rows: machine.rows())
+        machine = MemoryMachine(KVStateMachine(), rows: machine.rows)
         #expect(
             apply(KVCommand(client: 8, request: 1, operation: .delete(key: [1]))).status == .requestMismatch)
         #expect(apply(KVCommand(client: 8, request: 1, operation: .put(key: [1], value: [2]))).status == .ok)
@@ -73,7 +73,7 @@ struct KVSessionTests {
         writer.writeBytes(KVResult(.ok).encode())
         var key = ByteWriter(capacity: 8)
         key.write(UInt64(3))
-        machine = KVStateMachine(rows: [
+        machine = MemoryMachine(KVStateMachine(), rows: [
             MachineKey(space: KVStateMachine.sessionSpace, key: key.bytes): writer.bytes
         ])
         slot = 10

@@ -65,7 +65,8 @@ struct SQLiteStoreTests {
             names.map { $0[0] } == [
                 "ballot_log", "ballots_used", "decisions", "instance_state", "instances", "kv", "log",
                 "log_ballots", "log_entries", "log_state", "log_summary", "machine_rows", "node_identity",
-                "node_state", "node_summary", "peer_done", "reused_ballots",
+                "node_state", "node_summary", "peer_done", "reused_ballots", "snapshot_progress",
+                "snapshot_staging",
             ])
     }
 

@@ -22,6 +22,9 @@ struct LogWireTests {
         LogRequestEnvelope(from: NodeID(3), request: .fetch(from: 12)),
         LogRequestEnvelope(from: NodeID(3), request: .forward(entry)),
         LogRequestEnvelope(from: NodeID(3), request: .preVote(ballot: ballot)),
+        LogRequestEnvelope(from: NodeID(3), request: .snapshotChunk(token: 0, after: nil)),
+        LogRequestEnvelope(
+            from: NodeID(3), request: .snapshotChunk(token: .max, after: MachineKey(space: 2, key: [0, 9]))),
     ]
 
     static let replies: [LogReplyEnvelope] = [
@@ -39,11 +42,17 @@ struct LogWireTests {
             from: NodeID(1), reply: .rejected(ballot: ballot, promised: Ballot(round: 8, node: NodeID(0)))),
         LogReplyEnvelope(
             from: NodeID(1), reply: .chosen(entries: [SlotEntry(slot: 12, entry: entry)], firstUnchosen: 13)),
+        LogReplyEnvelope(from: NodeID(1), reply: .snapshotAvailable(applied: 40)),
         LogReplyEnvelope(
             from: NodeID(1),
-            reply: .snapshot(
-                applied: 40,
-                rows: [MachineKey(space: 1, key: [1, 2]): [3], MachineKey(space: 2, key: []): []])),
+            reply: .snapshotChunk(
+                token: 77, applied: 40,
+                rows: [
+                    MachineRow(key: MachineKey(space: 1, key: [1, 2]), value: [3]),
+                    MachineRow(key: MachineKey(space: 2, key: []), value: []),
+                ], done: true)),
+        LogReplyEnvelope(from: NodeID(2), reply: .snapshotChunk(token: 1, applied: 3, rows: [], done: false)),
+        LogReplyEnvelope(from: NodeID(1), reply: .snapshotGone),
         LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
         LogReplyEnvelope(from: NodeID(1), reply: .preVote(ballot: ballot, granted: true, promised: nil)),
         LogReplyEnvelope(
@@ -65,6 +74,20 @@ struct LogWireTests {
             RequestEnvelope(from: NodeID(1), done: -1, request: .prepare(seq: 1, ballot: Self.ballot)))
         #expect(!LogWire.isLogMessage(lab))
         #expect(try LogWire.decodeEntry(LogWire.encodeEntry(Self.entry)) == Self.entry)
+    }
+
+    @Test("snapshot rows out of key order, or repeated, are refused")
+    func snapshotRowsOutOfOrder() {
+        for keys in [[MachineKey(space: 1, key: [2]), MachineKey(space: 1, key: [1])],
+            [MachineKey(space: 2, key: []), MachineKey(space: 1, key: [9])],
+            [MachineKey(space: 1, key: [1]), MachineKey(space: 1, key: [1])]]
+        {
+            let reply = LogReplyEnvelope(
+                from: NodeID(1),
+                reply: .snapshotChunk(
+                    token: 5, applied: 9, rows: keys.map { MachineRow(key: $0, value: [7]) }, done: false))
+            #expect(throws: WireError.self) { try LogWire.decodeReply(LogWire.encode(reply)) }
+        }
     }
 
     @Test("every truncation and a trailing byte are refused with an error")

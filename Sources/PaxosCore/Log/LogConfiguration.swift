@@ -29,6 +29,13 @@ public struct LogConfiguration: Hashable, Sendable {
     /// A replica keeps at most this many applied entries for peers that lag; a peer that falls
     /// further behind catches up from a snapshot of the state machine.
     public var retainEntries = 10_000
+    /// A replica keeps at most this many bytes of applied entries (as `LogReplica.wireSize` counts
+    /// them), whatever their count: the retained log lives in memory and is read at start-up.
+    public var retainBytes = 64 << 20
+    /// Bytes of rows per snapshot chunk a replica sends, as the wire counts them (9 bytes per row,
+    /// its key and its value); a chunk ends with the row that reaches this, so it exceeds it by
+    /// one row at most.
+    public var snapshotChunkBytes = 1 << 20
     /// Applied entries are released in chunks of at least this many slots.
     public var releaseChunk = 16
 

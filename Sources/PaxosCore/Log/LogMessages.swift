@@ -16,6 +16,10 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
     /// its own promise, come back, and depose a healthy leader; it campaigns for real only once
     /// a majority says it has lost its leader too (Ongaro's thesis, 9.6; etcd/raft's PreVote).
     case preVote(ballot: Ballot)
+    /// Asks for the next chunk of a snapshot: `token` 0 for a new snapshot, otherwise the one the
+    /// sender's earlier chunks came from, with the rows after `after`. Answered by the driver (it
+    /// reads the store), never by the replica.
+    case snapshotChunk(token: UInt64, after: MachineKey?)
 
     public var description: String {
         switch self {
@@ -25,6 +29,8 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
         case .fetch(let from): "fetch(from: \(from))"
         case .forward(let proposals): "forward(\(proposals))"
         case .preVote(let ballot): "preVote(\(ballot))"
+        case .snapshotChunk(let token, let after):
+            "snapshotChunk(\(token), after: \(after.map { "\($0.space):\($0.key.count) bytes" } ?? "-"))"
         }
     }
 }
@@ -40,8 +46,14 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     case rejected(ballot: Ballot, promised: Ballot)
     /// Chosen entries from the fetch's `from` on, and the responder's first unchosen slot.
     case chosen(entries: [SlotEntry], firstUnchosen: Slot)
-    /// The fetch asked for released slots: the responder's state machine after `applied`.
-    case snapshot(applied: Slot, rows: [MachineKey: [UInt8]])
+    /// The fetch asked for released slots: the responder has a snapshot of its state machine
+    /// after `applied`, to be fetched in chunks with ``LogRequest/snapshotChunk(token:after:)``.
+    case snapshotAvailable(applied: Slot)
+    /// Rows of snapshot `token` (the state machine after `applied`), in key order, following
+    /// the request's `after`; `done` when no rows are left.
+    case snapshotChunk(token: UInt64, applied: Slot, rows: [MachineRow], done: Bool)
+    /// The snapshot asked for is gone (the responder restarted or dropped it): start again.
+    case snapshotGone
     /// Answer to `forward`: whether the responder, as leader, took the proposals.
     case forwarded(taken: Bool)
     /// Answer to `preVote`: whether the responder would promise `ballot` now, and what it has
@@ -56,7 +68,10 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
             "accepted(\(ballot), \(slots), firstUnchosen: \(firstUnchosen), applied: \(applied))"
         case .rejected(let ballot, let promised): "rejected(\(ballot), promised: \(promised))"
         case .chosen(let entries, let firstUnchosen): "chosen(\(entries), firstUnchosen: \(firstUnchosen))"
-        case .snapshot(let applied, let rows): "snapshot(applied: \(applied), \(rows.count) rows)"
+        case .snapshotAvailable(let applied): "snapshotAvailable(applied: \(applied))"
+        case .snapshotChunk(let token, let applied, let rows, let done):
+            "snapshotChunk(\(token), applied: \(applied), \(rows.count) rows\(done ? ", done" : ""))"
+        case .snapshotGone: "snapshotGone"
         case .forwarded(let taken): "forwarded(\(taken))"
         case .preVote(let ballot, let granted, let promised):
             "preVote(\(ballot), \(granted ? "granted" : "refused"), promised: \(promised.map(\.description) ?? "-"))"
@@ -110,16 +125,19 @@ public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
 /// 1. ``eagerMessages`` MAY BE SENT AT ONCE: they depend only on state that was already durable
 ///    before this input was handled (a leader's accepts depend on its promise and `maxRound`,
 ///    which were durable before it became leader; its own vote is counted only after step 2).
-///    ``results`` and ``failed`` MAY BE HANDED TO CLIENTS AT ONCE, TOO: a result is the state
-///    machine's output for an entry that is chosen, and chosen means a majority of acceptors
-///    hold it durably, each having fsynced before voting (this replica's own vote counts only
-///    after step 2). The output is a deterministic function of the chosen prefix of the log; the
-///    mutations that record the apply here are a cache of it that a restart re-derives from the
-///    log (from peers, if this replica's own accept was not yet durable). `failed` proposals
-///    never left this replica; `unknown` ones left it and may or may not be chosen.
-/// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's.
+///    ``results``, ``failed`` and ``unknown`` MAY BE HANDED TO CLIENTS AT ONCE, TOO: a result
+///    comes from ``LogReplica/onApplied(through:outputs:)``, after the commit that applied its
+///    entry, and is the state machine's output for an entry that is chosen (a majority of
+///    acceptors hold it durably). `failed` proposals never left this replica; `unknown` ones
+///    left it and may or may not be chosen.
+/// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's. The
+///    `apply` mutations among them run the state machine inside that same transaction.
 /// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
 ///    ``localReplies`` back with ``LogReplica/onReply(_:)``.
+/// 4. APPLY: after that commit, report the highest slot it applied and the outputs of this
+///    replica's proposals with ``LogReplica/onApplied(through:outputs:)``. Applied mutations that
+///    gate no client MAY wait for a later commit: the chosen entries are safe at a majority, and
+///    a restart applies them again from the durable applied index.
 ///
 /// IF A COMMIT FAILS, NOTHING IN THIS READY OR ANY LATER ONE MAY BE RELEASED: the replica must stop
 /// (crash-stop) rather than answer from state that is not on disk.

@@ -1,6 +1,8 @@
-/// One replica of a Multi-Paxos replicated log with a state machine on top: acceptor, proposer
-/// (leader) and learner in one pure value. Every input returns a ``LogReady``; nothing here
-/// touches a clock, a thread, a socket or a file.
+/// One replica of a Multi-Paxos replicated log: acceptor, proposer (leader) and learner in one
+/// pure value. Every input returns a ``LogReady``; nothing here touches a clock, a thread, a
+/// socket or a file. The state machine is not here: the replica hands chosen entries to the
+/// driver as `apply` mutations, the store applies them in the commit, and the driver reports
+/// back with ``onApplied(through:outputs:)`` (etcd/raft's committed entries and `Advance`).
 ///
 /// The protocol (Ongaro, "Implementing Replicated Logs with Paxos"; seed 000):
 /// - One promise covers every slot: `prepare(b, from)` makes the acceptor refuse every ballot
@@ -17,10 +19,13 @@
 ///   acceptor marks as chosen every entry it accepted under the same ballot below it (a leader
 ///   proposes one entry per slot per ballot, and learns chosen slots from its own quorum only),
 ///   and fetches whatever else it lacks from the leader, from a snapshot when the leader has
-///   already released those slots.
+///   already released those slots. A snapshot streams in chunks that the driver reads from one
+///   read transaction of the responder's store; the replica stages them durably and installs
+///   the snapshot in one commit when the last chunk is in, so a transfer that breaks leaves the
+///   state machine as it was, and resumes after the last staged row.
 /// - Forgetting: the leader tells everyone the slot below which every replica has applied;
 ///   replicas release their log below it, and below `retainEntries` behind their applied index.
-public struct LogReplica<Machine: StateMachine>: Sendable {
+public struct LogReplica: Sendable {
     /// What this replica is doing.
     public enum Role: Hashable, Sendable, CustomStringConvertible {
         case follower
@@ -43,6 +48,15 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         var ballot: Ballot
         var from: Slot
         var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord])] = [:]
+    }
+
+    /// A snapshot being fetched, chunk by chunk.
+    struct Download: Sendable {
+        var source: NodeID
+        /// 0 until the first chunk names the snapshot.
+        var token: UInt64
+        var after: MachineKey?
+        var deadline: UInt64
     }
 
     struct PreVote: Sendable {
@@ -94,7 +108,14 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     public private(set) var records: [Slot: LogRecord]
     public private(set) var applied: Slot
     public private(set) var logStart: Slot
-    public private(set) var machine: Machine
+    /// Entries through this slot were handed to the driver to apply (``applied`` trails it
+    /// until the driver reports back).
+    public private(set) var handedOut: Slot
+    /// Bytes of the applied entries still held (from ``logStart`` through ``applied``).
+    public private(set) var retainedBytes = 0
+    /// The snapshot staged so far (durably), to resume from.
+    public private(set) var staging: SnapshotStaging?
+    private var download: Download?
 
     /// The first slot this replica does not know to be chosen.
     public private(set) var firstUnchosen: Slot
@@ -139,8 +160,14 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         self.records = state.records
         self.applied = state.applied
         self.logStart = state.logStart
-        self.machine = Machine(rows: state.machine)
+        self.handedOut = state.applied
+        self.staging = state.staging
         self.firstUnchosen = state.applied + 1
+        if state.logStart <= state.applied {
+            for slot in state.logStart...state.applied {
+                retainedBytes += state.records[slot].map { Self.wireSize($0.entry) } ?? 0
+            }
+        }
         advanceFirstUnchosen()
         resetElectionTimer()
     }
@@ -235,6 +262,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             ready.reply = reply(onFetch(fromSlot))
         case .preVote(let ballot):
             ready.reply = reply(onPreVote(ballot))
+        case .snapshotChunk:
+            // The driver answers these from its store.
+            break
         case .forward(let proposals):
             ready.reply = reply(.forwarded(taken: leadership != nil))
             if leadership != nil {
@@ -328,7 +358,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
 
     private func onFetch(_ fromSlot: Slot) -> LogReply {
         if fromSlot < logStart {
-            return .snapshot(applied: applied, rows: machine.rows())
+            return .snapshotAvailable(applied: applied)
         }
         var entries: [SlotEntry] = []
         var bytes = 0
@@ -385,14 +415,24 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             if !entries.isEmpty, firstUnchosen < Swift.min(theirFirstUnchosen, limit) {
                 requestFetch(from: from, &ready)
             }
-        case .snapshot(let snapshotApplied, let rows):
+        case .snapshotAvailable(let theirApplied):
             fetchDeadline = nil
-            if let leadership, snapshotApplied >= leadership.catchUpTarget {
-                // A leader learns slots it may have proposed in only from its own quorums.
-                stepDown(&ready)
-            }
-            installSnapshot(snapshotApplied, rows, &ready)
-            if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
+            guard download == nil, theirApplied > handedOut else { break }
+            let resume = staging.flatMap { $0.source == from ? $0 : nil }
+            download = Download(
+                source: from, token: resume?.token ?? 0, after: resume?.after,
+                deadline: now + UInt64(configuration.resendTicks))
+            ready.eagerMessages.append(
+                outbound(to: from, .snapshotChunk(token: resume?.token ?? 0, after: resume?.after)))
+        case .snapshotChunk(let token, let snapshotApplied, let rows, let done):
+            onSnapshotChunk(from, token, snapshotApplied, rows, done, &ready)
+        case .snapshotGone:
+            guard let current = download, current.source == from, current.token != 0 else { break }
+            // Start over: the next first chunk drops what was staged.
+            staging = nil
+            download = Download(
+                source: from, token: 0, after: nil, deadline: now + UInt64(configuration.resendTicks))
+            ready.eagerMessages.append(outbound(to: from, .snapshotChunk(token: 0, after: nil)))
         case .forwarded:
             break
         }
@@ -406,6 +446,9 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         switch outbound.envelope.request {
         case .fetch:
             fetchDeadline = nil
+        case .snapshotChunk:
+            // The staged rows stay: the next transfer from the same peer resumes after them.
+            if download?.source == outbound.to { download = nil }
         case .forward(let proposals):
             // The leader may be gone; forget it until it (or another) is heard from again. The
             // proposals may have reached it all the same (only the reply was lost): they stay
@@ -462,6 +505,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
             resendStale(&ready)
         }
         if let fetchDeadline, now >= fetchDeadline { self.fetchDeadline = nil }
+        if let download, now >= download.deadline { self.download = nil }
         if let leadership, firstUnchosen < leadership.catchUpTarget, fetchDeadline == nil {
             // A follower asks again at the next heartbeat; a leader has nobody to remind it. Its
             // catch-up fetch (or the answer) may have been lost, or the peer it asked may be down.
@@ -700,46 +744,103 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
         while records[firstUnchosen]?.chosen == true { firstUnchosen += 1 }
     }
 
-    private mutating func installSnapshot(
-        _ snapshotApplied: Slot, _ rows: [MachineKey: [UInt8]], _ ready: inout LogReady
+    /// One chunk of the snapshot being fetched: staged durably; the next one is asked for once
+    /// it is, so a transfer keeps one chunk in flight and resumes after the last durable one.
+    private mutating func onSnapshotChunk(
+        _ from: NodeID, _ token: UInt64, _ snapshotApplied: Slot, _ rows: [MachineRow], _ done: Bool,
+        _ ready: inout LogReady
     ) {
-        guard snapshotApplied > applied else { return }
-        machine = Machine(rows: rows)
+        guard var current = download, current.source == from, token != 0,
+            current.token == 0 || current.token == token
+        else { return }
+        // Rows come from a peer: they must follow the last staged one, in strictly rising order.
+        var previous = current.token == 0 ? nil : current.after
+        for row in rows {
+            if let previous, !(previous < row.key) {
+                download = nil
+                return
+            }
+            previous = row.key
+        }
+        let first = current.token == 0
+        if !first, let staging, staging.applied != snapshotApplied {
+            download = nil
+            return
+        }
+        ready.mutations.append(
+            .stageSnapshot(
+                SnapshotChunk(source: from, token: token, applied: snapshotApplied, rows: rows, first: first)))
+        current.token = token
+        current.after = previous
+        current.deadline = now + UInt64(configuration.resendTicks)
+        staging = SnapshotStaging(source: from, token: token, applied: snapshotApplied, after: previous)
+        guard done else {
+            download = current
+            ready.messages.append(outbound(to: from, .snapshotChunk(token: token, after: previous)))
+            return
+        }
+        download = nil
+        staging = nil
+        // Installs only if it is ahead of what was handed out; otherwise it just drops the staging.
+        ready.mutations.append(.installSnapshot(applied: snapshotApplied))
+        guard snapshotApplied > handedOut else { return }
+        if let leadership, snapshotApplied >= leadership.catchUpTarget {
+            // A leader learns slots it may have proposed in only from its own quorums.
+            stepDown(&ready)
+        }
         applied = snapshotApplied
+        handedOut = snapshotApplied
+        retainedBytes = 0
         records = records.filter { $0.key > snapshotApplied }
         logStart = Swift.max(logStart, snapshotApplied + 1)
         firstUnchosen = Swift.max(firstUnchosen, snapshotApplied + 1)
         advanceFirstUnchosen()
-        ready.mutations.append(.installSnapshot(applied: snapshotApplied, rows: rows))
+        if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
+    }
+
+    /// The driver committed the `apply` mutations through `slot`; `outputs` are the state
+    /// machine's answers to this replica's proposals among them.
+    public mutating func onApplied(through slot: Slot, outputs: [(ProposalID, Value)]) -> LogReady {
+        var ready = LogReady()
+        let through = Swift.min(slot, handedOut)
+        if through > applied {
+            for applying in (applied + 1)...through {
+                retainedBytes += records[applying].map { Self.wireSize($0.entry) } ?? 0
+            }
+            applied = through
+        }
+        for (id, output) in outputs where id.node == me && id.incarnation == incarnation {
+            if outstandingProposals.remove(id) != nil { ready.results.append((id, output)) }
+            resendableProposals.remove(id)
+            forwardedProposals.remove(id)
+        }
+        finish(&ready)
+        return ready
     }
 
     /// Applies newly chosen entries in order, releases what everyone has applied, and lets a
     /// leader propose what is queued. Every input ends here.
     private mutating func finish(_ ready: inout LogReady) {
-        var changes: [MachineMutation] = []
-        let before = applied
-        while applied + 1 < firstUnchosen, let record = records[applied + 1] {
-            let slot = applied + 1
-            for proposal in record.entry {
-                let (output, rowChanges) = machine.apply(proposal, slot: slot)
-                changes += rowChanges
-                if proposal.id.node == me, proposal.id.incarnation == incarnation {
-                    if outstandingProposals.remove(proposal.id) != nil {
-                        ready.results.append((proposal.id, output))
-                    }
-                    resendableProposals.remove(proposal.id)
-                    forwardedProposals.remove(proposal.id)
-                }
-            }
-            applied = slot
+        while handedOut + 1 < firstUnchosen, let record = records[handedOut + 1] {
+            handedOut += 1
+            ready.mutations.append(.apply(slot: handedOut, entry: record.entry))
         }
-        if applied > before { ready.mutations.append(.apply(through: applied, machine: changes)) }
         if leadership != nil { releasable = leaderReleasable }
         var target = Swift.min(releasable, applied + 1)
         if applied + 1 - logStart > configuration.retainEntries {
             target = Swift.max(target, applied + 1 - configuration.retainEntries)
         }
-        if target - logStart >= configuration.releaseChunk {
+        var bytesTarget = logStart
+        var bytes = retainedBytes
+        while bytes > configuration.retainBytes, bytesTarget <= applied {
+            bytes -= records[bytesTarget].map { Self.wireSize($0.entry) } ?? 0
+            bytesTarget += 1
+        }
+        if target - logStart >= configuration.releaseChunk || bytesTarget > target {
+            target = Swift.max(target, bytesTarget)
+            for slot in logStart..<target where slot <= applied {
+                retainedBytes -= records[slot].map { Self.wireSize($0.entry) } ?? 0
+            }
             records = records.filter { $0.key >= target }
             logStart = target
             ready.mutations.append(.release(below: target))
@@ -765,7 +866,7 @@ public struct LogReplica<Machine: StateMachine>: Sendable {
     }
 
     private mutating func requestFetch(from peer: NodeID, _ ready: inout LogReady) {
-        guard peer != me, fetchDeadline == nil else { return }
+        guard peer != me, fetchDeadline == nil, download == nil else { return }
         fetchDeadline = now + UInt64(configuration.resendTicks)
         ready.eagerMessages.append(outbound(to: peer, .fetch(from: firstUnchosen)))
     }

@@ -11,15 +11,20 @@ public enum LogMutation: Hashable, Sendable, CustomStringConvertible {
     case accept(slot: Slot, ballot: Ballot, entry: LogEntry)
     /// `entry` is chosen in `slot`.
     case choose(slot: Slot, entry: LogEntry)
-    /// The state machine applied every slot through `through`, producing `machine`. The new
-    /// applied index and the rows it produced are one atomic change, so a restart never skips
-    /// or re-applies an entry.
-    case apply(through: Slot, machine: [MachineMutation])
+    /// Apply the chosen `entry` of `slot` to the state machine and advance the applied index to
+    /// it, in the same transaction. The store applies a slot only right after the applied index
+    /// (earlier ones it skips: a snapshot already covers them), so a restart never skips or
+    /// re-applies an entry.
+    case apply(slot: Slot, entry: LogEntry)
     /// Slots below `below` are applied here and released from the log.
     case release(below: Slot)
-    /// Replaces the state machine by a snapshot taken after applying slot `applied`, and drops
-    /// the log up to it.
-    case installSnapshot(applied: Slot, rows: [MachineKey: [UInt8]])
+    /// Stage one chunk of a snapshot streamed from a peer, beside the state machine (which it
+    /// does not touch). `first` starts a new staging and drops whatever was staged before.
+    case stageSnapshot(SnapshotChunk)
+    /// The staged snapshot is complete: if it is of a later slot than the applied index, replace
+    /// the state machine's rows by it and drop the log up to `applied`, in one transaction;
+    /// either way the staging is dropped.
+    case installSnapshot(applied: Slot)
     /// A new process incarnation started (proposal ids include it).
     case incarnation(UInt64)
 
@@ -30,17 +35,61 @@ public enum LogMutation: Hashable, Sendable, CustomStringConvertible {
         case .ballotUsed(let ballot): "ballotUsed(\(ballot))"
         case .accept(let slot, let ballot, let entry): "accept(\(slot), \(ballot), \(entry))"
         case .choose(let slot, let entry): "choose(\(slot), \(entry))"
-        case .apply(let through, let machine): "apply(through: \(through), \(machine.count) row changes)"
+        case .apply(let slot, let entry): "apply(\(slot), \(entry.count) commands)"
         case .release(let below): "release(below: \(below))"
-        case .installSnapshot(let applied, let rows):
-            "installSnapshot(applied: \(applied), \(rows.count) rows)"
+        case .stageSnapshot(let chunk): "stageSnapshot(\(chunk))"
+        case .installSnapshot(let applied): "installSnapshot(applied: \(applied))"
         case .incarnation(let value): "incarnation(\(value))"
         }
     }
 }
 
-/// Everything a replica must find again after a crash. ``apply(_:)`` defines what each
-/// ``LogMutation`` means, so every backend and every test model agrees on it.
+/// One chunk of a snapshot in transfer: rows in key order, each above the previous chunk's.
+public struct SnapshotChunk: Hashable, Sendable, CustomStringConvertible {
+    /// The peer the snapshot comes from.
+    public var source: NodeID
+    /// Names one snapshot of `source` (one read transaction there).
+    public var token: UInt64
+    /// The snapshot holds the state machine after applying every slot up to this one.
+    public var applied: Slot
+    public var rows: [MachineRow]
+    /// Whether this chunk starts the snapshot (it drops any earlier staging).
+    public var first: Bool
+
+    public init(source: NodeID, token: UInt64, applied: Slot, rows: [MachineRow], first: Bool) {
+        self.source = source
+        self.token = token
+        self.applied = applied
+        self.rows = rows
+        self.first = first
+    }
+
+    public var description: String {
+        "\(first ? "first " : "")chunk of \(source)'s snapshot \(token) at \(applied): \(rows.count) rows"
+    }
+}
+
+/// How far a staged snapshot got, so a transfer that broke resumes after the last staged row.
+public struct SnapshotStaging: Hashable, Sendable {
+    public var source: NodeID
+    public var token: UInt64
+    public var applied: Slot
+    /// The last row staged (rows come in key order); `nil` before the first row.
+    public var after: MachineKey?
+
+    public init(source: NodeID, token: UInt64, applied: Slot, after: MachineKey?) {
+        self.source = source
+        self.token = token
+        self.applied = applied
+        self.after = after
+    }
+}
+
+/// Everything a replica must find again after a crash. ``apply(_:machine:outputsFor:)`` defines
+/// what each ``LogMutation`` means, so every backend and every test model agrees on it.
+///
+/// A disk store's ``LogStore/loadLog()`` leaves ``machine`` and ``stagedRows`` empty: they stay
+/// on disk, and start-up reads only the log and the bounded state above.
 public struct LogDurableState: Hashable, Sendable {
     /// The acceptor's promise, covering every slot.
     public var promised: Ballot?
@@ -56,10 +105,33 @@ public struct LogDurableState: Hashable, Sendable {
     public var machine: [MachineKey: [UInt8]] = [:]
     /// The last incarnation that started.
     public var incarnation: UInt64 = 0
+    /// A snapshot being received, if any, and its rows so far.
+    public var staging: SnapshotStaging?
+    public var stagedRows: [MachineKey: [UInt8]] = [:]
 
     public init() {}
 
+    /// The state without the rows a disk store leaves on disk.
+    public var withoutRows: LogDurableState {
+        var copy = self
+        copy.machine = [:]
+        copy.stagedRows = [:]
+        return copy
+    }
+
+    /// Applies one mutation that applies no entry (for tests and models; an `apply` mutation
+    /// here is a bug).
     public mutating func apply(_ mutation: LogMutation) {
+        if case .apply = mutation { preconditionFailure("an apply mutation needs a state machine") }
+        _ = try? apply(mutation, machine: NoStateMachine(), outputsFor: nil)
+    }
+
+    /// Applies one mutation; an `apply` runs `machine` and returns the outputs of the proposals
+    /// of `node` it applied.
+    @discardableResult
+    public mutating func apply(
+        _ mutation: LogMutation, machine stateMachine: some StateMachine, outputsFor node: NodeID?
+    ) throws -> [(ProposalID, Value)] {
         switch mutation {
         case .promise(let ballot):
             if promised.map({ ballot > $0 }) ?? true { promised = ballot }
@@ -68,35 +140,86 @@ public struct LogDurableState: Hashable, Sendable {
         case .ballotUsed:
             break
         case .accept(let slot, let ballot, let entry):
-            guard slot >= logStart, records[slot]?.chosen != true else { return }
+            guard slot >= logStart, records[slot]?.chosen != true else { return [] }
             records[slot] = LogRecord(ballot: ballot, entry: entry, chosen: false)
         case .choose(let slot, let entry):
-            guard slot >= logStart else { return }
+            guard slot >= logStart else { return [] }
             let ballot = records[slot].flatMap { $0.entry == entry ? $0.ballot : nil }
             records[slot] = LogRecord(ballot: ballot, entry: entry, chosen: true)
-        case .apply(let through, let rows):
-            guard through > applied else { return }
-            for change in rows {
-                switch change {
-                case .put(let key, let value): machine[key] = value
-                case .delete(let key): machine[key] = nil
+        case .apply(let slot, let entry):
+            guard slot > applied else { return [] }
+            guard slot == applied + 1 else { throw LogStoreError.gap(slot: slot, applied: applied) }
+            // Moved, not copied: the dictionary stays uniquely referenced while the machine writes.
+            var rows = MemoryRows(machine, counted: false)
+            machine = [:]
+            var outputs: [(ProposalID, Value)] = []
+            for proposal in entry {
+                let output: Value
+                do {
+                    output = try stateMachine.apply(proposal, slot: slot, rows: &rows)
+                } catch {
+                    machine = rows.take()
+                    throw error
                 }
+                if proposal.id.node == node { outputs.append((proposal.id, output)) }
             }
-            applied = through
+            machine = rows.take()
+            applied = slot
+            return outputs
         case .release(let below):
-            guard below > logStart else { return }
+            guard below > logStart else { return [] }
             records = records.filter { $0.key >= below }
             logStart = below
-        case .installSnapshot(let snapshotApplied, let rows):
-            guard snapshotApplied > applied else { return }
-            machine = rows
+        case .stageSnapshot(let chunk):
+            if chunk.first {
+                staging = SnapshotStaging(
+                    source: chunk.source, token: chunk.token, applied: chunk.applied, after: nil)
+                stagedRows = [:]
+            }
+            guard var current = staging, current.source == chunk.source, current.token == chunk.token
+            else { return [] }
+            for row in chunk.rows { stagedRows[row.key] = row.value }
+            current.after = chunk.rows.last?.key ?? current.after
+            staging = current
+        case .installSnapshot(let snapshotApplied):
+            defer {
+                staging = nil
+                stagedRows = [:]
+            }
+            guard let staging, staging.applied == snapshotApplied, snapshotApplied > applied else { return [] }
+            machine = stagedRows
             applied = snapshotApplied
             records = records.filter { $0.key > snapshotApplied }
             logStart = Swift.max(logStart, snapshotApplied + 1)
         case .incarnation(let value):
             incarnation = Swift.max(incarnation, value)
         }
+        return []
     }
+}
+
+/// Why a store refused a batch.
+public enum LogStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// An apply skipped slots: a bug in the driver.
+    case gap(slot: Slot, applied: Slot)
+
+    public var description: String {
+        switch self {
+        case .gap(let slot, let applied): "slot \(slot) applied right after slot \(applied): entries were skipped"
+        }
+    }
+}
+
+/// A consistent view of a store's state machine rows as of one applied index, read in chunks
+/// while the store goes on committing (SQLite: one read transaction in WAL mode).
+public protocol LogSnapshotSource: Sendable {
+    /// The snapshot is the state machine after applying every slot up to this one.
+    var applied: Slot { get }
+    /// Rows after `after` (from the first when `nil`), in key order, until they hold at least
+    /// `maxBytes` as a message carries them (9 bytes per row, its key and its value; at least one row); `done` when no rows are left after them.
+    func chunk(after: MachineKey?, maxBytes: Int) async throws -> (rows: [MachineRow], done: Bool)
+    /// Ends the read transaction.
+    func close() async
 }
 
 /// Durable storage for one replica of the log: the acceptor's promise and accepted entries,
@@ -105,8 +228,56 @@ public protocol LogStore: Sendable {
     /// Everything committed so far.
     func loadLog() async throws -> LogDurableState
     /// Commits `mutations` atomically and durably: when this returns, they survive a crash; when
-    /// it throws, none of them happened and the store refuses every later commit.
-    func commitLog(_ mutations: [LogMutation]) async throws
+    /// it throws, none of them happened and the store refuses every later commit. Entries in
+    /// `apply` mutations are applied with `machine`; the outputs of `node`'s proposals among them
+    /// come back, in order.
+    func commitLog(
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+    ) async throws -> [(ProposalID, Value)]
+    /// Opens a consistent snapshot of the state machine for a peer that fell behind the log.
+    func openSnapshot() async throws -> any LogSnapshotSource
+    /// Every row of the state machine (reads the whole store: for tests and inspection only).
+    func machineRows() async throws -> [MachineKey: [UInt8]]
+}
+
+extension LogStore {
+    /// Commits a batch that applies no entries.
+    public func commitLog(_ mutations: [LogMutation]) async throws {
+        _ = try await commitLog(mutations, machine: NoStateMachine(), outputsFor: NodeID(0))
+    }
+}
+
+/// A snapshot of rows held in memory (the in-memory store's, and the simulation's).
+public struct MemorySnapshotSource: LogSnapshotSource {
+    public let applied: Slot
+    private let rows: [MachineRow]
+
+    public init(applied: Slot, rows: [MachineKey: [UInt8]]) {
+        self.applied = applied
+        self.rows = rows.map { MachineRow(key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }
+    }
+
+    public func chunk(after: MachineKey?, maxBytes: Int) -> (rows: [MachineRow], done: Bool) {
+        var start = 0
+        if let after {
+            var low = 0
+            var high = rows.count
+            while low < high {
+                let middle = (low + high) / 2
+                if rows[middle].key <= after { low = middle + 1 } else { high = middle }
+            }
+            start = low
+        }
+        var end = start
+        var bytes = 0
+        while end < rows.count, end == start || bytes < maxBytes {
+            bytes += 9 + rows[end].key.key.count + rows[end].value.count
+            end += 1
+        }
+        return (Array(rows[start..<end]), end == rows.count)
+    }
+
+    public func close() {}
 }
 
 /// The in-memory ``LogStore`` for tests. "Durable" here means it outlives the replica that wrote
@@ -121,13 +292,23 @@ public actor InMemoryLogStore: LogStore {
 
     public func loadLog() -> LogDurableState { state }
 
-    public func commitLog(_ mutations: [LogMutation]) throws {
+    public func commitLog(
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+    ) throws -> [(ProposalID, Value)] {
         if !failures.isEmpty { throw failures.removeFirst() }
         var next = state
-        for mutation in mutations { next.apply(mutation) }
+        var outputs: [(ProposalID, Value)] = []
+        for mutation in mutations { outputs += try next.apply(mutation, machine: machine, outputsFor: node) }
         state = next
         commitCount += 1
+        return outputs
     }
+
+    public func openSnapshot() -> any LogSnapshotSource {
+        MemorySnapshotSource(applied: state.applied, rows: state.machine)
+    }
+
+    public func machineRows() -> [MachineKey: [UInt8]] { state.machine }
 
     /// Makes the next commit fail and leave the state untouched.
     public func failNextCommit() {

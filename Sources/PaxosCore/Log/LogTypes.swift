@@ -95,22 +95,132 @@ public struct MachineKey: Hashable, Sendable, Comparable {
     }
 }
 
+/// One row with its value, as a snapshot carries it.
+public struct MachineRow: Hashable, Sendable {
+    public var key: MachineKey
+    public var value: [UInt8]
+
+    public init(key: MachineKey, value: [UInt8]) {
+        self.key = key
+        self.value = value
+    }
+}
+
 /// A change to a state machine's rows.
 public enum MachineMutation: Hashable, Sendable {
     case put(MachineKey, [UInt8])
     case delete(MachineKey)
 }
 
-/// A deterministic state machine fed by the replicated log.
+/// A state machine's rows as it sees them while it applies a command: the store's rows, with the
+/// changes of the commands applied before it in the same batch. The SQLite store reads them from
+/// disk inside the transaction that applies, so a node's memory does not grow with its data.
+public protocol MachineRows {
+    /// The value of `key`, or `nil`.
+    func value(_ key: MachineKey) throws -> [UInt8]?
+    /// The smallest key in `space`, or `nil` when the space is empty.
+    func first(in space: UInt8) throws -> MachineKey?
+    /// How many rows `space` holds.
+    func count(in space: UInt8) throws -> Int
+    mutating func put(_ key: MachineKey, _ value: [UInt8]) throws
+    mutating func delete(_ key: MachineKey) throws
+}
+
+/// A deterministic state machine fed by the replicated log. It keeps no state of its own: every
+/// bit of it is in rows, which the store keeps (on disk, for SQLite) and a snapshot carries.
 ///
-/// `apply` must be a pure function of the machine's state and the proposal: every replica applies
-/// the same entries in the same order and must reach the same state and the same outputs.
+/// `apply` must be a pure function of the rows and the proposal: every replica applies the same
+/// entries in the same order and must reach the same rows and the same outputs. It may throw
+/// only what reading or writing `rows` throws; the store then fails the commit.
 public protocol StateMachine: Sendable {
-    /// Rebuilds the machine from its durable rows (after a restart, or from a snapshot).
-    init(rows: [MachineKey: [UInt8]])
-    /// Applies one chosen proposal in slot `slot` and returns the client's answer and the row
-    /// changes to persist in the same transaction as the new applied index.
-    mutating func apply(_ proposal: Proposal, slot: Slot) -> (output: Value, mutations: [MachineMutation])
-    /// Every row, for a snapshot sent to a node that fell behind the log's start.
-    func rows() -> [MachineKey: [UInt8]]
+    /// Applies one chosen proposal in slot `slot` and returns the client's answer.
+    func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value
+}
+
+/// Rows in a dictionary: the in-memory store's, and the test double for a machine's rows. It
+/// records every change, so a test can check that the changes rebuild the same rows.
+public struct MemoryRows: MachineRows, Sendable {
+    public private(set) var rows: [MachineKey: [UInt8]]
+    public private(set) var changes: [MachineMutation] = []
+    /// Rows per space, kept up to date; `nil` when not counted (``count(in:)`` then scans).
+    private var counts: [UInt8: Int]?
+
+    /// - Parameter counted: keep a count per space, so ``count(in:)`` does not scan (costs one
+    ///   pass over `rows` now).
+    public init(_ rows: [MachineKey: [UInt8]] = [:], counted: Bool = true) {
+        self.rows = rows
+        if counted {
+            var counts: [UInt8: Int] = [:]
+            for key in rows.keys { counts[key.space, default: 0] += 1 }
+            self.counts = counts
+        }
+    }
+
+    public func value(_ key: MachineKey) -> [UInt8]? { rows[key] }
+
+    public func first(in space: UInt8) -> MachineKey? {
+        rows.keys.filter { $0.space == space }.min()
+    }
+
+    public func count(in space: UInt8) -> Int {
+        guard let counts else { return rows.keys.count { $0.space == space } }
+        return counts[space] ?? 0
+    }
+
+    public mutating func put(_ key: MachineKey, _ value: [UInt8]) {
+        if rows.updateValue(value, forKey: key) == nil { counts?[key.space, default: 0] += 1 }
+        changes.append(.put(key, value))
+    }
+
+    public mutating func delete(_ key: MachineKey) {
+        if rows.removeValue(forKey: key) != nil { counts?[key.space, default: 0] -= 1 }
+        changes.append(.delete(key))
+    }
+
+    /// Hands the rows over, leaving this empty (so the caller's copy is not shared).
+    public mutating func take() -> [MachineKey: [UInt8]] {
+        let taken = rows
+        rows = [:]
+        counts = counts.map { _ in [:] }
+        return taken
+    }
+
+    /// Forgets the recorded changes (the rows stay).
+    public mutating func clearChanges() { changes = [] }
+}
+
+/// A state machine with its rows in memory, for tests and fuzzing.
+public struct MemoryMachine<Machine: StateMachine>: Sendable {
+    public let machine: Machine
+    public private(set) var memory: MemoryRows
+
+    public init(_ machine: Machine, rows: [MachineKey: [UInt8]] = [:]) {
+        self.machine = machine
+        self.memory = MemoryRows(rows)
+    }
+
+    /// Every row.
+    public var rows: [MachineKey: [UInt8]] { memory.rows }
+
+    /// Applies `proposal` and returns the answer and the row changes it made.
+    public mutating func apply(_ proposal: Proposal, slot: Slot) throws -> (
+        output: Value, mutations: [MachineMutation]
+    ) {
+        memory.clearChanges()
+        let output = try machine.apply(proposal, slot: slot, rows: &memory)
+        return (output, memory.changes)
+    }
+}
+
+/// A machine for batches that apply nothing; applying with it is a bug and fails the commit.
+public struct NoStateMachine: StateMachine {
+    struct Unexpected: Error, CustomStringConvertible {
+        var description: String { "an entry was applied without a state machine" }
+    }
+
+    public init() {}
+
+    public func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value {
+        throw Unexpected()
+    }
 }
