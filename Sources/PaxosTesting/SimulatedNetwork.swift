@@ -11,6 +11,8 @@ import Synchronization
 /// - Partitions: symmetric groups; a call succeeds only between members of one group.
 /// - Calls that cannot complete fail promptly, and the receiver counts the RPCs it accepted for
 ///   processing (the lab's `rpcCount`).
+/// - A frame limit, as TCP has: a replicated-log message whose encoding is larger fails its
+///   call (``setMaxLogMessageBytes(_:)``); the largest one sent is recorded either way.
 ///
 /// Every request and reply is encoded with ``PaxosWire`` and decoded on the other side, so peers
 /// never share a value by reference and the codec is exercised by every test.
@@ -28,6 +30,8 @@ public final class SimulatedNetwork: Sendable {
         var groups: [Set<NodeID>]?
         var rpcCounts: [NodeID: Int] = [:]
         var random: SplitMix64
+        var maxLogMessageBytes: Int?
+        var largestLogMessageBytes = 0
     }
 
     private let state: Mutex<State>
@@ -63,6 +67,22 @@ public final class SimulatedNetwork: Sendable {
     /// Removes every partition.
     public func heal() {
         state.withLock { $0.groups = nil }
+    }
+
+    /// Refuses replicated-log messages larger than `bytes` once encoded (nil: no limit).
+    public func setMaxLogMessageBytes(_ bytes: Int?) {
+        state.withLock { $0.maxLogMessageBytes = bytes }
+    }
+
+    /// The largest replicated-log message (request or reply) encoded so far, in bytes.
+    public var largestLogMessageBytes: Int { state.withLock { $0.largestLogMessageBytes } }
+
+    /// Records a log message's size; false when it is above the limit.
+    private func fits(_ bytes: [UInt8]) -> Bool {
+        state.withLock { state in
+            state.largestLogMessageBytes = Swift.max(state.largestLogMessageBytes, bytes.count)
+            return bytes.count <= (state.maxLogMessageBytes ?? Int.max)
+        }
     }
 
     /// The RPCs `node` accepted for processing.
@@ -129,6 +149,9 @@ public final class SimulatedNetwork: Sendable {
         -> LogReplyEnvelope
     {
         let requestBytes = LogWire.encode(request)
+        guard fits(requestBytes) else {
+            throw TransportError("a \(requestBytes.count)-byte message from \(from) is over the frame limit")
+        }
         guard let (dropReply, handler) = admitLog(from: from, to: to, requireServing: true), let handler
         else {
             throw TransportError("\(from) cannot reach \(to)")
@@ -138,6 +161,9 @@ public final class SimulatedNetwork: Sendable {
             throw TransportError("\(to) did not answer")
         }
         let replyBytes = LogWire.encode(reply)
+        guard fits(replyBytes) else {
+            throw TransportError("a \(replyBytes.count)-byte reply from \(to) is over the frame limit")
+        }
         if dropReply { throw TransportError("reply from \(to) lost") }
         return try LogWire.decodeReply(replyBytes)
     }

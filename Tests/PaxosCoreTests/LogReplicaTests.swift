@@ -223,6 +223,69 @@ struct LogReplicaTests {
     // every thread of Swift's cooperative pool (one per core), and the suites whose clusters run
     // on timers (the KV and lab tests) would find no leader before their deadlines.
     @Test(
+        "a replica behind the released log catches up from a snapshot in many chunks; a crash of the receiver or the sender in the middle leaves its old rows, and the transfer resumes or starts over",
+        arguments: Array(UInt64(1)...UInt64(12)))
+    func chunkedSnapshotUnderCrashes(seed: UInt64) throws {
+        var simulation = LogSimulation(count: 3, seed: seed, configuration: .simulation)
+        func settle(_ rounds: Int = 1) {
+            for _ in 0..<rounds {
+                for node in simulation.up { simulation.tick(node) }
+                simulation.deliverAll()
+            }
+        }
+        for _ in 0..<300 where simulation.leaders.isEmpty { settle() }
+        let leader = try #require(simulation.leaders.first)
+        let follower = simulation.peers.first { $0 != leader }!
+        simulation.crash(follower)
+        for _ in 0..<150 {
+            simulation.submit(at: leader)
+            settle()
+        }
+        #expect(simulation.replicas[leader]!.logStart > 2, "the log was released")
+        let before = simulation.durable[follower]!
+        simulation.restart(follower)
+        // Step by step until the follower has staged part of the snapshot, durably.
+        var random = SplitMix64(seed: seed)
+        for _ in 0..<20_000 where simulation.durable[follower]!.staging?.after == nil {
+            switch Int.random(in: 0..<3, using: &random) {
+            case 0: simulation.deliverOne()
+            case 1: simulation.commitOne()
+            default: simulation.tick(simulation.up.randomElement(using: &random)!)
+            }
+        }
+        let staged = try #require(simulation.durable[follower]!.staging)
+        #expect(!simulation.durable[follower]!.stagedRows.isEmpty)
+        // The state machine is untouched by the staging.
+        #expect(simulation.durable[follower]!.machine == before.machine)
+        #expect(simulation.durable[follower]!.applied == before.applied)
+        if seed % 2 == 0 {
+            simulation.crash(follower)
+            simulation.restart(follower)
+            #expect(simulation.replicas[follower]!.staging == staged, "the restart resumes from the staging")
+            #expect(simulation.replicas[follower]!.applied == before.applied)
+        } else {
+            // The sender goes away: another replica leads and serves the snapshot.
+            simulation.crash(staged.source)
+        }
+        for _ in 0..<2000 {
+            settle()
+            let up = simulation.up
+            if Set(up.map { simulation.replicas[$0]!.applied }).count == 1, simulation.leaders.count == 1 { break }
+        }
+        if seed % 2 == 1 {
+            simulation.restart(staged.source)
+            settle(200)
+        }
+        let applied = simulation.up.map { simulation.replicas[$0]!.applied }
+        #expect(Set(applied).count == 1, "\(simulation.summary)")
+        #expect(simulation.appliedCommands[follower] == simulation.appliedCommands[leader])
+        #expect(simulation.snapshotsInstalled >= 1)
+        #expect(simulation.snapshotChunks > 3, "the snapshot took several chunks")
+        #expect(simulation.durable[follower]!.staging == nil)
+        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+    }
+
+    @Test(
         "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks, a node lost for good and surprising ballots and slots from peers; the healed cluster makes progress and a returning follower deposes nobody",
         .serialized, arguments: Array(UInt64(1)...UInt64(40)))
     func agreementUnderFaults(seed: UInt64) throws {
@@ -250,12 +313,19 @@ struct LogReplicaTests {
                 guard from != to else { break }
                 let round = UInt64.random(in: 1...(1 << 20), using: &random)
                 let slot = Slot.random(in: 0...200, using: &random)
-                switch Int.random(in: 0..<3, using: &random) {
+                switch Int.random(in: 0..<4, using: &random) {
                 case 0:
                     simulation.inject(
                         .prepare(ballot: Ballot(round: round, node: from), from: slot), from: from, to: to)
                 case 1:
                     simulation.inject(.preVote(ballot: Ballot(round: round, node: from)), from: from, to: to)
+                case 2:
+                    // A snapshot chunk asked for out of turn: a new one, or a token nobody gave.
+                    simulation.inject(
+                        .snapshotChunk(
+                            token: Bool.random(using: &random) ? 0 : round,
+                            after: MachineKey(space: 1, key: ListMachine.bigEndian(UInt64(slot)))),
+                        from: from, to: to)
                 default: simulation.inject(.fetch(from: slot), from: from, to: to)
                 }
             case 94:
