@@ -101,7 +101,8 @@ public actor LogPeer<Machine: StateMachine> {
         let core = LogReplica(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
         let timeoutTicks = UInt64(Swift.max(1, submitTimeout / tickInterval))
         let peer = LogPeer(
-            core: core, machine: machine, store: store, transport: transport, submitTimeoutTicks: timeoutTicks,
+            core: core, machine: machine, store: store, transport: transport,
+            submitTimeoutTicks: timeoutTicks,
             snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)))
         await transport.serveLog { [weak peer] request in await peer?.handle(request) }
         await peer.startTicking(every: tickInterval, sleep: sleep)
@@ -306,7 +307,9 @@ public actor LogPeer<Machine: StateMachine> {
     /// Answers a peer's request for the next chunk of a snapshot: token 0 opens a new one (and
     /// closes the peer's earlier one); another token continues the peer's open one, or is told it
     /// is gone. No answer when the store cannot be read: the peer's call fails and it asks again.
-    private func serveSnapshotChunk(to peer: NodeID, token: UInt64, after: MachineKey?) async -> LogReplyEnvelope? {
+    private func serveSnapshotChunk(to peer: NodeID, token: UInt64, after: MachineKey?) async
+        -> LogReplyEnvelope?
+    {
         let reader: SnapshotReader
         if token == 0 {
             if let old = snapshotReaders.removeValue(forKey: peer) { await old.source.close() }
@@ -337,7 +340,8 @@ public actor LogPeer<Machine: StateMachine> {
             }
             return LogReplyEnvelope(
                 from: me,
-                reply: .snapshotChunk(token: reader.token, applied: reader.source.applied, rows: rows, done: done))
+                reply: .snapshotChunk(
+                    token: reader.token, applied: reader.source.applied, rows: rows, done: done))
         } catch {
             if snapshotReaders[peer]?.token == reader.token { snapshotReaders[peer] = nil }
             await reader.source.close()

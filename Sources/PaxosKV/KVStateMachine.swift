@@ -153,7 +153,8 @@ public struct KVStateMachine: StateMachine {
 
     private func open<Rows: MachineRows>(_ client: UInt64, slot: Slot, _ rows: inout Rows) throws -> Value {
         let output = KVResult(.ok, u64(client)).encode()
-        try store(client, Session(request: 0, slot: slot, output: output, fingerprint: nil), replacing: nil, &rows)
+        try store(
+            client, Session(request: 0, slot: slot, output: output, fingerprint: nil), replacing: nil, &rows)
         try evictIfNeeded(&rows)
         return output
     }

@@ -6,208 +6,208 @@ extension Migrations {
         Migration(
             version: 1, name: "0001_acceptor_state.sql",
             sql: #"""
--- swift-paxos: durable acceptor, learner and proposer state of one node.
--- Ballots are stored as (round, node) pairs and shown as 'round.node' by the views below.
+                -- swift-paxos: durable acceptor, learner and proposer state of one node.
+                -- Ballots are stored as (round, node) pairs and shown as 'round.node' by the views below.
 
--- One row: what this node keeps about itself.
-CREATE TABLE node_state (
-    id              INTEGER PRIMARY KEY CHECK (id = 1),
-    -- The proposer's highest round seen or used; committed before any message carrying a
-    -- ballot of that round leaves the process, so a restarted node never reuses a ballot.
-    max_round       INTEGER NOT NULL DEFAULT 0 CHECK (max_round >= 0),
-    -- min(): instances below it are forgotten and never voted on again.
-    forgotten_below INTEGER NOT NULL DEFAULT 0 CHECK (forgotten_below >= 0)
-) STRICT;
-INSERT INTO node_state (id) VALUES (1);
+                -- One row: what this node keeps about itself.
+                CREATE TABLE node_state (
+                    id              INTEGER PRIMARY KEY CHECK (id = 1),
+                    -- The proposer's highest round seen or used; committed before any message carrying a
+                    -- ballot of that round leaves the process, so a restarted node never reuses a ballot.
+                    max_round       INTEGER NOT NULL DEFAULT 0 CHECK (max_round >= 0),
+                    -- min(): instances below it are forgotten and never voted on again.
+                    forgotten_below INTEGER NOT NULL DEFAULT 0 CHECK (forgotten_below >= 0)
+                ) STRICT;
+                INSERT INTO node_state (id) VALUES (1);
 
--- The highest done(seq) known for each peer (this node included).
-CREATE TABLE peer_done (
-    peer_id  INTEGER PRIMARY KEY,
-    done_seq INTEGER NOT NULL CHECK (done_seq >= -1)
-) STRICT;
+                -- The highest done(seq) known for each peer (this node included).
+                CREATE TABLE peer_done (
+                    peer_id  INTEGER PRIMARY KEY,
+                    done_seq INTEGER NOT NULL CHECK (done_seq >= -1)
+                ) STRICT;
 
--- One row per instance at or above forgotten_below that this node has state for.
-CREATE TABLE instances (
-    seq              INTEGER PRIMARY KEY CHECK (seq >= 0),
-    -- The highest ballot this acceptor promised (phase 1) or accepted under (phase 2).
-    promised_round   INTEGER,
-    promised_node    INTEGER,
-    -- The highest-ballot proposal this acceptor accepted (cleared once the instance is decided).
-    accepted_round   INTEGER,
-    accepted_node    INTEGER,
-    accepted_value   BLOB,
-    accepted_is_text INTEGER NOT NULL DEFAULT 0 CHECK (accepted_is_text IN (0, 1)),
-    -- The decided value, once known.
-    decided_value    BLOB,
-    decided_is_text  INTEGER NOT NULL DEFAULT 0 CHECK (decided_is_text IN (0, 1)),
-    CHECK ((promised_round IS NULL) = (promised_node IS NULL)),
-    CHECK ((accepted_round IS NULL) = (accepted_node IS NULL)),
-    CHECK ((accepted_round IS NULL) = (accepted_value IS NULL))
-) STRICT;
+                -- One row per instance at or above forgotten_below that this node has state for.
+                CREATE TABLE instances (
+                    seq              INTEGER PRIMARY KEY CHECK (seq >= 0),
+                    -- The highest ballot this acceptor promised (phase 1) or accepted under (phase 2).
+                    promised_round   INTEGER,
+                    promised_node    INTEGER,
+                    -- The highest-ballot proposal this acceptor accepted (cleared once the instance is decided).
+                    accepted_round   INTEGER,
+                    accepted_node    INTEGER,
+                    accepted_value   BLOB,
+                    accepted_is_text INTEGER NOT NULL DEFAULT 0 CHECK (accepted_is_text IN (0, 1)),
+                    -- The decided value, once known.
+                    decided_value    BLOB,
+                    decided_is_text  INTEGER NOT NULL DEFAULT 0 CHECK (decided_is_text IN (0, 1)),
+                    CHECK ((promised_round IS NULL) = (promised_node IS NULL)),
+                    CHECK ((accepted_round IS NULL) = (accepted_node IS NULL)),
+                    CHECK ((accepted_round IS NULL) = (accepted_value IS NULL))
+                ) STRICT;
 
--- Instances as a person reads them: ballots as 'round.node', values as text when they are UTF-8.
-CREATE VIEW instance_state AS
-SELECT
-    seq,
-    CASE WHEN decided_value IS NOT NULL THEN 'decided' ELSE 'pending' END AS fate,
-    CASE WHEN promised_round IS NULL THEN NULL ELSE promised_round || '.' || promised_node END AS promised,
-    CASE WHEN accepted_round IS NULL THEN NULL ELSE accepted_round || '.' || accepted_node END AS accepted,
-    CASE WHEN accepted_is_text = 1 THEN CAST(accepted_value AS TEXT) END AS accepted_text,
-    length(accepted_value) AS accepted_bytes,
-    CASE WHEN decided_is_text = 1 THEN CAST(decided_value AS TEXT) END AS decided_text,
-    length(decided_value) AS decided_bytes
-FROM instances;
+                -- Instances as a person reads them: ballots as 'round.node', values as text when they are UTF-8.
+                CREATE VIEW instance_state AS
+                SELECT
+                    seq,
+                    CASE WHEN decided_value IS NOT NULL THEN 'decided' ELSE 'pending' END AS fate,
+                    CASE WHEN promised_round IS NULL THEN NULL ELSE promised_round || '.' || promised_node END AS promised,
+                    CASE WHEN accepted_round IS NULL THEN NULL ELSE accepted_round || '.' || accepted_node END AS accepted,
+                    CASE WHEN accepted_is_text = 1 THEN CAST(accepted_value AS TEXT) END AS accepted_text,
+                    length(accepted_value) AS accepted_bytes,
+                    CASE WHEN decided_is_text = 1 THEN CAST(decided_value AS TEXT) END AS decided_text,
+                    length(decided_value) AS decided_bytes
+                FROM instances;
 
--- What is decided.
-CREATE VIEW decisions AS
-SELECT seq, decided_text AS value, decided_bytes AS bytes FROM instance_state WHERE fate = 'decided';
+                -- What is decided.
+                CREATE VIEW decisions AS
+                SELECT seq, decided_text AS value, decided_bytes AS bytes FROM instance_state WHERE fate = 'decided';
 
--- The node's own counters in one row, min() included.
-CREATE VIEW node_summary AS
-SELECT
-    max_round,
-    forgotten_below AS min,
-    (SELECT max(seq) FROM instances) AS max_seq_stored,
-    (SELECT count(*) FROM instances) AS instances_stored,
-    (SELECT count(*) FROM instances WHERE decided_value IS NOT NULL) AS decided_stored
-FROM node_state;
-"""#),
+                -- The node's own counters in one row, min() included.
+                CREATE VIEW node_summary AS
+                SELECT
+                    max_round,
+                    forgotten_below AS min,
+                    (SELECT max(seq) FROM instances) AS max_seq_stored,
+                    (SELECT count(*) FROM instances) AS instances_stored,
+                    (SELECT count(*) FROM instances WHERE decided_value IS NOT NULL) AS decided_stored
+                FROM node_state;
+                """#),
         Migration(
             version: 2, name: "0002_node_identity.sql",
             sql: #"""
--- Which node of which cluster this data file belongs to: recorded by the first paxos-node that
--- opens it, checked by every later one, so a data directory cannot be started as another node
--- or joined to another cluster by mistake.
-CREATE TABLE node_identity (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    node_id    INTEGER NOT NULL CHECK (node_id >= 0),
-    cluster_id TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-) STRICT;
-"""#),
+                -- Which node of which cluster this data file belongs to: recorded by the first paxos-node that
+                -- opens it, checked by every later one, so a data directory cannot be started as another node
+                -- or joined to another cluster by mistake.
+                CREATE TABLE node_identity (
+                    id         INTEGER PRIMARY KEY CHECK (id = 1),
+                    node_id    INTEGER NOT NULL CHECK (node_id >= 0),
+                    cluster_id TEXT NOT NULL,
+                    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+                ) STRICT;
+                """#),
         Migration(
             version: 3, name: "0003_ballot_log.sql",
             sql: #"""
--- Every ballot this node's proposer used, written in the same transaction as max_round and
--- before any message carrying the ballot leaves the process. A checker (tools/kill-test) reads
--- it to prove that no ballot was used twice across restarts. Rows below min() are pruned with
--- the instances they belong to, so the table stays bounded.
-CREATE TABLE ballot_log (
-    id           INTEGER PRIMARY KEY,
-    seq          INTEGER NOT NULL CHECK (seq >= 0),
-    ballot_round INTEGER NOT NULL,
-    ballot_node  INTEGER NOT NULL,
-    used_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-) STRICT;
-CREATE INDEX ballot_log_by_seq ON ballot_log (seq);
+                -- Every ballot this node's proposer used, written in the same transaction as max_round and
+                -- before any message carrying the ballot leaves the process. A checker (tools/kill-test) reads
+                -- it to prove that no ballot was used twice across restarts. Rows below min() are pruned with
+                -- the instances they belong to, so the table stays bounded.
+                CREATE TABLE ballot_log (
+                    id           INTEGER PRIMARY KEY,
+                    seq          INTEGER NOT NULL CHECK (seq >= 0),
+                    ballot_round INTEGER NOT NULL,
+                    ballot_node  INTEGER NOT NULL,
+                    used_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                ) STRICT;
+                CREATE INDEX ballot_log_by_seq ON ballot_log (seq);
 
--- Ballots as a person reads them, and any ballot used more than once (must stay empty).
-CREATE VIEW ballots_used AS
-SELECT seq, ballot_round || '.' || ballot_node AS ballot, used_at FROM ballot_log;
+                -- Ballots as a person reads them, and any ballot used more than once (must stay empty).
+                CREATE VIEW ballots_used AS
+                SELECT seq, ballot_round || '.' || ballot_node AS ballot, used_at FROM ballot_log;
 
-CREATE VIEW reused_ballots AS
-SELECT ballot_round || '.' || ballot_node AS ballot, count(*) AS uses, group_concat(seq) AS seqs
-FROM ballot_log GROUP BY ballot_round, ballot_node HAVING count(*) > 1;
-"""#),
+                CREATE VIEW reused_ballots AS
+                SELECT ballot_round || '.' || ballot_node AS ballot, count(*) AS uses, group_concat(seq) AS seqs
+                FROM ballot_log GROUP BY ballot_round, ballot_node HAVING count(*) > 1;
+                """#),
         Migration(
             version: 4, name: "0004_replicated_log.sql",
             sql: #"""
--- The replicated log (Multi-Paxos) and the state machine it feeds. One row of log_state holds
--- the acceptor's single promise (it covers every slot), the proposer's max_round, the applied
--- index and the first slot still kept. The applied index and the machine rows it produced are
--- always written in the same transaction.
-CREATE TABLE log_state (
-    id             INTEGER PRIMARY KEY CHECK (id = 1),
-    promised_round INTEGER,
-    promised_node  INTEGER,
-    max_round      INTEGER NOT NULL DEFAULT 0,
-    applied        INTEGER NOT NULL DEFAULT 0,
-    log_start      INTEGER NOT NULL DEFAULT 1,
-    incarnation    INTEGER NOT NULL DEFAULT 0
-) STRICT;
-INSERT INTO log_state (id) VALUES (1);
+                -- The replicated log (Multi-Paxos) and the state machine it feeds. One row of log_state holds
+                -- the acceptor's single promise (it covers every slot), the proposer's max_round, the applied
+                -- index and the first slot still kept. The applied index and the machine rows it produced are
+                -- always written in the same transaction.
+                CREATE TABLE log_state (
+                    id             INTEGER PRIMARY KEY CHECK (id = 1),
+                    promised_round INTEGER,
+                    promised_node  INTEGER,
+                    max_round      INTEGER NOT NULL DEFAULT 0,
+                    applied        INTEGER NOT NULL DEFAULT 0,
+                    log_start      INTEGER NOT NULL DEFAULT 1,
+                    incarnation    INTEGER NOT NULL DEFAULT 0
+                ) STRICT;
+                INSERT INTO log_state (id) VALUES (1);
 
--- One row per slot from log_start on: the accepted (or learned) entry, a batch of commands.
-CREATE TABLE log_entries (
-    slot         INTEGER PRIMARY KEY CHECK (slot >= 1),
-    ballot_round INTEGER,
-    ballot_node  INTEGER,
-    chosen       INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1)),
-    commands     INTEGER NOT NULL,
-    entry        BLOB NOT NULL
-) STRICT;
+                -- One row per slot from log_start on: the accepted (or learned) entry, a batch of commands.
+                CREATE TABLE log_entries (
+                    slot         INTEGER PRIMARY KEY CHECK (slot >= 1),
+                    ballot_round INTEGER,
+                    ballot_node  INTEGER,
+                    chosen       INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1)),
+                    commands     INTEGER NOT NULL,
+                    entry        BLOB NOT NULL
+                ) STRICT;
 
--- The state machine's rows. For the key-value store: space 1 = keys and values, space 2 = client
--- sessions, space 0 = the next client id.
-CREATE TABLE machine_rows (
-    space INTEGER NOT NULL,
-    key   BLOB NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (space, key)
-) STRICT, WITHOUT ROWID;
+                -- The state machine's rows. For the key-value store: space 1 = keys and values, space 2 = client
+                -- sessions, space 0 = the next client id.
+                CREATE TABLE machine_rows (
+                    space INTEGER NOT NULL,
+                    key   BLOB NOT NULL,
+                    value BLOB NOT NULL,
+                    PRIMARY KEY (space, key)
+                ) STRICT, WITHOUT ROWID;
 
--- Every ballot this node's leader candidacy used, written with max_round before the prepare left.
-CREATE TABLE log_ballots (
-    id           INTEGER PRIMARY KEY,
-    ballot_round INTEGER NOT NULL,
-    ballot_node  INTEGER NOT NULL,
-    used_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-) STRICT;
+                -- Every ballot this node's leader candidacy used, written with max_round before the prepare left.
+                CREATE TABLE log_ballots (
+                    id           INTEGER PRIMARY KEY,
+                    ballot_round INTEGER NOT NULL,
+                    ballot_node  INTEGER NOT NULL,
+                    used_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                ) STRICT;
 
-CREATE VIEW log_summary AS
-SELECT promised_round || '.' || promised_node AS promised, max_round, applied, log_start, incarnation,
-       (SELECT count(*) FROM log_entries) AS entries,
-       (SELECT count(*) FROM machine_rows WHERE space = 1) AS keys,
-       (SELECT count(*) FROM machine_rows WHERE space = 2) AS sessions
-FROM log_state;
+                CREATE VIEW log_summary AS
+                SELECT promised_round || '.' || promised_node AS promised, max_round, applied, log_start, incarnation,
+                       (SELECT count(*) FROM log_entries) AS entries,
+                       (SELECT count(*) FROM machine_rows WHERE space = 1) AS keys,
+                       (SELECT count(*) FROM machine_rows WHERE space = 2) AS sessions
+                FROM log_state;
 
-CREATE VIEW log AS
-SELECT slot, ballot_round || '.' || ballot_node AS ballot, chosen, commands, length(entry) AS bytes
-FROM log_entries;
+                CREATE VIEW log AS
+                SELECT slot, ballot_round || '.' || ballot_node AS ballot, chosen, commands, length(entry) AS bytes
+                FROM log_entries;
 
-CREATE VIEW kv AS
-SELECT CAST(key AS TEXT) AS key, CAST(value AS TEXT) AS value, length(value) AS bytes
-FROM machine_rows WHERE space = 1;
-"""#),
+                CREATE VIEW kv AS
+                SELECT CAST(key AS TEXT) AS key, CAST(value AS TEXT) AS value, length(value) AS bytes
+                FROM machine_rows WHERE space = 1;
+                """#),
         Migration(
             version: 5, name: "0005_streamed_snapshots.sql",
             sql: #"""
--- Snapshots streamed from a peer in chunks. The rows are staged here, beside machine_rows (which
--- they do not touch), and replace machine_rows in one transaction only when the last chunk is in;
--- snapshot_progress says whose snapshot it is and the last row staged, so a transfer that broke
--- resumes after it.
-CREATE TABLE snapshot_staging (
-    space INTEGER NOT NULL,
-    key   BLOB NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (space, key)
-) STRICT, WITHOUT ROWID;
+                -- Snapshots streamed from a peer in chunks. The rows are staged here, beside machine_rows (which
+                -- they do not touch), and replace machine_rows in one transaction only when the last chunk is in;
+                -- snapshot_progress says whose snapshot it is and the last row staged, so a transfer that broke
+                -- resumes after it.
+                CREATE TABLE snapshot_staging (
+                    space INTEGER NOT NULL,
+                    key   BLOB NOT NULL,
+                    value BLOB NOT NULL,
+                    PRIMARY KEY (space, key)
+                ) STRICT, WITHOUT ROWID;
 
-CREATE TABLE snapshot_progress (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    source      INTEGER NOT NULL,
-    token       INTEGER NOT NULL,
-    applied     INTEGER NOT NULL,
-    after_space INTEGER,
-    after_key   BLOB
-) STRICT;
+                CREATE TABLE snapshot_progress (
+                    id          INTEGER PRIMARY KEY CHECK (id = 1),
+                    source      INTEGER NOT NULL,
+                    token       INTEGER NOT NULL,
+                    applied     INTEGER NOT NULL,
+                    after_space INTEGER,
+                    after_key   BLOB
+                ) STRICT;
 
--- The key-value store now reads its rows from here instead of holding them in memory, and finds
--- its least recently used session through an index in space 3 (key: the session's slot and its
--- client id, 8 bytes each, big-endian; empty value). Sessions written before it get their index
--- rows here: a session value starts with its request (8 bytes) and its slot (8 bytes).
-INSERT OR IGNORE INTO machine_rows (space, key, value)
-SELECT 3, CAST(substr(value, 9, 8) || key AS BLOB), x''
-FROM machine_rows WHERE space = 2 AND length(key) = 8 AND length(value) >= 16;
+                -- The key-value store now reads its rows from here instead of holding them in memory, and finds
+                -- its least recently used session through an index in space 3 (key: the session's slot and its
+                -- client id, 8 bytes each, big-endian; empty value). Sessions written before it get their index
+                -- rows here: a session value starts with its request (8 bytes) and its slot (8 bytes).
+                INSERT OR IGNORE INTO machine_rows (space, key, value)
+                SELECT 3, CAST(substr(value, 9, 8) || key AS BLOB), x''
+                FROM machine_rows WHERE space = 2 AND length(key) = 8 AND length(value) >= 16;
 
-DROP VIEW log_summary;
-CREATE VIEW log_summary AS
-SELECT promised_round || '.' || promised_node AS promised, max_round, applied, log_start, incarnation,
-       (SELECT count(*) FROM log_entries) AS entries,
-       (SELECT count(*) FROM machine_rows WHERE space = 1) AS keys,
-       (SELECT count(*) FROM machine_rows WHERE space = 2) AS sessions,
-       (SELECT count(*) FROM snapshot_staging) AS staged_rows
-FROM log_state;
-"""#),
+                DROP VIEW log_summary;
+                CREATE VIEW log_summary AS
+                SELECT promised_round || '.' || promised_node AS promised, max_round, applied, log_start, incarnation,
+                       (SELECT count(*) FROM log_entries) AS entries,
+                       (SELECT count(*) FROM machine_rows WHERE space = 1) AS keys,
+                       (SELECT count(*) FROM machine_rows WHERE space = 2) AS sessions,
+                       (SELECT count(*) FROM snapshot_staging) AS staged_rows
+                FROM log_state;
+                """#),
     ]
 }

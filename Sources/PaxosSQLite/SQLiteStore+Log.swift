@@ -54,7 +54,8 @@ extension SQLiteStore: LogStore {
                     source: NodeID(UInt32(truncatingIfNeeded: row.integer(0))),
                     token: UInt64(bitPattern: row.integer(1)), applied: Slot(row.integer(2)),
                     after: row.isNull(3)
-                        ? nil : MachineKey(space: UInt8(truncatingIfNeeded: row.integer(3)), key: row.blob(4)))
+                        ? nil : MachineKey(space: UInt8(truncatingIfNeeded: row.integer(3)), key: row.blob(4))
+                )
             }
             return state
         }
@@ -71,7 +72,8 @@ extension SQLiteStore: LogStore {
     }
 
     private static func apply(
-        _ proposal: Proposal, _ slot: Slot, _ machine: some StateMachine, _ rows: inout SQLiteRows, _ path: String
+        _ proposal: Proposal, _ slot: Slot, _ machine: some StateMachine, _ rows: inout SQLiteRows,
+        _ path: String
     ) throws(SQLiteError) -> Value {
         do {
             return try machine.apply(proposal, slot: slot, rows: &rows)
@@ -86,7 +88,8 @@ extension SQLiteStore: LogStore {
             var rows: [MachineKey: [UInt8]] = [:]
             try self.openConnection().run("SELECT space, key, value FROM machine_rows") {
                 (row: SQLiteRow) throws(SQLiteError) in
-                rows[MachineKey(space: UInt8(truncatingIfNeeded: row.integer(0)), key: row.blob(1))] = row.blob(2)
+                rows[MachineKey(space: UInt8(truncatingIfNeeded: row.integer(0)), key: row.blob(1))] =
+                    row.blob(2)
             }
             return rows
         }
@@ -119,7 +122,8 @@ extension SQLiteStore: LogStore {
                 if case .apply(let slot, let entry) = mutation {
                     guard slot > bounds.applied else { continue }
                     guard slot == bounds.applied + 1 else {
-                        throw SQLiteError(.sqlite, "\(path): \(LogStoreError.gap(slot: slot, applied: bounds.applied))")
+                        throw SQLiteError(
+                            .sqlite, "\(path): \(LogStoreError.gap(slot: slot, applied: bounds.applied))")
                     }
                     var rows = SQLiteRows(connection: connection)
                     for proposal in entry {
@@ -280,7 +284,9 @@ struct SQLiteRows: MachineRows {
     }
 
     func count(in space: UInt8) throws(SQLiteError) -> Int {
-        Int(try connection.scalar("SELECT count(*) FROM machine_rows WHERE space = ?1", [.integer(Int64(space))]) ?? 0)
+        Int(
+            try connection.scalar(
+                "SELECT count(*) FROM machine_rows WHERE space = ?1", [.integer(Int64(space))]) ?? 0)
     }
 
     mutating func put(_ key: MachineKey, _ value: [UInt8]) throws(SQLiteError) {
@@ -291,7 +297,8 @@ struct SQLiteRows: MachineRows {
 
     mutating func delete(_ key: MachineKey) throws(SQLiteError) {
         try connection.run(
-            "DELETE FROM machine_rows WHERE space = ?1 AND key = ?2", [.integer(Int64(key.space)), .blob(key.key)])
+            "DELETE FROM machine_rows WHERE space = ?1 AND key = ?2",
+            [.integer(Int64(key.space)), .blob(key.key)])
     }
 }
 
@@ -312,7 +319,8 @@ final class SQLiteSnapshotSource: LogSnapshotSource, @unchecked Sendable {
 
     static func open(path: String) async throws -> SQLiteSnapshotSource {
         let queue = DispatchQueue(label: "swift-paxos.sqlite-snapshot")
-        let result: Result<SQLiteSnapshotSource, SQLiteError> = await withCheckedContinuation { continuation in
+        let result: Result<SQLiteSnapshotSource, SQLiteError> = await withCheckedContinuation {
+            continuation in
             queue.async {
                 continuation.resume(
                     returning: Result { () throws(SQLiteError) -> SQLiteSnapshotSource in
@@ -321,7 +329,8 @@ final class SQLiteSnapshotSource: LogSnapshotSource, @unchecked Sendable {
                             try connection.execute("BEGIN")
                             // The first read starts the transaction: everything after sees this state.
                             let applied = Slot(try connection.scalar("SELECT applied FROM log_state") ?? 0)
-                            return SQLiteSnapshotSource(applied: applied, connection: connection, queue: queue)
+                            return SQLiteSnapshotSource(
+                                applied: applied, connection: connection, queue: queue)
                         } catch {
                             connection.close()
                             throw error
@@ -335,7 +344,8 @@ final class SQLiteSnapshotSource: LogSnapshotSource, @unchecked Sendable {
     func chunk(after: MachineKey?, maxBytes: Int) async throws -> (rows: [MachineRow], done: Bool) {
         let result: Result<Chunk, SQLiteError> = await withCheckedContinuation { continuation in
             queue.async {
-                continuation.resume(returning: Result { () throws(SQLiteError) -> Chunk in try self.read(after, maxBytes) })
+                continuation.resume(
+                    returning: Result { () throws(SQLiteError) -> Chunk in try self.read(after, maxBytes) })
             }
         }
         let chunk = try result.get()

@@ -250,7 +250,8 @@ public enum LogWire {
             let token = try reader.readUInt64("token")
             let applied = try readSlot(&reader, "applied")
             let done = try readFlag(&reader, "done")
-            reply = .snapshotChunk(token: token, applied: applied, rows: try readRows(&reader, maxValueBytes), done: done)
+            reply = .snapshotChunk(
+                token: token, applied: applied, rows: try readRows(&reader, maxValueBytes), done: done)
         case .snapshotGone:
             reply = .snapshotGone
         case .forwarded:

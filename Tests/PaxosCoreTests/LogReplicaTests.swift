@@ -222,6 +222,44 @@ struct LogReplicaTests {
     // Serialized: each seed is seconds of synchronous work. Run side by side they would hold
     // every thread of Swift's cooperative pool (one per core), and the suites whose clusters run
     // on timers (the KV and lab tests) would find no leader before their deadlines.
+    @Test("applied entries are released by bytes as well as by count: large entries never pile up")
+    func retainedBytesAreBounded() {
+        var configuration = LogConfiguration.simulation
+        configuration.retainEntries = 10_000
+        configuration.retainBytes = 2_000
+        var simulation = LogSimulation(count: 3, seed: 3, configuration: configuration)
+        simulation.commandBytes = 300
+        for _ in 0..<300 where simulation.leaders.isEmpty {
+            for node in simulation.up { simulation.tick(node) }
+            simulation.deliverAll()
+        }
+        // A follower down: nothing is released because everyone applied it, only by the bounds.
+        simulation.crash(simulation.peers.first { !simulation.leaders.contains($0) }!)
+        for _ in 0..<60 {
+            if let leader = simulation.leaders.first { simulation.submit(at: leader) }
+            for node in simulation.up { simulation.tick(node) }
+            simulation.deliverAll()
+        }
+        for node in simulation.up {
+            let replica = simulation.replicas[node]!
+            #expect(replica.applied >= 50)
+            #expect(replica.logStart > 1)
+            // One entry over the bound at most: release stops at the first that brings it under.
+            #expect(
+                replica.retainedBytes <= 2_000
+                    + LogReplica.wireSize([
+                        Proposal(
+                            id: ProposalID(node: node, incarnation: 1, number: 1),
+                            command: Array(repeating: 0, count: 300 * 4))
+                    ]))
+            let held = (replica.logStart...replica.applied).reduce(0) { total, slot in
+                total + (replica.records[slot].map { LogReplica.wireSize($0.entry) } ?? 0)
+            }
+            #expect(held == replica.retainedBytes, "the running count matches the records")
+        }
+        #expect(simulation.violations.isEmpty)
+    }
+
     @Test(
         "a replica behind the released log catches up from a snapshot in many chunks; a crash of the receiver or the sender in the middle leaves its old rows, and the transfer resumes or starts over",
         arguments: Array(UInt64(1)...UInt64(12)))
@@ -270,7 +308,9 @@ struct LogReplicaTests {
         for _ in 0..<2000 {
             settle()
             let up = simulation.up
-            if Set(up.map { simulation.replicas[$0]!.applied }).count == 1, simulation.leaders.count == 1 { break }
+            if Set(up.map { simulation.replicas[$0]!.applied }).count == 1, simulation.leaders.count == 1 {
+                break
+            }
         }
         if seed % 2 == 1 {
             simulation.restart(staged.source)

@@ -358,7 +358,9 @@ struct LogSimulation {
         for reply in batch.localReplies { network.append(.local(node, reply)) }
         check(node)
         if let appliedThrough {
-            carryOut(replicas[node]!.onApplied(through: appliedThrough, outputs: outputs), at: node, answering: nil)
+            carryOut(
+                replicas[node]!.onApplied(through: appliedThrough, outputs: outputs), at: node, answering: nil
+            )
         }
     }
 

@@ -73,9 +73,11 @@ struct KVSessionTests {
         writer.writeBytes(KVResult(.ok).encode())
         var key = ByteWriter(capacity: 8)
         key.write(UInt64(3))
-        machine = MemoryMachine(KVStateMachine(), rows: [
-            MachineKey(space: KVStateMachine.sessionSpace, key: key.bytes): writer.bytes
-        ])
+        machine = MemoryMachine(
+            KVStateMachine(),
+            rows: [
+                MachineKey(space: KVStateMachine.sessionSpace, key: key.bytes): writer.bytes
+            ])
         slot = 10
         #expect(machine.sessionCount == 1)
         let retry = KVCommand(client: 3, request: 4, operation: .put(key: [1], value: [1]))

@@ -87,7 +87,8 @@ func randomLogMutations(_ random: inout SplitMix64, count: Int) -> [[LogMutation
                 batch.append(
                     .stageSnapshot(
                         SnapshotChunk(
-                            source: staging!.source, token: staging!.token, applied: staging!.applied, rows: rows,
+                            source: staging!.source, token: staging!.token, applied: staging!.applied,
+                            rows: rows,
                             first: staging!.next == 0)))
                 staging!.next &+= UInt8(rows.count) + 1
                 if Int.random(in: 0..<3, using: &random) == 0 {
@@ -188,7 +189,9 @@ struct KVSQLiteTests {
             let handedOut = await cluster.peer(index)!.inspect { $0.handedOut }
             #expect(durable.applied <= handedOut)
             #expect(
-                MemoryMachine(KVStateMachine(), rows: try await cluster.store(index)!.machineRows()).data[Array("log".utf8)].map {
+                MemoryMachine(KVStateMachine(), rows: try await cluster.store(index)!.machineRows()).data[
+                    Array("log".utf8)
+                ].map {
                     String(decoding: $0, as: UTF8.self)
                 } == expected)
         }

@@ -56,7 +56,8 @@ struct SnapshotTransferTests {
 
     /// Waits until replica `index` has applied at least `slot`, durably (its store's rows are
     /// then those of that slot or later).
-    func waitApplied(_ cluster: KVCluster, _ index: Int, _ slot: Slot, timeout: Duration = .seconds(60)) async throws
+    func waitApplied(_ cluster: KVCluster, _ index: Int, _ slot: Slot, timeout: Duration = .seconds(60))
+        async throws
         -> Bool
     {
         let deadline = ContinuousClock.now + timeout
@@ -118,7 +119,8 @@ struct SnapshotTransferTests {
         #expect(dataRows(settled).count == dataRows(settledLeader).count)
         #expect(dataRows(leaderRows).count >= 400)
         #expect(cluster.network.largestLogMessageBytes <= Self.frameLimit)
-        #expect(await cluster.peer(leader)!.openSnapshots == 0, "the read transaction ended with the last chunk")
+        #expect(
+            await cluster.peer(leader)!.openSnapshots == 0, "the read transaction ended with the last chunk")
     }
 
     @Test("a receiver killed in the middle keeps its old rows, never a partial snapshot, and resumes")

@@ -78,10 +78,11 @@ struct LogWireTests {
 
     @Test("snapshot rows out of key order, or repeated, are refused")
     func snapshotRowsOutOfOrder() {
-        for keys in [[MachineKey(space: 1, key: [2]), MachineKey(space: 1, key: [1])],
+        for keys in [
+            [MachineKey(space: 1, key: [2]), MachineKey(space: 1, key: [1])],
             [MachineKey(space: 2, key: []), MachineKey(space: 1, key: [9])],
-            [MachineKey(space: 1, key: [1]), MachineKey(space: 1, key: [1])]]
-        {
+            [MachineKey(space: 1, key: [1]), MachineKey(space: 1, key: [1])],
+        ] {
             let reply = LogReplyEnvelope(
                 from: NodeID(1),
                 reply: .snapshotChunk(

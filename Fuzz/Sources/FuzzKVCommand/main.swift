@@ -6,15 +6,15 @@ import PaxosWire
 /// Keys and sessions that commands can hit: one existing key, one open session (client 1, last
 /// request 5) and the next client id.
 let startRows: [MachineKey: [UInt8]] = {
-    var machine = KVStateMachine(rows: [:])
+    var machine = MemoryMachine(KVStateMachine())
     let setup = [
         KVCommand(operation: .register),
         KVCommand(client: 1, request: 5, operation: .put(key: Array("k".utf8), value: Array("v".utf8))),
     ]
     for (slot, command) in setup.enumerated() {
-        _ = machine.apply(proposal(command.encode()), slot: slot + 1)
+        _ = try? machine.apply(proposal(command.encode()), slot: slot + 1)
     }
-    return machine.rows()
+    return machine.rows
 }()
 
 func proposal(_ command: [UInt8]) -> Proposal {
@@ -35,9 +35,12 @@ public func fuzzKVCommand(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         let again = try? KVResult.decode(result.encode())
         require(again == result, "result round trip: \(result) came back as \(String(describing: again))")
     }
-    var machine = KVStateMachine(rows: startRows)
-    var rows = machine.rows()
-    let (output, mutations) = machine.apply(proposal(bytes), slot: 3)
+    var machine = MemoryMachine(KVStateMachine(), rows: startRows)
+    var rows = machine.rows
+    guard let (output, mutations) = try? machine.apply(proposal(bytes), slot: 3) else {
+        require(false, "applying \(bytes) threw with rows in memory")
+        return 0
+    }
     require((try? KVResult.decode(output)) != nil, "the machine answered \(output), which does not decode")
     for mutation in mutations {
         switch mutation {
@@ -45,8 +48,6 @@ public func fuzzKVCommand(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         case .delete(let key): rows[key] = nil
         }
     }
-    require(
-        KVStateMachine(rows: rows).rows() == machine.rows(),
-        "the row changes of \(bytes) do not rebuild the machine they came from")
+    require(rows == machine.rows, "the row changes of \(bytes) do not rebuild the rows they came from")
     return 0
 }

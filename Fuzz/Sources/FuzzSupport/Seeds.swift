@@ -82,10 +82,14 @@ public enum Seeds {
         LogReplyEnvelope(from: 3, reply: .rejected(ballot: ballot, promised: ballot)),
         LogReplyEnvelope(
             from: 3, reply: .chosen(entries: [SlotEntry(slot: 1, entry: entry)], firstUnchosen: 2)),
+        LogReplyEnvelope(from: 3, reply: .snapshotAvailable(applied: 5)),
         LogReplyEnvelope(
             from: 3,
-            reply: .snapshot(
-                applied: 5, rows: [MachineKey(space: 1, key: Array("k".utf8)): Array("v".utf8)])),
+            reply: .snapshotChunk(
+                token: 9, applied: 5,
+                rows: [MachineRow(key: MachineKey(space: 1, key: Array("k".utf8)), value: Array("v".utf8))],
+                done: true)),
+        LogReplyEnvelope(from: 3, reply: .snapshotGone),
         LogReplyEnvelope(from: 3, reply: .forwarded(taken: true)),
         LogReplyEnvelope(from: 3, reply: .preVote(ballot: ballot, granted: false, promised: ballot)),
     ]
@@ -109,14 +113,15 @@ public enum Seeds {
 
     /// A machine's rows after `commands` (as a snapshot carries them), then the commands again.
     static func snapshot(_ commands: [KVCommand]) -> [UInt8] {
-        var machine = KVStateMachine(rows: [:])
+        var machine = MemoryMachine(KVStateMachine(maxSessions: 2))
         for (index, command) in commands.enumerated() {
-            _ = machine.apply(
+            _ = try? machine.apply(
                 Proposal(id: ProposalID(node: 1, incarnation: 1, number: 1), command: command.encode()),
                 slot: index + 1)
         }
         var writer = ByteWriter()
-        LogWire.writeRows(machine.rows(), &writer)
+        LogWire.writeRows(
+            machine.rows.map { MachineRow(key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }, &writer)
         for command in commands { writer.writeBytes(command.encode()) }
         return writer.bytes
     }

@@ -769,7 +769,8 @@ public struct LogReplica: Sendable {
         }
         ready.mutations.append(
             .stageSnapshot(
-                SnapshotChunk(source: from, token: token, applied: snapshotApplied, rows: rows, first: first)))
+                SnapshotChunk(source: from, token: token, applied: snapshotApplied, rows: rows, first: first))
+        )
         current.token = token
         current.after = previous
         current.deadline = now + UInt64(configuration.resendTicks)

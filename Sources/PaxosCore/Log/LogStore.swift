@@ -186,7 +186,9 @@ public struct LogDurableState: Hashable, Sendable {
                 staging = nil
                 stagedRows = [:]
             }
-            guard let staging, staging.applied == snapshotApplied, snapshotApplied > applied else { return [] }
+            guard let staging, staging.applied == snapshotApplied, snapshotApplied > applied else {
+                return []
+            }
             machine = stagedRows
             applied = snapshotApplied
             records = records.filter { $0.key > snapshotApplied }
@@ -205,7 +207,8 @@ public enum LogStoreError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .gap(let slot, let applied): "slot \(slot) applied right after slot \(applied): entries were skipped"
+        case .gap(let slot, let applied):
+            "slot \(slot) applied right after slot \(applied): entries were skipped"
         }
     }
 }
