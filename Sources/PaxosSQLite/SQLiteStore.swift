@@ -231,7 +231,9 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     func reclaimSpace(_ connection: SQLiteConnection) {
         do {
             let free = try connection.scalar("PRAGMA freelist_count") ?? 0
-            if free >= 64 { try connection.execute("PRAGMA incremental_vacuum") }
+            // At most 4 MiB at a time: after a snapshot replaced a large state, the freed pages go
+            // back over many commits instead of one vacuum that rewrites gigabytes.
+            if free >= 64 { try connection.execute("PRAGMA incremental_vacuum(1024)") }
         } catch {
             // The batch itself is committed; but a write that fails now means the disk is in
             // trouble, so the next commit refuses rather than trusting it.
