@@ -81,7 +81,8 @@ extension SQLiteStore: LogStore {
             (row: SQLiteRow) throws(SQLiteError) in views.append((row.text(0), row.text(1)))
         }
         var staging = ""
-        try connection.run("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'snapshot_staging'") {
+        try connection.run("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'snapshot_staging'")
+        {
             (row: SQLiteRow) throws(SQLiteError) in staging = row.text(0)
         }
         guard !staging.isEmpty else { throw SQLiteError(.sqlite, "the snapshot_staging table is missing") }
