@@ -341,7 +341,9 @@ public actor LogPeer<Machine: StateMachine> {
             return LogReplyEnvelope(
                 from: me,
                 reply: .snapshotChunk(
-                    token: reader.token, applied: reader.source.applied, rows: rows, done: done))
+                    token: reader.token, applied: reader.source.applied, after: token == 0 ? nil : after,
+                    rows: rows,
+                    done: done))
         } catch {
             if snapshotReaders[peer]?.token == reader.token { snapshotReaders[peer] = nil }
             await reader.source.close()

@@ -268,6 +268,8 @@ extension SQLiteStore: LogStore {
                     [.integer(Int64(applied))])
             }
             try connection.execute("DELETE FROM snapshot_staging; DELETE FROM snapshot_progress;")
+        case .discardSnapshot:
+            try connection.execute("DELETE FROM snapshot_staging; DELETE FROM snapshot_progress;")
         case .incarnation(let value):
             try connection.run(
                 "UPDATE log_state SET incarnation = max(incarnation, ?1)",

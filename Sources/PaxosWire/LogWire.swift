@@ -18,7 +18,8 @@ import PaxosCore
 /// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
 /// firstUnchosen count:u32 (slot entry)*; forwarded (0xA6) taken:u8; pre-vote (0xA7) ballot
 /// granted:u8 has-promised:u8 [promised:ballot]; snapshot available (0xA8) applied:slot;
-/// snapshot chunk (0xA9) token:u64 applied:slot done:u8 rows (in strictly rising key order);
+/// snapshot chunk (0xA9) token:u64 applied:slot done:u8 has-after:u8 [space:u8 key:bytes] rows
+/// (in strictly rising key order);
 /// snapshot gone (0xAA). (0xA5 was the whole snapshot in one message, which no longer exists.)
 public enum LogWire {
     public static let version: UInt8 = 1
@@ -75,13 +76,7 @@ public enum LogWire {
         case .snapshotChunk(let token, let after):
             header(&writer, .snapshotChunkRequest, envelope.from)
             writer.write(token)
-            if let after {
-                writer.write(UInt8(1))
-                writer.write(after.space)
-                writer.writeBytes(after.key)
-            } else {
-                writer.write(UInt8(0))
-            }
+            writeAfter(after, &writer)
         }
         return writer.bytes
     }
@@ -123,11 +118,12 @@ public enum LogWire {
         case .snapshotAvailable(let applied):
             header(&writer, .snapshotAvailable, envelope.from)
             writer.write(Int64(applied))
-        case .snapshotChunk(let token, let applied, let rows, let done):
+        case .snapshotChunk(let token, let applied, let after, let rows, let done):
             header(&writer, .snapshotChunk, envelope.from)
             writer.write(token)
             writer.write(Int64(applied))
             writer.write(UInt8(done ? 1 : 0))
+            writeAfter(after, &writer)
             writeRows(rows, &writer)
         case .snapshotGone:
             header(&writer, .snapshotGone, envelope.from)
@@ -191,13 +187,7 @@ public enum LogWire {
             request = .preVote(ballot: try readBallot(&reader))
         case .snapshotChunkRequest:
             let token = try reader.readUInt64("token")
-            let after =
-                try readFlag(&reader, "has after")
-                ? MachineKey(
-                    space: try reader.readUInt8("after space"),
-                    key: try reader.readBytes("after key", limit: maxValueBytes))
-                : nil
-            request = .snapshotChunk(token: token, after: after)
+            request = .snapshotChunk(token: token, after: try readAfter(&reader, maxValueBytes))
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
         }
@@ -250,8 +240,10 @@ public enum LogWire {
             let token = try reader.readUInt64("token")
             let applied = try readSlot(&reader, "applied")
             let done = try readFlag(&reader, "done")
+            let after = try readAfter(&reader, maxValueBytes)
             reply = .snapshotChunk(
-                token: token, applied: applied, rows: try readRows(&reader, maxValueBytes), done: done)
+                token: token, applied: applied, after: after, rows: try readRows(&reader, maxValueBytes),
+                done: done)
         case .snapshotGone:
             reply = .snapshotGone
         case .forwarded:
@@ -384,6 +376,25 @@ public enum LogWire {
                     id: ProposalID(node: node, incarnation: incarnation, number: number), command: command))
         }
         return entry
+    }
+
+    private static func writeAfter(_ after: MachineKey?, _ writer: inout ByteWriter) {
+        guard let after else {
+            writer.write(UInt8(0))
+            return
+        }
+        writer.write(UInt8(1))
+        writer.write(after.space)
+        writer.writeBytes(after.key)
+    }
+
+    private static func readAfter(_ reader: inout ByteReader, _ maxValueBytes: Int) throws(WireError)
+        -> MachineKey?
+    {
+        guard try readFlag(&reader, "has after") else { return nil }
+        return MachineKey(
+            space: try reader.readUInt8("after space"),
+            key: try reader.readBytes("after key", limit: maxValueBytes))
     }
 
     /// State machine rows, as carried by a snapshot chunk, in the order given.

@@ -277,7 +277,9 @@ struct LogSimulation {
             let (rows, done) = open.source.chunk(
                 after: token == 0 ? nil : after, maxBytes: configuration.snapshotChunkBytes)
             snapshotSources[node, default: [:]][peer] = done ? nil : open
-            reply = .snapshotChunk(token: open.token, applied: open.source.applied, rows: rows, done: done)
+            reply = .snapshotChunk(
+                token: open.token, applied: open.source.applied, after: token == 0 ? nil : after, rows: rows,
+                done: done)
             snapshotChunks += 1
             largestMessageBytes = Swift.max(
                 largestMessageBytes, rows.reduce(0) { $0 + 9 + $1.key.key.count + $1.value.count })

@@ -91,7 +91,10 @@ func randomLogMutations(_ random: inout SplitMix64, count: Int) -> [[LogMutation
                             rows: rows,
                             first: staging!.next == 0)))
                 staging!.next &+= UInt8(rows.count) + 1
-                if Int.random(in: 0..<3, using: &random) == 0 {
+                if Int.random(in: 0..<8, using: &random) == 0 {
+                    batch.append(.discardSnapshot)
+                    staging = nil
+                } else if Int.random(in: 0..<3, using: &random) == 0 {
                     batch.append(.installSnapshot(applied: staging!.applied))
                     applied = Swift.max(applied, staging!.applied)
                     slot = Swift.max(slot, applied + 1)

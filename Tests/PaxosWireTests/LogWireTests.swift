@@ -46,12 +46,15 @@ struct LogWireTests {
         LogReplyEnvelope(
             from: NodeID(1),
             reply: .snapshotChunk(
-                token: 77, applied: 40,
+                token: 77, applied: 40, after: nil,
                 rows: [
                     MachineRow(key: MachineKey(space: 1, key: [1, 2]), value: [3]),
                     MachineRow(key: MachineKey(space: 2, key: []), value: []),
                 ], done: true)),
-        LogReplyEnvelope(from: NodeID(2), reply: .snapshotChunk(token: 1, applied: 3, rows: [], done: false)),
+        LogReplyEnvelope(
+            from: NodeID(2),
+            reply: .snapshotChunk(
+                token: 1, applied: 3, after: MachineKey(space: 0, key: []), rows: [], done: false)),
         LogReplyEnvelope(from: NodeID(1), reply: .snapshotGone),
         LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
         LogReplyEnvelope(from: NodeID(1), reply: .preVote(ballot: ballot, granted: true, promised: nil)),
@@ -86,7 +89,8 @@ struct LogWireTests {
             let reply = LogReplyEnvelope(
                 from: NodeID(1),
                 reply: .snapshotChunk(
-                    token: 5, applied: 9, rows: keys.map { MachineRow(key: $0, value: [7]) }, done: false))
+                    token: 5, applied: 9, after: nil, rows: keys.map { MachineRow(key: $0, value: [7]) },
+                    done: false))
             #expect(throws: WireError.self) { try LogWire.decodeReply(LogWire.encode(reply)) }
         }
     }

@@ -86,7 +86,7 @@ public enum Seeds {
         LogReplyEnvelope(
             from: 3,
             reply: .snapshotChunk(
-                token: 9, applied: 5,
+                token: 9, applied: 5, after: MachineKey(space: 1, key: []),
                 rows: [MachineRow(key: MachineKey(space: 1, key: Array("k".utf8)), value: Array("v".utf8))],
                 done: true)),
         LogReplyEnvelope(from: 3, reply: .snapshotGone),

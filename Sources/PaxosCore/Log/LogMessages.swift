@@ -50,8 +50,9 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     /// after `applied`, to be fetched in chunks with ``LogRequest/snapshotChunk(token:after:)``.
     case snapshotAvailable(applied: Slot)
     /// Rows of snapshot `token` (the state machine after `applied`), in key order, following
-    /// the request's `after`; `done` when no rows are left.
-    case snapshotChunk(token: UInt64, applied: Slot, rows: [MachineRow], done: Bool)
+    /// `after`, which repeats the request's (`nil` for a new snapshot), so a late answer to an
+    /// older request is never taken for the next chunk; `done` when no rows are left.
+    case snapshotChunk(token: UInt64, applied: Slot, after: MachineKey?, rows: [MachineRow], done: Bool)
     /// The snapshot asked for is gone (the responder restarted or dropped it): start again.
     case snapshotGone
     /// Answer to `forward`: whether the responder, as leader, took the proposals.
@@ -69,8 +70,8 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
         case .rejected(let ballot, let promised): "rejected(\(ballot), promised: \(promised))"
         case .chosen(let entries, let firstUnchosen): "chosen(\(entries), firstUnchosen: \(firstUnchosen))"
         case .snapshotAvailable(let applied): "snapshotAvailable(applied: \(applied))"
-        case .snapshotChunk(let token, let applied, let rows, let done):
-            "snapshotChunk(\(token), applied: \(applied), \(rows.count) rows\(done ? ", done" : ""))"
+        case .snapshotChunk(let token, let applied, let after, let rows, let done):
+            "snapshotChunk(\(token), applied: \(applied), after: \(after.map { "\($0.space):\($0.key.count) bytes" } ?? "-"), \(rows.count) rows\(done ? ", done" : ""))"
         case .snapshotGone: "snapshotGone"
         case .forwarded(let taken): "forwarded(\(taken))"
         case .preVote(let ballot, let granted, let promised):

@@ -424,8 +424,8 @@ public struct LogReplica: Sendable {
                 deadline: now + UInt64(configuration.resendTicks))
             ready.eagerMessages.append(
                 outbound(to: from, .snapshotChunk(token: resume?.token ?? 0, after: resume?.after)))
-        case .snapshotChunk(let token, let snapshotApplied, let rows, let done):
-            onSnapshotChunk(from, token, snapshotApplied, rows, done, &ready)
+        case .snapshotChunk(let token, let snapshotApplied, let after, let rows, let done):
+            onSnapshotChunk(from, token, snapshotApplied, after, rows, done, &ready)
         case .snapshotGone:
             guard let current = download, current.source == from, current.token != 0 else { break }
             // Start over: the next first chunk drops what was staged.
@@ -747,11 +747,15 @@ public struct LogReplica: Sendable {
     /// One chunk of the snapshot being fetched: staged durably; the next one is asked for once
     /// it is, so a transfer keeps one chunk in flight and resumes after the last durable one.
     private mutating func onSnapshotChunk(
-        _ from: NodeID, _ token: UInt64, _ snapshotApplied: Slot, _ rows: [MachineRow], _ done: Bool,
-        _ ready: inout LogReady
+        _ from: NodeID, _ token: UInt64, _ snapshotApplied: Slot, _ answeredAfter: MachineKey?,
+        _ rows: [MachineRow],
+        _ done: Bool, _ ready: inout LogReady
     ) {
+        // Only the answer to the request in flight: replies may overtake each other, and a late
+        // one to an older request (another `after`, or another transfer) would leave a gap.
         guard var current = download, current.source == from, token != 0,
-            current.token == 0 || current.token == token
+            current.token == 0 || current.token == token,
+            answeredAfter == (current.token == 0 ? nil : current.after)
         else { return }
         // Rows come from a peer: they must follow the last staged one, in strictly rising order.
         var previous = current.token == 0 ? nil : current.after
@@ -826,11 +830,18 @@ public struct LogReplica: Sendable {
             handedOut += 1
             ready.mutations.append(.apply(slot: handedOut, entry: record.entry))
         }
+        if let staging, download == nil, handedOut >= staging.applied {
+            // Caught up past it from the log: the staged rows would never be installed.
+            self.staging = nil
+            ready.mutations.append(.discardSnapshot)
+        }
         if leadership != nil { releasable = leaderReleasable }
         var target = Swift.min(releasable, applied + 1)
         if applied + 1 - logStart > configuration.retainEntries {
             target = Swift.max(target, applied + 1 - configuration.retainEntries)
         }
+        // Released already (by count or bytes, past a lagging peer): nothing to release again.
+        target = Swift.max(target, logStart)
         var bytesTarget = logStart
         var bytes = retainedBytes
         while bytes > configuration.retainBytes, bytesTarget <= applied {

@@ -25,6 +25,8 @@ public enum LogMutation: Hashable, Sendable, CustomStringConvertible {
     /// the state machine's rows by it and drop the log up to `applied`, in one transaction;
     /// either way the staging is dropped.
     case installSnapshot(applied: Slot)
+    /// Drop the staged snapshot, if any (the replica caught up past it from the log).
+    case discardSnapshot
     /// A new process incarnation started (proposal ids include it).
     case incarnation(UInt64)
 
@@ -39,6 +41,7 @@ public enum LogMutation: Hashable, Sendable, CustomStringConvertible {
         case .release(let below): "release(below: \(below))"
         case .stageSnapshot(let chunk): "stageSnapshot(\(chunk))"
         case .installSnapshot(let applied): "installSnapshot(applied: \(applied))"
+        case .discardSnapshot: "discardSnapshot"
         case .incarnation(let value): "incarnation(\(value))"
         }
     }
@@ -193,6 +196,9 @@ public struct LogDurableState: Hashable, Sendable {
             applied = snapshotApplied
             records = records.filter { $0.key > snapshotApplied }
             logStart = Swift.max(logStart, snapshotApplied + 1)
+        case .discardSnapshot:
+            staging = nil
+            stagedRows = [:]
         case .incarnation(let value):
             incarnation = Swift.max(incarnation, value)
         }
