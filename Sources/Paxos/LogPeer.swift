@@ -217,6 +217,10 @@ public actor LogPeer<Machine: StateMachine> {
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
         for mutation in ready.mutations {
+            if case .installSnapshot = mutation {
+                // Installing stands for many applies: the replica serves from it once durable.
+                pending.prompt = true
+            }
             guard case .apply(let slot, let entry) = mutation else { continue }
             pending.appliedThrough = slot
             if !pending.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
