@@ -153,9 +153,28 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "slots"))
     var pipelineWindow: Int = LogConfiguration().maxSlotsInFlight
 
+    @Option(
+        help: ArgumentHelp(
+            "Applied log entries kept for a peer that lags; one further behind catches up from a "
+                + "snapshot (at most 64 MiB of entries are kept whatever their number).",
+            valueName: "entries"))
+    var retainEntries: Int = LogConfiguration().retainEntries
+
+    @Option(
+        help: ArgumentHelp(
+            "Bytes of rows per snapshot chunk sent to a peer that catches up.", valueName: "bytes"))
+    var snapshotChunkBytes: Int = LogConfiguration().snapshotChunkBytes
+
     func validate() throws {
         guard (1...1024).contains(pipelineWindow) else {
             throw ValidationError("--pipeline-window must be between 1 and 1024, got \(pipelineWindow)")
+        }
+        guard (16...10_000_000).contains(retainEntries) else {
+            throw ValidationError("--retain-entries must be between 16 and 10000000, got \(retainEntries)")
+        }
+        guard ((4 << 10)...(16 << 20)).contains(snapshotChunkBytes) else {
+            throw ValidationError(
+                "--snapshot-chunk-bytes must be between 4096 and 16777216, got \(snapshotChunkBytes)")
         }
         _ = try parsedPeers()
         if let peerListen, PeerAddress(parsing: peerListen) == nil {
@@ -302,7 +321,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         // The largest message: one value with its key, or a snapshot chunk that ends with one.
         transportConfiguration.maxFrameBytes = max(
             transportConfiguration.maxFrameBytes,
-            maxValueBytes + maxKeyBytes + LogConfiguration().snapshotChunkBytes + (64 << 10))
+            maxValueBytes + maxKeyBytes + snapshotChunkBytes + (64 << 10))
         let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
         do {
             try await transport.start()
@@ -327,6 +346,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         do {
             var configuration = LogConfiguration()
             configuration.maxSlotsInFlight = pipelineWindow
+            configuration.retainEntries = retainEntries
+            configuration.snapshotChunkBytes = snapshotChunkBytes
             log = try await LogPeer<KVStateMachine>.make(
                 me: me, peers: Array(addresses.keys), machine: KVStateMachine(), store: store,
                 transport: transport, configuration: configuration,
