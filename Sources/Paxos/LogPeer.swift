@@ -18,8 +18,10 @@ public enum SubmitOutcome: Hashable, Sendable {
 /// It carries out every ``LogReady`` as its contract demands: a leader's accepts leave at once,
 /// then the mutations of every input that arrived while a commit was in flight are committed as
 /// one batch (group commit), and only then are replies, messages and local votes released. The
-/// store applies chosen entries to the state machine inside the commit; client results go out
-/// when it returns. A failed commit stops the replica (crash-stop).
+/// store applies chosen entries to the state machine inside the commit; client results go out as
+/// soon as the store has computed them, before that commit's fsync (they depend only on chosen
+/// entries, durable at a majority: see ``LogReady``). A failed commit stops the replica
+/// (crash-stop).
 ///
 /// It also answers peers' snapshot chunk requests from its store: each snapshot is one read
 /// transaction of the store, kept open between chunks (at most one per peer) and closed when the
@@ -260,7 +262,13 @@ public actor LogPeer<Machine: StateMachine> {
     private func commit(_ batch: Batch) async {
         let outputs: [(ProposalID, Value)]
         do {
-            outputs = try await store.commitLog(batch.mutations, machine: machine, outputsFor: me)
+            outputs = try await store.commitLog(batch.mutations, machine: machine, outputsFor: me) {
+                [weak self] early in
+                // While this replica's own copy of the apply is still being fsynced: the outputs
+                // depend only on chosen entries (LogReady's contract).
+                guard let self else { return }
+                Task { await self.deliverEarly(early) }
+            }
         } catch {
             committing = false
             failure = "commit failed: \(error)"
@@ -289,6 +297,14 @@ public actor LogPeer<Machine: StateMachine> {
         for (continuation, reply) in batch.replies { continuation.resume(returning: reply) }
         for message in batch.messages { send(message) }
         for reply in batch.localReplies { onReply(reply) }
+    }
+
+    /// Answers the clients waiting for `outputs` (the first output of a proposal counts; a later
+    /// one, or the replica's own report after the commit, finds no waiter).
+    private func deliverEarly(_ outputs: [(ProposalID, Value)]) {
+        for (id, output) in outputs {
+            waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
+        }
     }
 
     private func deliver(results: [(ProposalID, Value)], failed: [ProposalID], unknown: [ProposalID]) {

@@ -62,11 +62,14 @@ extension SQLiteStore: LogStore {
     }
 
     public func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) async throws -> [(ProposalID, Value)] {
         guard !mutations.isEmpty else { return [] }
         let outputs = try await onQueue { () throws(SQLiteError) -> [Output] in
-            try self.commitLogOnQueue(mutations, machine, node).map { Output(id: $0.0, value: $0.1) }
+            try self.commitLogOnQueue(mutations, machine, node, beforeDurable).map {
+                Output(id: $0.0, value: $0.1)
+            }
         }
         return outputs.map { ($0.id, $0.value) }
     }
@@ -125,7 +128,8 @@ extension SQLiteStore: LogStore {
     }
 
     private func commitLogOnQueue(
-        _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID
+        _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID,
+        _ beforeDurable: @Sendable ([(ProposalID, Value)]) -> Void
     ) throws(SQLiteError) -> [(ProposalID, Value)] {
         if let poison {
             throw SQLiteError(
@@ -164,6 +168,8 @@ extension SQLiteStore: LogStore {
                 try connection.run(
                     "UPDATE log_state SET applied = max(applied, ?1)", [.integer(Int64(bounds.applied))])
             }
+            // Computed from chosen entries only: the client need not wait for this fsync.
+            if !outputs.isEmpty { beforeDurable(outputs) }
             try connection.execute("COMMIT")
             if released { reclaimSpace(connection) }
             return outputs

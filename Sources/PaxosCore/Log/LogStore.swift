@@ -239,9 +239,12 @@ public protocol LogStore: Sendable {
     /// Commits `mutations` atomically and durably: when this returns, they survive a crash; when
     /// it throws, none of them happened and the store refuses every later commit. Entries in
     /// `apply` mutations are applied with `machine`; the outputs of `node`'s proposals among them
-    /// come back, in order.
+    /// come back, in order. They are also handed to `beforeDurable` as soon as they are computed,
+    /// before the commit's fsync: an output depends only on chosen entries, which a majority
+    /// holds durably, so a client may have it at once (see ``LogReady``).
     func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) async throws -> [(ProposalID, Value)]
     /// Opens a consistent snapshot of the state machine for a peer that fell behind the log.
     func openSnapshot() async throws -> any LogSnapshotSource
@@ -253,6 +256,13 @@ extension LogStore {
     /// Commits a batch that applies no entries.
     public func commitLog(_ mutations: [LogMutation]) async throws {
         _ = try await commitLog(mutations, machine: NoStateMachine(), outputsFor: NodeID(0))
+    }
+
+    /// Commits a batch; its outputs come back only once it is durable.
+    public func commitLog(
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+    ) async throws -> [(ProposalID, Value)] {
+        try await commitLog(mutations, machine: machine, outputsFor: node, beforeDurable: { _ in })
     }
 }
 
@@ -302,12 +312,14 @@ public actor InMemoryLogStore: LogStore {
     public func loadLog() -> LogDurableState { state }
 
     public func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) throws -> [(ProposalID, Value)] {
         if !failures.isEmpty { throw failures.removeFirst() }
         var next = state
         var outputs: [(ProposalID, Value)] = []
         for mutation in mutations { outputs += try next.apply(mutation, machine: machine, outputsFor: node) }
+        if !outputs.isEmpty { beforeDurable(outputs) }
         state = next
         commitCount += 1
         return outputs
