@@ -64,6 +64,9 @@ public actor LogPeer<Machine: StateMachine> {
     private var waiters: [ProposalID: Waiter] = [:]
     private var ticks: UInt64 = 0
     private var snapshotReaders: [NodeID: SnapshotReader] = [:]
+    /// Peers whose new snapshot is being opened: one at a time per peer, so a peer that repeats
+    /// its first request cannot make this replica open connections (and files) without bound.
+    private var openingSnapshots: Set<NodeID> = []
     private let snapshotIdleTicks: UInt64
     /// Why the replica stopped, when a commit failed.
     public private(set) var failure: String?
@@ -332,6 +335,8 @@ public actor LogPeer<Machine: StateMachine> {
     {
         let reader: SnapshotReader
         if token == 0 {
+            guard openingSnapshots.insert(peer).inserted else { return nil }
+            defer { openingSnapshots.remove(peer) }
             if let old = snapshotReaders.removeValue(forKey: peer) { await old.source.close() }
             guard let source = try? await store.openSnapshot() else { return nil }
             var generator = SystemRandomNumberGenerator()

@@ -1,8 +1,10 @@
+import Foundation
 import Paxos
 import PaxosCore
 import PaxosKV
 import PaxosSQLite
 import PaxosTesting
+import Synchronization
 import Testing
 
 /// Catch-up of a state larger than any one message: a follower that fell behind the released
@@ -174,5 +176,48 @@ struct SnapshotTransferTests {
         let rows = try await cluster.store(2)!.machineRows()
         #expect(missing(rows, 0..<816) == [])
         #expect(cluster.network.largestLogMessageBytes <= Self.frameLimit)
+    }
+
+    final class Peak: Sendable {
+        let value: Mutex<Int>
+        init(_ start: Int) { value = Mutex(start) }
+    }
+
+    /// Open file descriptors of this process.
+    static func openFiles() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
+    @Test("a peer repeating its first chunk request opens one snapshot at a time, not one per request")
+    func repeatedFirstRequestsAreBounded() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let cluster = try await KVCluster(3, configuration: Self.configuration) { index in
+            try SQLiteStore(path: dir.path("node\(index).db"))
+        }
+        defer { Task { await cluster.shutdown() } }
+        try await put(32, on: cluster, via: [0, 1, 2])
+        let baseline = Self.openFiles()
+        let peak = Peak(baseline)
+        let asker = cluster.network.transport(for: NodeID(1))
+        let request = LogRequestEnvelope(from: NodeID(1), request: .snapshotChunk(token: 0, after: nil))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let sampling = Task {
+                while !Task.isCancelled {
+                    let now = Self.openFiles()
+                    peak.value.withLock { $0 = Swift.max($0, now) }
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            for _ in 0..<200 {
+                group.addTask { _ = try? await asker.call(request, to: NodeID(0)) }
+            }
+            try await group.waitForAll()
+            sampling.cancel()
+        }
+        // One snapshot connection holds a few files (database, WAL, shared memory).
+        let opened = peak.value.withLock { $0 } - baseline
+        #expect(opened < 40, "opened \(opened) files at once")
+        #expect(await cluster.peer(0)!.openSnapshots <= 1)
     }
 }

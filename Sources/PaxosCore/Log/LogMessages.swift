@@ -127,10 +127,12 @@ public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
 ///    before this input was handled (a leader's accepts depend on its promise and `maxRound`,
 ///    which were durable before it became leader; its own vote is counted only after step 2).
 ///    ``results``, ``failed`` and ``unknown`` MAY BE HANDED TO CLIENTS AT ONCE, TOO: a result
-///    comes from ``LogReplica/onApplied(through:outputs:)``, after the commit that applied its
-///    entry, and is the state machine's output for an entry that is chosen (a majority of
-///    acceptors hold it durably). `failed` proposals never left this replica; `unknown` ones
-///    left it and may or may not be chosen.
+///    comes from ``LogReplica/onApplied(through:outputs:)`` and is the state machine's output
+///    for an entry that is chosen (a majority of acceptors hold it durably), a deterministic
+///    function of the chosen prefix. So the driver MAY also hand a client the output the store
+///    computed for its proposal inside the commit of step 2, before that commit's fsync (the
+///    first output of a proposal; the later report then finds nobody waiting). `failed`
+///    proposals never left this replica; `unknown` ones left it and may or may not be chosen.
 /// 2. PERSIST: commit ``mutations`` atomically and durably, after every earlier Ready's. The
 ///    `apply` mutations among them run the state machine inside that same transaction.
 /// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
