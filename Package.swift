@@ -38,7 +38,8 @@ let package = Package(
         // Versioned binary codec for peer messages.
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
         // The shell: PaxosPeer actor (core + store + transport + ticks) and the Transport protocol.
-        .target(name: "Paxos", dependencies: ["PaxosCore"]),
+        .target(
+            name: "Paxos", dependencies: ["PaxosCore", .product(name: "Logging", package: "swift-log")]),
         // The replicated key-value state machine and its command codec (pure).
         .target(name: "PaxosKV", dependencies: ["Paxos", "PaxosCore", "PaxosWire"]),
         // Recorded client histories and the linearizability checker.

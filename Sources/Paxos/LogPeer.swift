@@ -1,3 +1,4 @@
+import Logging
 import PaxosCore
 
 /// The outcome of a proposal handed to a ``LogPeer``.
@@ -68,6 +69,9 @@ public actor LogPeer<Machine: StateMachine> {
     /// its first request cannot make this replica open connections (and files) without bound.
     private var openingSnapshots: Set<NodeID> = []
     private let snapshotIdleTicks: UInt64
+    private let logger: Logger
+    /// The tick each kind of event was last logged, by peer: refusals repeat with every message.
+    private var lastLogged: [String: UInt64] = [:]
     /// Why the replica stopped, when a commit failed.
     public private(set) var failure: String?
     /// Batches committed (each is one fsync with a durable store).
@@ -77,8 +81,9 @@ public actor LogPeer<Machine: StateMachine> {
 
     private init(
         core: LogReplica, machine: Machine, store: any LogStore, transport: any LogTransport,
-        submitTimeoutTicks: UInt64, snapshotIdleTicks: UInt64
+        submitTimeoutTicks: UInt64, snapshotIdleTicks: UInt64, logger: Logger
     ) {
+        self.logger = logger
         self.me = core.me
         self.core = core
         self.machine = machine
@@ -94,21 +99,31 @@ public actor LogPeer<Machine: StateMachine> {
     ///   - tickInterval: the length of one tick (election timeouts and heartbeats are in ticks).
     ///   - submitTimeout: how long ``submit(_:)`` waits before reporting an unknown outcome.
     ///   - snapshotIdle: how long a snapshot a peer stopped asking chunks of stays open.
+    ///   - incarnation: this data directory's incarnation (``Member/incarnation``); the default
+    ///     derives one from `me`, for tests.
+    ///   - addresses: the bootstrap peers' addresses, recorded in a new cluster's membership.
+    ///   - joining: the node joins an existing cluster (see ``LogReplica/init``).
+    ///   - logger: where membership events and refusals are reported.
     public static func make(
         me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any LogTransport,
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
         submitTimeout: Duration = .seconds(5), snapshotIdle: Duration = .seconds(30), seed: UInt64 = 1,
+        incarnation: UInt64? = nil, addresses: [NodeID: String] = [:], joining: Bool = false,
+        logger: Logger = Logger(label: "paxos.log"),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> LogPeer {
         var state = try await store.loadLog()
         state.incarnation += 1
         try await store.commitLog([.incarnation(state.incarnation)])
-        let core = LogReplica(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
+        let core = LogReplica(
+            me: me, peers: peers, state: state, configuration: configuration, seed: seed,
+            memberIncarnation: incarnation, addresses: addresses, joining: joining)
         let timeoutTicks = UInt64(Swift.max(1, submitTimeout / tickInterval))
         let peer = LogPeer(
             core: core, machine: machine, store: store, transport: transport,
             submitTimeoutTicks: timeoutTicks,
-            snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)))
+            snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), logger: logger)
+        await peer.startUp()
         await transport.serveLog { [weak peer] request in await peer?.handle(request) }
         await peer.startTicking(every: tickInterval, sleep: sleep)
         return peer
@@ -122,6 +137,17 @@ public actor LogPeer<Machine: StateMachine> {
     public func submit(_ command: Value, resendable: Bool = false) async -> SubmitOutcome {
         guard isServing else { return .failed(failure ?? "the replica is stopped") }
         let (id, ready) = core.submit(command, resendable: resendable)
+        return await withCheckedContinuation { continuation in
+            waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+            enqueue(ready)
+        }
+    }
+
+    /// Proposes a membership change and waits for its answer: `ok`, `refused: REASON`, or an
+    /// unknown outcome. See ``LogReplica/changeMembership(_:)``.
+    public func changeMembership(_ change: MembershipChange) async -> SubmitOutcome {
+        guard isServing else { return .failed(failure ?? "the replica is stopped") }
+        let (id, ready) = core.changeMembership(change)
         return await withCheckedContinuation { continuation in
             waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
             enqueue(ready)
@@ -158,7 +184,8 @@ public actor LogPeer<Machine: StateMachine> {
     func handle(_ request: LogRequestEnvelope) async -> LogReplyEnvelope? {
         guard isServing else { return nil }
         if case .snapshotChunk(let token, let after) = request.request {
-            guard core.peers.contains(request.from), request.from != me else { return nil }
+            // Any authenticated peer: a node that joins fetches a snapshot before it is a member.
+            guard request.from != me else { return nil }
             return await serveSnapshotChunk(to: request.from, token: token, after: after)
         }
         let ready = core.onRequest(request)
@@ -218,6 +245,7 @@ public actor LogPeer<Machine: StateMachine> {
             return
         }
         for message in ready.eagerMessages { send(message) }
+        if !ready.events.isEmpty { report(ready.events) }
         pending.mutations += ready.mutations
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
@@ -347,7 +375,7 @@ public actor LogPeer<Machine: StateMachine> {
             reader = opened
         } else {
             guard let open = snapshotReaders[peer], open.token == token else {
-                return LogReplyEnvelope(from: me, reply: .snapshotGone)
+                return LogReplyEnvelope(from: me, incarnation: core.memberIncarnation, reply: .snapshotGone)
             }
             reader = open
         }
@@ -364,7 +392,7 @@ public actor LogPeer<Machine: StateMachine> {
                 await reader.source.close()
             }
             return LogReplyEnvelope(
-                from: me,
+                from: me, incarnation: core.memberIncarnation,
                 reply: .snapshotChunk(
                     token: reader.token, applied: reader.source.applied, after: token == 0 ? nil : after,
                     rows: rows,
@@ -404,6 +432,77 @@ public actor LogPeer<Machine: StateMachine> {
                 await self?.onSendFailure(message)
             }
         }
+    }
+
+    /// Dials the members the store's membership names, and says what this node is in it.
+    private func startUp() async {
+        let membership = core.membership
+        await transport.updateMembers(Self.addresses(membership))
+        logger.info(
+            "replicated log started",
+            metadata: [
+                "membership": "\(membership)", "incarnation": "\(String(core.memberIncarnation, radix: 16))",
+            ])
+        if let member = membership.member(me), member.incarnation != 0,
+            member.incarnation != core.memberIncarnation
+        {
+            logNotAVoter(known: member.incarnation)
+        }
+    }
+
+    private static func addresses(_ membership: Membership) -> [NodeID: String] {
+        Dictionary(
+            uniqueKeysWithValues: membership.members.filter { !$0.address.isEmpty }.map {
+                ($0.id, $0.address)
+            })
+    }
+
+    private func report(_ events: [ReplicaEvent]) {
+        for event in events {
+            switch event {
+            case .membership(let membership):
+                logger.info("membership changed", metadata: ["membership": "\(membership)"])
+                let transport = self.transport
+                let addresses = Self.addresses(membership)
+                Task { await transport.updateMembers(addresses) }
+            case .refusedPeer(let peer, let incarnation, let known):
+                guard due("refused-\(peer)") else { continue }
+                logger.warning(
+                    known == 0
+                        ? "refused node \(peer): it is not a member of the cluster's membership"
+                        : "refused node \(peer) as a member: it presents incarnation \(String(incarnation, radix: 16)) but the cluster records \(String(known, radix: 16)) for it; its data directory is not the one the cluster knows (it lost its data?). Replace it: README, 'Replacing a failed node'",
+                    metadata: ["peer": "\(peer)"])
+            case .refusedBy(let peer, let known):
+                guard due("refused-by-\(peer)") else { continue }
+                logger.error(
+                    known == 0
+                        ? "node \(peer) refuses this node: node \(me) is not a member of the cluster (removed?)"
+                        : "node \(peer) refuses this node: the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)). This node lost its data (or is a copy): it will not vote. Replace it: remove node \(me), start it with --join and an empty data directory, add it and promote it (README, 'Replacing a failed node')",
+                    metadata: ["peer": "\(peer)"])
+            case .notAVoter(let known):
+                logNotAVoter(known: known)
+            }
+        }
+    }
+
+    private func logNotAVoter(known: UInt64) {
+        guard due("not-a-voter") else { return }
+        if known == 0 {
+            logger.warning("this node is not a member of the cluster's membership: it does not vote")
+        } else if known != core.memberIncarnation {
+            logger.error(
+                "the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)): it lost its data (or is a copy) and will not vote. Replace it (README, 'Replacing a failed node')"
+            )
+        } else {
+            logger.info("this node is a learner: it receives the log and does not vote")
+        }
+    }
+
+    /// Whether an event of `kind` may be logged now (once a minute each).
+    private func due(_ kind: String) -> Bool {
+        if let last = lastLogged[kind], ticks - last < 6000, ticks >= last { return false }
+        lastLogged[kind] = ticks
+        return true
     }
 
     private func dropUnreleased() {

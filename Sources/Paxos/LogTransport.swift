@@ -12,4 +12,13 @@ public protocol LogTransport: Sendable {
     func serveLog(_ handler: @escaping @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?) async
     /// Stops serving log requests.
     func stopServingLog() async
+    /// The log's membership changed: dial its members at these addresses (`HOST:PORT`) and
+    /// take their connections.
+    func updateMembers(_ addresses: [NodeID: String]) async
+}
+
+extension LogTransport {
+    /// The log's membership changed: dial its members at these addresses (`HOST:PORT`) and
+    /// take their connections. A transport with fixed peers ignores it.
+    public func updateMembers(_ addresses: [NodeID: String]) async {}
 }

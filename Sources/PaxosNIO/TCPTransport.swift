@@ -102,7 +102,8 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     public let configuration: Configuration
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let clients: [NodeID: PeerClient]
+    private let clientTable: Mutex<[NodeID: PeerClient]>
+    private var clients: [NodeID: PeerClient] { clientTable.withLock { $0 } }
     private let state = Mutex(State())
     private let book: AddressBook
     private let admission: Admission
@@ -127,7 +128,34 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                 peer: peer, address: address, settings: configuration, group: group, logger: logger,
                 ownAddress: { [me = configuration.me] in book[me]?.description ?? "" })
         }
-        self.clients = clients
+        self.clientTable = Mutex(clients)
+    }
+
+    /// Takes the replicated log's membership: dials its members at their recorded addresses and
+    /// takes their hellos from there (a member added later is unknown until then). The peers of
+    /// `--peers` stay known: the classic protocol runs on them.
+    public func updateMembers(_ addresses: [NodeID: String]) async {
+        for (peer, text) in addresses where peer != configuration.me {
+            guard let address = PeerAddress(parsing: text) else {
+                logger.warning(
+                    "the membership records an address that does not parse",
+                    metadata: ["peer": "\(peer)", "address": "\(text)"])
+                continue
+            }
+            if book[peer]?.description == address.description { continue }
+            book.set(address, for: peer)
+            let created: PeerClient? = clientTable.withLock { table in
+                guard table[peer] == nil else { return nil }
+                let client = PeerClient(
+                    peer: peer, address: address, settings: configuration, group: group, logger: logger,
+                    ownAddress: { [book, me = configuration.me] in book[me]?.description ?? "" })
+                table[peer] = client
+                return client
+            }
+            if created == nil { await clients[peer]?.setAddress(address) }
+            logger.info(
+                "peer address from the membership", metadata: ["peer": "\(peer)", "address": "\(address)"])
+        }
     }
 
     /// Whether `text` is an IPv4 or IPv6 address (what ``Configuration/sourceHost`` accepts).

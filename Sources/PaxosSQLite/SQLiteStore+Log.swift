@@ -57,6 +57,24 @@ extension SQLiteStore: LogStore {
                         ? nil : MachineKey(space: UInt8(truncatingIfNeeded: row.integer(3)), key: row.blob(4))
                 )
             }
+            // The membership: one row of the machine's, and of the staged snapshot's.
+            let key = SQLiteValue.blob(Membership.rowKey.key)
+            for table in ["machine_rows", "snapshot_staging"] {
+                var found: Membership??
+                try connection.run(
+                    "SELECT value FROM \(table) WHERE space = \(Membership.rowKey.space) AND key = ?1", [key]
+                ) { (row: SQLiteRow) throws(SQLiteError) in found = .some(Membership(encoded: row.blob(0))) }
+                guard let found else { continue }
+                guard let membership = found else {
+                    throw SQLiteError(
+                        .corrupt, "\(self.path): the membership row in \(table) cannot be decoded")
+                }
+                if table == "machine_rows" {
+                    state.membership = membership
+                } else if state.staging != nil {
+                    state.staging!.membership = membership
+                }
+            }
             return state
         }
     }
@@ -104,7 +122,7 @@ extension SQLiteStore: LogStore {
         _ path: String
     ) throws(SQLiteError) -> Value {
         do {
-            return try machine.apply(proposal, slot: slot, rows: &rows)
+            return try ClusterMachine(machine).apply(proposal, slot: slot, rows: &rows)
         } catch {
             if let error = error as? SQLiteError { throw error }
             throw SQLiteError(.sqlite, "\(path): applying slot \(slot) failed: \(error)")

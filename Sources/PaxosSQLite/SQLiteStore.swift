@@ -68,27 +68,52 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     // MARK: - Identity
 
+    /// Who a data file is: recorded when it was created, checked at every start.
+    public struct Identity: Hashable, Sendable {
+        /// Drawn at random when the file was created (``Member/incarnation``); never 0.
+        public var incarnation: UInt64
+        /// The file was created to join an existing cluster (`paxos-node --join`).
+        public var joined: Bool
+        /// The identity was recorded by this call: the file is new (or was empty).
+        public var created: Bool
+    }
+
     /// Records which node of which cluster owns this file, or checks it when already recorded.
+    /// A new file draws its incarnation and records whether it was created to join a cluster.
     /// - Throws: ``SQLiteError/Code/wrongIdentity`` when the file belongs to another node or cluster.
-    public func claimIdentity(nodeID: NodeID, clusterID: String) async throws {
-        try await onQueue { () throws(SQLiteError) in
+    @discardableResult
+    public func claimIdentity(nodeID: NodeID, clusterID: String, joining: Bool = false) async throws
+        -> Identity
+    {
+        try await onQueue { () throws(SQLiteError) -> Identity in
             let connection = try self.openConnection()
-            var recorded: (Int64, String)?
-            try connection.run("SELECT node_id, cluster_id FROM node_identity WHERE id = 1") {
-                (row: SQLiteRow) throws(SQLiteError) in recorded = (row.integer(0), row.text(1))
+            var recorded: (Int64, String, UInt64, Bool)?
+            try connection.run(
+                "SELECT node_id, cluster_id, incarnation, joined FROM node_identity WHERE id = 1"
+            ) {
+                (row: SQLiteRow) throws(SQLiteError) in
+                recorded = (
+                    row.integer(0), row.text(1), UInt64(bitPattern: row.integer(2)), row.integer(3) == 1
+                )
             }
-            if let (node, cluster) = recorded {
+            if let (node, cluster, incarnation, joined) = recorded {
                 guard node == Int64(nodeID.rawValue), cluster == clusterID else {
                     throw SQLiteError(
                         .wrongIdentity,
                         "\(self.path) belongs to node \(node) of cluster '\(cluster)', not node \(nodeID) of cluster '\(clusterID)'"
                     )
                 }
-                return
+                return Identity(incarnation: incarnation, joined: joined, created: false)
             }
+            let incarnation = UInt64.random(in: 1...UInt64.max)
             try connection.run(
-                "INSERT INTO node_identity (id, node_id, cluster_id) VALUES (1, ?1, ?2)",
-                [.integer(Int64(nodeID.rawValue)), .text(clusterID)])
+                "INSERT INTO node_identity (id, node_id, cluster_id, incarnation, joined) VALUES (1, ?1, ?2, ?3, ?4)",
+                [
+                    .integer(Int64(nodeID.rawValue)), .text(clusterID),
+                    .integer(Int64(bitPattern: incarnation)),
+                    .integer(joining ? 1 : 0),
+                ])
+            return Identity(incarnation: incarnation, joined: joining, created: true)
         }
     }
 

@@ -2,7 +2,8 @@ import PaxosCore
 
 /// The versioned binary encoding of replicated-log messages, and of log entries at rest.
 ///
-/// Layout (big-endian): `message = version:u8 type:u8 from:u32 body`. The type bytes do not
+/// Layout (big-endian): `message = version:u8 type:u8 from:u32 incarnation:u64 body` (the
+/// incarnation is the sender's data directory's, ``Member/incarnation``). The type bytes do not
 /// overlap ``PaxosWire``'s, so one connection carries both protocols and a receiver tells them
 /// apart by the second byte (``isLogMessage(_:)``).
 ///
@@ -14,15 +15,16 @@ import PaxosCore
 /// Requests: prepare (0x21) ballot from:slot; accept (0x22) ballot firstUnchosen:slot
 /// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry;
 /// pre-vote (0x25) ballot; snapshot chunk (0x26) token:u64 has-after:u8 [space:u8 key:bytes].
-/// Replies: promise (0xA1) ballot firstUnchosen:slot count:u32 record*; accepted (0xA2) ballot
+/// Replies: promise (0xA1) ballot firstUnchosen:slot membershipSlot:slot count:u32 record*; accepted (0xA2) ballot
 /// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
 /// firstUnchosen count:u32 (slot entry)*; forwarded (0xA6) taken:u8; pre-vote (0xA7) ballot
 /// granted:u8 has-promised:u8 [promised:ballot]; snapshot available (0xA8) applied:slot;
 /// snapshot chunk (0xA9) token:u64 applied:slot done:u8 has-after:u8 [space:u8 key:bytes] rows
 /// (in strictly rising key order);
-/// snapshot gone (0xAA). (0xA5 was the whole snapshot in one message, which no longer exists.)
+/// snapshot gone (0xAA); refused (0xAB) known:u64. (0xA5 was the whole snapshot in one message, which no longer exists.)
 public enum LogWire {
-    public static let version: UInt8 = 1
+    /// 2: the sender's incarnation in every message, the promise's membership slot, `refused`.
+    public static let version: UInt8 = 2
     /// Slots, on the wire, are below this.
     public static let maxSlot: Int64 = 1 << 62
 
@@ -42,6 +44,7 @@ public enum LogWire {
         case snapshotAvailable = 0xA8
         case snapshotChunk = 0xA9
         case snapshotGone = 0xAA
+        case refused = 0xAB
     }
 
     /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
@@ -55,26 +58,26 @@ public enum LogWire {
         var writer = ByteWriter(capacity: 64)
         switch envelope.request {
         case .prepare(let ballot, let from):
-            header(&writer, .prepare, envelope.from)
+            header(&writer, .prepare, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(Int64(from))
         case .accept(let ballot, let entries, let firstUnchosen, let releasable):
-            header(&writer, .accept, envelope.from)
+            header(&writer, .accept, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(Int64(firstUnchosen))
             writer.write(Int64(releasable))
             writeSlotEntries(entries, &writer)
         case .fetch(let from):
-            header(&writer, .fetch, envelope.from)
+            header(&writer, .fetch, envelope.from, envelope.incarnation)
             writer.write(Int64(from))
         case .forward(let proposals):
-            header(&writer, .forward, envelope.from)
+            header(&writer, .forward, envelope.from, envelope.incarnation)
             write(proposals, &writer)
         case .preVote(let ballot):
-            header(&writer, .preVote, envelope.from)
+            header(&writer, .preVote, envelope.from, envelope.incarnation)
             write(ballot, &writer)
         case .snapshotChunk(let token, let after):
-            header(&writer, .snapshotChunkRequest, envelope.from)
+            header(&writer, .snapshotChunkRequest, envelope.from, envelope.incarnation)
             writer.write(token)
             writeAfter(after, &writer)
         }
@@ -84,10 +87,11 @@ public enum LogWire {
     public static func encode(_ envelope: LogReplyEnvelope) -> [UInt8] {
         var writer = ByteWriter(capacity: 64)
         switch envelope.reply {
-        case .promise(let ballot, let firstUnchosen, let records):
-            header(&writer, .promise, envelope.from)
+        case .promise(let ballot, let firstUnchosen, let records, let membershipSlot):
+            header(&writer, .promise, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(Int64(firstUnchosen))
+            writer.write(Int64(membershipSlot))
             writer.write(UInt32(records.count))
             for reported in records {
                 writer.write(Int64(reported.slot))
@@ -101,37 +105,40 @@ public enum LogWire {
                 write(reported.record.entry, &writer)
             }
         case .accepted(let ballot, let slots, let firstUnchosen, let applied):
-            header(&writer, .accepted, envelope.from)
+            header(&writer, .accepted, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(Int64(firstUnchosen))
             writer.write(Int64(applied))
             writer.write(UInt32(slots.count))
             for slot in slots { writer.write(Int64(slot)) }
         case .rejected(let ballot, let promised):
-            header(&writer, .rejected, envelope.from)
+            header(&writer, .rejected, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             write(promised, &writer)
         case .chosen(let entries, let firstUnchosen):
-            header(&writer, .chosen, envelope.from)
+            header(&writer, .chosen, envelope.from, envelope.incarnation)
             writer.write(Int64(firstUnchosen))
             writeSlotEntries(entries, &writer)
         case .snapshotAvailable(let applied):
-            header(&writer, .snapshotAvailable, envelope.from)
+            header(&writer, .snapshotAvailable, envelope.from, envelope.incarnation)
             writer.write(Int64(applied))
         case .snapshotChunk(let token, let applied, let after, let rows, let done):
-            header(&writer, .snapshotChunk, envelope.from)
+            header(&writer, .snapshotChunk, envelope.from, envelope.incarnation)
             writer.write(token)
             writer.write(Int64(applied))
             writer.write(UInt8(done ? 1 : 0))
             writeAfter(after, &writer)
             writeRows(rows, &writer)
+        case .refused(let known):
+            header(&writer, .refused, envelope.from, envelope.incarnation)
+            writer.write(known)
         case .snapshotGone:
-            header(&writer, .snapshotGone, envelope.from)
+            header(&writer, .snapshotGone, envelope.from, envelope.incarnation)
         case .forwarded(let taken):
-            header(&writer, .forwarded, envelope.from)
+            header(&writer, .forwarded, envelope.from, envelope.incarnation)
             writer.write(UInt8(taken ? 1 : 0))
         case .preVote(let ballot, let granted, let promised):
-            header(&writer, .preVoteReply, envelope.from)
+            header(&writer, .preVoteReply, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(UInt8(granted ? 1 : 0))
             if let promised {
@@ -167,7 +174,7 @@ public enum LogWire {
         throws(WireError) -> LogRequestEnvelope
     {
         var reader = ByteReader(bytes)
-        let (type, from) = try readHeader(&reader)
+        let (type, from, incarnation) = try readHeader(&reader)
         let request: LogRequest
         switch type {
         case .prepare:
@@ -192,19 +199,20 @@ public enum LogWire {
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
         }
         try finish(reader)
-        return LogRequestEnvelope(from: from, request: request)
+        return LogRequestEnvelope(from: from, incarnation: incarnation, request: request)
     }
 
     public static func decodeReply(_ bytes: [UInt8], maxValueBytes: Int = PaxosWire.defaultMaxValueBytes)
         throws(WireError) -> LogReplyEnvelope
     {
         var reader = ByteReader(bytes)
-        let (type, from) = try readHeader(&reader)
+        let (type, from, incarnation) = try readHeader(&reader)
         let reply: LogReply
         switch type {
         case .promise:
             let ballot = try readBallot(&reader)
             let firstUnchosen = try readSlot(&reader, "first unchosen")
+            let membershipSlot = try readSlot(&reader, "membership slot")
             let count = try readCount(&reader, minimumItemBytes: 14)
             var records: [ReportedRecord] = []
             records.reserveCapacity(count)
@@ -218,7 +226,9 @@ public enum LogWire {
                     ReportedRecord(
                         slot: slot, record: LogRecord(ballot: recordBallot, entry: entry, chosen: chosen)))
             }
-            reply = .promise(ballot: ballot, firstUnchosen: firstUnchosen, records: records)
+            reply = .promise(
+                ballot: ballot, firstUnchosen: firstUnchosen, records: records, membershipSlot: membershipSlot
+            )
         case .accepted:
             let ballot = try readBallot(&reader)
             let firstUnchosen = try readSlot(&reader, "first unchosen")
@@ -246,6 +256,8 @@ public enum LogWire {
                 done: done)
         case .snapshotGone:
             reply = .snapshotGone
+        case .refused:
+            reply = .refused(known: try reader.readUInt64("known incarnation"))
         case .forwarded:
             reply = .forwarded(taken: try readFlag(&reader, "taken"))
         case .preVoteReply:
@@ -257,18 +269,23 @@ public enum LogWire {
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a reply")
         }
         try finish(reader)
-        return LogReplyEnvelope(from: from, reply: reply)
+        return LogReplyEnvelope(from: from, incarnation: incarnation, reply: reply)
     }
 
     // MARK: Pieces
 
-    private static func header(_ writer: inout ByteWriter, _ type: MessageType, _ from: NodeID) {
+    private static func header(
+        _ writer: inout ByteWriter, _ type: MessageType, _ from: NodeID, _ incarnation: UInt64
+    ) {
         writer.write(version)
         writer.write(type.rawValue)
         writer.write(from.rawValue)
+        writer.write(incarnation)
     }
 
-    private static func readHeader(_ reader: inout ByteReader) throws(WireError) -> (MessageType, NodeID) {
+    private static func readHeader(_ reader: inout ByteReader) throws(WireError) -> (
+        MessageType, NodeID, UInt64
+    ) {
         let messageVersion = try reader.readUInt8("version")
         guard messageVersion == version else {
             throw WireError(
@@ -279,7 +296,8 @@ public enum LogWire {
         guard let type = MessageType(rawValue: raw) else {
             throw WireError(.unknownMessageType, "unknown log message type \(raw)")
         }
-        return (type, NodeID(try reader.readUInt32("sender")))
+        let from = NodeID(try reader.readUInt32("sender"))
+        return (type, from, try reader.readUInt64("sender incarnation"))
     }
 
     private static func finish(_ reader: ByteReader) throws(WireError) {

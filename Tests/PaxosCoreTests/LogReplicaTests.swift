@@ -133,7 +133,7 @@ struct LogReplicaTests {
         var lower = LogDurableState()
         lower.apply(.promise(ballot(1, 3)))
         lower.apply(.accept(slot: 1, ballot: ballot(1, 3), entry: entry("y")))
-        var simulation = LogSimulation(count: 3, seed: 3, configuration: .simulation)
+        var simulation = LogSimulation(count: 3, seed: 3, configuration: .simulation, bootstrapped: false)
         simulation.durable[2] = higher
         simulation.durable[3] = lower
         for node: NodeID in [2, 3] {
@@ -158,7 +158,7 @@ struct LogReplicaTests {
         // Nodes 2 and 3 know slots 1...3 chosen; node 1 knows nothing and wins the election.
         var ahead = LogDurableState()
         for slot in 1...3 { ahead.apply(.choose(slot: slot, entry: entry("s\(slot)"))) }
-        var simulation = LogSimulation(count: 3, seed: 5, configuration: .simulation)
+        var simulation = LogSimulation(count: 3, seed: 5, configuration: .simulation, bootstrapped: false)
         for node: NodeID in [2, 3] {
             simulation.durable[node] = ahead
             simulation.crash(node)
@@ -199,6 +199,7 @@ struct LogReplicaTests {
         var state = LogDurableState()
         state.apply(.promise(ballot(41, 3)))
         state.apply(.maxRound(7))
+        state.membership = .bootstrapped([1, 2, 3])
         var replica = LogReplica(
             me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
         var prepare: Ballot?
@@ -280,11 +281,19 @@ struct LogReplicaTests {
             settle()
         }
         #expect(simulation.replicas[leader]!.logStart > 2, "the log was released")
-        let before = simulation.durable[follower]!
+        var before = simulation.durable[follower]!
         simulation.restart(follower)
-        // Step by step until the follower has staged part of the snapshot, durably.
+        // Step by step until the follower has staged part of the snapshot, durably. (It may first
+        // apply the entries it held accepted, such as the membership entry in slot 1, once it
+        // hears they are chosen; `before` is its state when the staging began.)
         var random = SplitMix64(seed: seed)
+        var stagingBegan = false
         for _ in 0..<20_000 where simulation.durable[follower]!.staging?.after == nil {
+            if !stagingBegan, simulation.durable[follower]!.staging == nil {
+                before = simulation.durable[follower]!
+            } else {
+                stagingBegan = true
+            }
             switch Int.random(in: 0..<3, using: &random) {
             case 0: simulation.deliverOne()
             case 1: simulation.commitOne()

@@ -109,10 +109,23 @@ struct LogSimulation {
     /// Commands are padded to at least this many bytes (for tests of message bounds).
     var commandBytes = 0
 
-    init(count: Int, seed: UInt64, configuration: LogConfiguration) {
+    /// - Parameter bootstrapped: first run the new cluster, without faults, until every replica
+    ///   knows its first membership entry chosen (a new cluster needs all of its nodes once), then
+    ///   restart every replica, so the test starts from a bootstrapped cluster with no leader.
+    init(count: Int, seed: UInt64, configuration: LogConfiguration, bootstrapped: Bool = true) {
         peers = (1...count).map { NodeID(UInt32($0)) }
         self.configuration = configuration
         random = SplitMix64(seed: seed)
+        for peer in peers { restart(peer) }
+        guard bootstrapped else { return }
+        for _ in 0..<2000 where peers.contains(where: { replicas[$0]!.membership.isProvisional }) {
+            for peer in peers { tick(peer) }
+            deliverAll()
+        }
+        precondition(
+            !peers.contains { replicas[$0]!.membership.isProvisional }, "the cluster did not bootstrap")
+        for peer in peers { crash(peer) }
+        network.removeAll()
         for peer in peers { restart(peer) }
     }
 
@@ -341,7 +354,9 @@ struct LogSimulation {
             switch mutation {
             case .apply(let slot, let entry):
                 appliedThrough = slot
-                if after > before { sequence += entry.map(\.command) }
+                if after > before {
+                    sequence += entry.map(\.command).filter { !MembershipChange.isChange($0) }
+                }
             case .installSnapshot:
                 if after > before {
                     snapshotsInstalled += 1

@@ -119,3 +119,11 @@ struct SyncCluster {
         }
     }
 }
+
+extension Membership {
+    /// The membership a cluster of `ids` records once bootstrapped: every node a voter, with no
+    /// incarnation recorded (so hand-built messages need none).
+    static func bootstrapped(_ ids: [NodeID]) -> Membership {
+        Membership(members: ids.map { Member(id: $0, incarnation: 0, address: "", isVoter: true) }, slot: 1)
+    }
+}

@@ -35,7 +35,8 @@ struct LogWireTests {
                 records: [
                     ReportedRecord(slot: 4, record: LogRecord(ballot: ballot, entry: entry, chosen: false)),
                     ReportedRecord(slot: 5, record: LogRecord(ballot: nil, entry: [], chosen: true)),
-                ])),
+                ], membershipSlot: 3)),
+        LogReplyEnvelope(from: NodeID(2), incarnation: 0xDEAD_BEEF_0000_0001, reply: .refused(known: 0xFEED)),
         LogReplyEnvelope(
             from: NodeID(1), reply: .accepted(ballot: ballot, slots: [5, 6], firstUnchosen: 5, applied: 4)),
         LogReplyEnvelope(

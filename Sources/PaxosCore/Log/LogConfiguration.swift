@@ -36,6 +36,9 @@ public struct LogConfiguration: Hashable, Sendable {
     /// its key and its value); a chunk ends with the row that reaches this, so it exceeds it by
     /// one row at most.
     public var snapshotChunkBytes = 1 << 20
+    /// A learner is promoted only when it has applied at least up to this many slots behind the
+    /// leader (``LogReplica/changeMembership(_:)``).
+    public var promoteLag = 256
     /// Applied entries are released in chunks of at least this many slots.
     public var releaseChunk = 16
 

@@ -38,8 +38,10 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
 /// A replica's answer to a ``LogRequest``.
 public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     /// Phase 1b: the acceptor promised `ballot` for the whole log. `firstUnchosen` is its first
-    /// slot not known chosen; `records` are what it holds from `max(from, firstUnchosen)` on.
-    case promise(ballot: Ballot, firstUnchosen: Slot, records: [ReportedRecord])
+    /// slot not known chosen; `records` are what it holds from `max(from, firstUnchosen)` on;
+    /// `membershipSlot` is the slot of the latest membership change it knows chosen (0: none), so
+    /// a candidate that missed one learns that it counted its quorum in an old membership.
+    case promise(ballot: Ballot, firstUnchosen: Slot, records: [ReportedRecord], membershipSlot: Slot)
     /// Phase 2b for `slots` (or a heartbeat's answer), with the acceptor's progress.
     case accepted(ballot: Ballot, slots: [Slot], firstUnchosen: Slot, applied: Slot)
     /// The acceptor promised `promised`, which rules out `ballot`.
@@ -60,11 +62,15 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     /// Answer to `preVote`: whether the responder would promise `ballot` now, and what it has
     /// promised (so a refused candidate can ask again above it).
     case preVote(ballot: Ballot, granted: Bool, promised: Ballot?)
+    /// The responder does not take requests from the sender as a member: the sender's id is not
+    /// a member there, or its incarnation is not the one recorded for it (`known`, 0 when the id
+    /// is not a member): its data directory is not the one the cluster knows.
+    case refused(known: UInt64)
 
     public var description: String {
         switch self {
-        case .promise(let ballot, let firstUnchosen, let records):
-            "promise(\(ballot), firstUnchosen: \(firstUnchosen), \(records))"
+        case .promise(let ballot, let firstUnchosen, let records, let membershipSlot):
+            "promise(\(ballot), firstUnchosen: \(firstUnchosen), \(records), membership: \(membershipSlot))"
         case .accepted(let ballot, let slots, let firstUnchosen, let applied):
             "accepted(\(ballot), \(slots), firstUnchosen: \(firstUnchosen), applied: \(applied))"
         case .rejected(let ballot, let promised): "rejected(\(ballot), promised: \(promised))"
@@ -76,6 +82,7 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
         case .forwarded(let taken): "forwarded(\(taken))"
         case .preVote(let ballot, let granted, let promised):
             "preVote(\(ballot), \(granted ? "granted" : "refused"), promised: \(promised.map(\.description) ?? "-"))"
+        case .refused(let known): "refused(known: \(String(known, radix: 16)))"
         }
     }
 }
@@ -83,10 +90,13 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
 /// A ``LogRequest`` with its sender.
 public struct LogRequestEnvelope: Hashable, Sendable, CustomStringConvertible {
     public var from: NodeID
+    /// The sender's incarnation (its data directory's): see ``Member/incarnation``.
+    public var incarnation: UInt64
     public var request: LogRequest
 
-    public init(from: NodeID, request: LogRequest) {
+    public init(from: NodeID, incarnation: UInt64 = 0, request: LogRequest) {
         self.from = from
+        self.incarnation = incarnation
         self.request = request
     }
 
@@ -96,10 +106,13 @@ public struct LogRequestEnvelope: Hashable, Sendable, CustomStringConvertible {
 /// A ``LogReply`` with its sender.
 public struct LogReplyEnvelope: Hashable, Sendable, CustomStringConvertible {
     public var from: NodeID
+    /// The sender's incarnation (its data directory's): see ``Member/incarnation``.
+    public var incarnation: UInt64
     public var reply: LogReply
 
-    public init(from: NodeID, reply: LogReply) {
+    public init(from: NodeID, incarnation: UInt64 = 0, reply: LogReply) {
         self.from = from
+        self.incarnation = incarnation
         self.reply = reply
     }
 
@@ -164,12 +177,14 @@ public struct LogReady: Sendable, CustomStringConvertible {
     /// This node's proposals that this replica gives up on although they left it (forwarded to
     /// a leader that may have chosen them): their outcome is unknown, never failed.
     public var unknown: [ProposalID] = []
+    /// What an operator should hear about (the driver logs them). Carry no obligation.
+    public var events: [ReplicaEvent] = []
 
     public init() {}
 
     public var isEmpty: Bool {
         mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
-            && reply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty
+            && reply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty && events.isEmpty
     }
 
     mutating func append(_ other: LogReady) {
@@ -181,6 +196,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
         results += other.results
         failed += other.failed
         unknown += other.unknown
+        events += other.events
     }
 
     public var description: String {
@@ -193,6 +209,33 @@ public struct LogReady: Sendable, CustomStringConvertible {
         for (id, output) in results { lines.append("result \(id) = \(renderValue(output))") }
         for id in failed { lines.append("failed \(id)") }
         for id in unknown { lines.append("unknown \(id)") }
+        for event in events { lines.append("event \(event)") }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// Something a replica noticed that an operator should hear about.
+public enum ReplicaEvent: Hashable, Sendable, CustomStringConvertible {
+    /// The membership in force changed (the driver dials the new members).
+    case membership(Membership)
+    /// This replica refused a message of `peer` as a member's: `incarnation` is the one it
+    /// presented, `known` the one recorded for it (0: not a member).
+    case refusedPeer(NodeID, incarnation: UInt64, known: UInt64)
+    /// `peer` refused this replica as a member: the cluster records `known` for this node's id
+    /// (0: not a member), and this data directory is another.
+    case refusedBy(NodeID, known: UInt64)
+    /// This node is not a voter of the membership in force, with its incarnation: it does not
+    /// vote or campaign. `known` is the incarnation recorded for its id (0: not a member).
+    case notAVoter(known: UInt64)
+
+    public var description: String {
+        switch self {
+        case .membership(let membership): "membership \(membership)"
+        case .refusedPeer(let peer, let incarnation, let known):
+            "refused node \(peer.rawValue) with incarnation \(String(incarnation, radix: 16)) (known: \(String(known, radix: 16)))"
+        case .refusedBy(let peer, let known):
+            "refused by node \(peer.rawValue) (it knows this id as \(String(known, radix: 16)))"
+        case .notAVoter(let known): "not a voter (this id is known as \(String(known, radix: 16)))"
+        }
     }
 }

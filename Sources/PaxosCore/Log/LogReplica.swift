@@ -47,7 +47,11 @@ public struct LogReplica: Sendable {
     struct Candidacy: Sendable {
         var ballot: Ballot
         var from: Slot
-        var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord])] = [:]
+        /// The voters of the membership it campaigns in, and whether it needs all of them.
+        var voters: Set<NodeID>
+        var unanimous: Bool
+        var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord], membershipSlot: Slot)] = [:]
+        var incarnations: [NodeID: UInt64] = [:]
     }
 
     /// A snapshot being fetched, chunk by chunk.
@@ -62,6 +66,8 @@ public struct LogReplica: Sendable {
     struct PreVote: Sendable {
         var ballot: Ballot
         var grants: Set<NodeID>
+        var voters: Set<NodeID>
+        var unanimous: Bool
     }
 
     struct InFlight: Sendable {
@@ -72,6 +78,25 @@ public struct LogReplica: Sendable {
 
     struct Leadership: Sendable {
         var ballot: Ballot
+        /// The voters its promises were counted in. It leads only while the membership in force
+        /// has these voters: its phase 1 holds in no other.
+        var voters: Set<NodeID>
+        /// The incarnations its promises came with (a new cluster's first entry records them).
+        var incarnations: [NodeID: UInt64] = [:]
+        /// A membership entry it proposed (or re-proposed) and has not seen chosen: it proposes
+        /// nothing after it until it is, because the slots after it may belong to another
+        /// membership.
+        var changeSlot: Slot?
+        /// Its takeover stopped re-proposing at ``changeSlot``; the slots after it were read in
+        /// this phase 1 only, so it campaigns again once that slot is chosen.
+        var campaignAgain = false
+        /// Membership changes waiting for their turn: each goes alone in its slot, once nothing
+        /// else is in flight.
+        var changes: [Proposal] = []
+        /// Members heard from whose incarnation the membership does not record yet.
+        var heard: [NodeID: UInt64] = [:]
+        /// Voters that refused it as a member.
+        var refusedBy: Set<NodeID> = []
         var nextSlot: Slot
         /// Slots below this may be learned from others (catch-up); at and above it only from
         /// this leader's own quorums, which is what makes the heartbeat's chosen-marking sound.
@@ -93,12 +118,19 @@ public struct LogReplica: Sendable {
     }
 
     public let me: NodeID
-    /// Every replica, this one included.
+    /// The bootstrap peers, this one included: the provisional membership of a new cluster.
     public let peers: [NodeID]
     public let configuration: LogConfiguration
-    /// This process's incarnation; part of every proposal id it makes.
+    /// This process's incarnation (bumped at every start); part of every proposal id it makes.
     public let incarnation: UInt64
-    private let quorum: Int
+    /// This node's data directory's incarnation (random, drawn when it was created): what the
+    /// membership records for it (``Member/incarnation``), sent with every message.
+    public let memberIncarnation: UInt64
+    /// The membership in force for ``firstUnchosen``: what the chosen entries below it make.
+    public private(set) var membership: Membership
+    /// What the membership falls back to when a snapshot has none.
+    private let bootstrapMembership: Membership
+    private var membershipChanged = false
     private var random: SplitMix64
     private var now: UInt64 = 0
 
@@ -143,17 +175,33 @@ public struct LogReplica: Sendable {
 
     /// Creates a replica from what `state` holds. `state.incarnation` must already be this
     /// process's incarnation, durably (the driver commits it before creating the replica).
+    ///
+    /// - Parameters:
+    ///   - peers: the bootstrap peers, with their addresses in `addresses` (a new cluster's
+    ///     provisional membership).
+    ///   - memberIncarnation: this data directory's incarnation (nonzero); the default derives
+    ///     one from `me`, for tests.
+    ///   - joining: this node joins an existing cluster: it starts knowing no membership, never
+    ///     campaigns, and learns the membership from the leader's log or snapshot.
     public init(
         me: NodeID, peers: [NodeID], state: LogDurableState,
         configuration: LogConfiguration = LogConfiguration(),
-        seed: UInt64 = 1
+        seed: UInt64 = 1, memberIncarnation: UInt64? = nil, addresses: [NodeID: String] = [:],
+        joining: Bool = false
     ) {
-        precondition(peers.contains(me), "the peer list must contain this replica")
+        precondition(joining || peers.contains(me), "the peer list must contain this replica")
         self.me = me
         self.peers = Array(Set(peers)).sorted()
         self.configuration = configuration
         self.incarnation = state.incarnation
-        self.quorum = self.peers.count / 2 + 1
+        self.memberIncarnation = memberIncarnation ?? (0x1_0000_0000 | UInt64(me.rawValue))
+        let bootstrap =
+            joining
+            ? Membership.unknown
+            : Membership.provisional(
+                Dictionary(uniqueKeysWithValues: Set(peers).map { ($0, addresses[$0] ?? "") }))
+        self.bootstrapMembership = bootstrap
+        self.membership = state.membership ?? bootstrap
         self.random = SplitMix64(seed: seed ^ (UInt64(me.rawValue) &* 0x9E37_79B9_7F4A_7C15))
         self.promised = state.promised
         self.maxRound = Swift.max(state.maxRound, state.promised?.round ?? 0)
@@ -202,8 +250,30 @@ public struct LogReplica: Sendable {
         nextNumber += 1
         let proposal = Proposal(
             id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: command)
-        if resendable { resendableProposals.insert(proposal.id) }
         outstandingProposals.insert(proposal.id)
+        var ready = LogReady()
+        if MembershipChange.isChange(command) {
+            // Only ``changeMembership(_:)`` proposes those.
+            giveUp(proposal.id, &ready)
+            return (proposal.id, ready)
+        }
+        if resendable { resendableProposals.insert(proposal.id) }
+        route([proposal], &ready)
+        finish(&ready)
+        return (proposal.id, ready)
+    }
+
+    /// Proposes a change of the membership; its answer (`ok`, or `refused: REASON`) comes back
+    /// like a command's output once it is chosen and applied. The leader proposes one change at a
+    /// time, alone in its slot, and nothing after it until it is chosen; it refuses to promote a
+    /// learner that has not caught up (``LogConfiguration/promoteLag``).
+    public mutating func changeMembership(_ change: MembershipChange) -> (ProposalID, LogReady) {
+        nextNumber += 1
+        let proposal = Proposal(
+            id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: change.encoded())
+        outstandingProposals.insert(proposal.id)
+        // Applying a change twice is harmless: the second finds it made and changes nothing.
+        resendableProposals.insert(proposal.id)
         var ready = LogReady()
         route([proposal], &ready)
         finish(&ready)
@@ -228,7 +298,19 @@ public struct LogReplica: Sendable {
 
     private mutating func enqueue(_ proposals: [Proposal], _ ready: inout LogReady) {
         for proposal in proposals {
-            if leadership!.queue.count >= configuration.maxQueuedProposals {
+            if MembershipChange.isChange(proposal.command) {
+                // Peers may hand over the operator's changes, never what only a leader proposes.
+                switch MembershipChange(command: proposal.command) {
+                case .addLearner, .promote, .remove:
+                    if leadership!.changes.count < 64 {
+                        leadership!.changes.append(proposal)
+                    } else {
+                        giveUp(proposal.id, &ready)
+                    }
+                default:
+                    giveUp(proposal.id, &ready)
+                }
+            } else if leadership!.queue.count >= configuration.maxQueuedProposals {
                 giveUp(proposal.id, &ready)
             } else {
                 leadership!.queue.append(proposal)
@@ -252,7 +334,28 @@ public struct LogReplica: Sendable {
     public mutating func onRequest(_ envelope: LogRequestEnvelope) -> LogReady {
         var ready = LogReady()
         let from = envelope.from
-        guard peers.contains(from), from != me else { return ready }
+        guard from != me else { return ready }
+        switch envelope.request {
+        case .fetch, .snapshotChunk:
+            // Chosen entries and snapshots are facts, served to any authenticated peer: a node
+            // that joins needs them before it is anything, and they change nothing here.
+            break
+        default:
+            let (admitted, known) = admits(from, envelope.incarnation)
+            guard admitted else {
+                ready.reply = reply(.refused(known: known))
+                ready.events.append(.refusedPeer(from, incarnation: envelope.incarnation, known: known))
+                if case .accept(_, _, let leaderFirstUnchosen, _) = envelope.request,
+                    leaderFirstUnchosen > firstUnchosen
+                {
+                    // A leader this replica does not know as a member (it lags behind the change
+                    // that made it one): its chosen entries bring that change.
+                    requestFetch(from: from, &ready)
+                }
+                finish(&ready)
+                return ready
+            }
+        }
         switch envelope.request {
         case .prepare(let ballot, let fromSlot):
             ready.reply = reply(onPrepare(ballot, fromSlot, &ready))
@@ -291,7 +394,9 @@ public struct LogReplica: Sendable {
         promise(ballot, &ready)
         preVote = nil
         resetElectionTimer()
-        return .promise(ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot))
+        return .promise(
+            ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot),
+            membershipSlot: membership.slot)
     }
 
     /// Whether a leader other than `node` was heard from within an election timeout.
@@ -379,16 +484,38 @@ public struct LogReplica: Sendable {
     public mutating func onReply(_ envelope: LogReplyEnvelope) -> LogReady {
         var ready = LogReady()
         let from = envelope.from
-        guard peers.contains(from) else { return ready }
+        let (admitted, known) = admits(from, envelope.incarnation)
         switch envelope.reply {
-        case .promise(let ballot, let peerFirstUnchosen, let reported):
-            guard var candidacy, candidacy.ballot == ballot else { break }
-            candidacy.promises[from] = (peerFirstUnchosen, reported)
+        case .promise, .accepted, .preVote:
+            // A vote counts only from the member the membership records: a node that lost its
+            // disk comes back with another incarnation, and its promises and votes are void.
+            if !admitted {
+                ready.events.append(.refusedPeer(from, incarnation: envelope.incarnation, known: known))
+                finish(&ready)
+                return ready
+            }
+        default:
+            break
+        }
+        switch envelope.reply {
+        case .promise(let ballot, let peerFirstUnchosen, let reported, let membershipSlot):
+            guard var candidacy, candidacy.ballot == ballot, candidacy.voters.contains(from) else { break }
+            candidacy.promises[from] = (peerFirstUnchosen, reported, membershipSlot)
+            candidacy.incarnations[from] = envelope.incarnation
             self.candidacy = candidacy
-            if candidacy.promises.count >= quorum { becomeLeader(&ready) }
+            if isQuorum(Set(candidacy.promises.keys), of: candidacy.voters, unanimous: candidacy.unanimous) {
+                becomeLeader(&ready)
+            }
         case .accepted(let ballot, let slots, _, let peerApplied):
             guard leadership?.ballot == ballot else { break }
             leadership!.appliedByPeer[from] = Swift.max(leadership!.appliedByPeer[from] ?? 0, peerApplied)
+            if let member = membership.member(from), member.incarnation == 0, !membership.isProvisional,
+                envelope.incarnation != 0, leadership!.heard[from] == nil
+            {
+                // A learner the membership has no incarnation for yet: record it before it may
+                // ever vote.
+                leadership!.heard[from] = envelope.incarnation
+            }
             if from == me, !slots.isEmpty {
                 for slot in slots { leadership!.ownVotePending[slot] = nil }
                 leadership!.ownVoteProgress = now
@@ -397,10 +524,23 @@ public struct LogReplica: Sendable {
         case .preVote(let ballot, let granted, let theirPromise):
             // In memory only, like every observed round: the next campaign goes above it.
             if let theirPromise { observe(theirPromise.round) }
-            guard granted, var preVote, preVote.ballot == ballot, leadership == nil else { break }
+            guard granted, var preVote, preVote.ballot == ballot, leadership == nil,
+                preVote.voters.contains(from)
+            else { break }
             preVote.grants.insert(from)
             self.preVote = preVote
-            if preVote.grants.count >= quorum { startElection(&ready) }
+            if isQuorum(preVote.grants, of: preVote.voters, unanimous: preVote.unanimous) {
+                startElection(&ready)
+            }
+        case .refused(let theirKnown):
+            ready.events.append(.refusedBy(from, known: theirKnown))
+            // A peer that lags behind the change that made this node a member refuses it too, so
+            // one refusal proves nothing; a majority of its voters refusing it means it is not
+            // (or no longer) the member it leads as.
+            if let voters = leadership?.voters, voters.contains(from) {
+                leadership!.refusedBy.insert(from)
+                if isQuorum(leadership!.refusedBy, of: voters, unanimous: false) { stepDown(&ready) }
+            }
         case .rejected(let ballot, let promised):
             observe(promised.round)
             if (leadership?.ballot == ballot || candidacy?.ballot == ballot), promised > ballot {
@@ -470,7 +610,15 @@ public struct LogReplica: Sendable {
         now += 1
         var ready = LogReady()
         if leadership == nil, now >= electionDeadline {
-            startPreVote(&ready)
+            if canCampaign {
+                startPreVote(&ready)
+            } else {
+                // A learner, a removed member, or a node whose disk is not the one the
+                // membership records: it never campaigns.
+                candidacy = nil
+                preVote = nil
+                resetElectionTimer()
+            }
         }
         if let leadership, let oldest = leadership.ownVotePending.values.min(),
             now - Swift.max(oldest, leadership.ownVoteProgress) >= UInt64(configuration.commitStallTicks)
@@ -498,7 +646,7 @@ public struct LogReplica: Sendable {
             lastHeardLeader = now
             if now - leadership.lastHeartbeat >= UInt64(configuration.heartbeatTicks) {
                 self.leadership!.lastHeartbeat = now
-                for peer in peers where peer != me {
+                for peer in membership.ids where peer != me {
                     ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, [])))
                 }
             }
@@ -528,13 +676,14 @@ public struct LogReplica: Sendable {
         candidacy = nil
         leader = nil
         let ballot = Ballot(round: maxRound + 1, node: me)
-        preVote = PreVote(ballot: ballot, grants: [me])
+        let voters = membership.voters
+        preVote = PreVote(ballot: ballot, grants: [me], voters: voters, unanimous: membership.isProvisional)
         resetElectionTimer()
-        if quorum <= 1 {
+        if isQuorum([me], of: voters, unanimous: membership.isProvisional) {
             startElection(&ready)
             return
         }
-        for peer in peers where peer != me {
+        for peer in voters.sorted() where peer != me {
             ready.eagerMessages.append(outbound(to: peer, .preVote(ballot: ballot)))
         }
     }
@@ -547,21 +696,32 @@ public struct LogReplica: Sendable {
         ready.mutations.append(.ballotUsed(ballot))
         promise(ballot, &ready)
         leader = nil
-        candidacy = Candidacy(ballot: ballot, from: firstUnchosen)
+        let voters = membership.voters
+        candidacy = Candidacy(
+            ballot: ballot, from: firstUnchosen, voters: voters, unanimous: membership.isProvisional)
         resetElectionTimer()
-        for peer in peers where peer != me {
+        for peer in voters.sorted() where peer != me {
             ready.messages.append(outbound(to: peer, .prepare(ballot: ballot, from: firstUnchosen)))
         }
         ready.localReplies.append(
-            LogReplyEnvelope(
-                from: me,
-                reply: .promise(
-                    ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: firstUnchosen))))
+            reply(
+                .promise(
+                    ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: firstUnchosen),
+                    membershipSlot: membership.slot)))
     }
 
     private mutating func becomeLeader(_ ready: inout LogReady) {
         guard let candidacy else { return }
         self.candidacy = nil
+        if let (peer, _) = candidacy.promises.first(where: { $0.value.membershipSlot > membership.slot }) {
+            // A promiser knows a membership change chosen at or above this replica's first
+            // unchosen slot: the quorum was counted in a membership no longer in force there.
+            // Catch up first (the change comes with the chosen entries) and campaign again.
+            leader = nil
+            resetElectionTimer()
+            requestFetch(from: peer, &ready)
+            return
+        }
         let ballot = candidacy.ballot
         var catchUpTarget = firstUnchosen
         var catchUpSource = me
@@ -591,29 +751,42 @@ public struct LogReplica: Sendable {
             }
         }
         var leadership = Leadership(
-            ballot: ballot, nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
+            ballot: ballot, voters: candidacy.voters, incarnations: candidacy.incarnations,
+            nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
             catchUpTarget: catchUpTarget, lastHeartbeat: now, ownVoteProgress: now,
             catchUpSlot: firstUnchosen, catchUpSince: now)
-        leadership.queue = outbox.map(\.proposal)
+        leadership.incarnations[me] = memberIncarnation
+        let waiting = outbox.map(\.proposal)
         outbox = []
-        self.leadership = leadership
-        leader = me
-        lastHeardLeader = now
         var entries: [SlotEntry] = []
         var slot = Swift.max(catchUpTarget, firstUnchosen)
         while slot <= maxSlot {
+            let entry = records[slot]?.chosen == true ? records[slot]!.entry : (highest[slot]?.entry ?? [])
             if records[slot]?.chosen != true {
-                entries.append(SlotEntry(slot: slot, entry: highest[slot]?.entry ?? []))
+                entries.append(SlotEntry(slot: slot, entry: entry))
+            }
+            if entry.contains(where: { MembershipChange.isChange($0.command) }) {
+                // The slots after a membership change may belong to another membership, which
+                // this phase 1 was not counted in: propose nothing there until the change is
+                // chosen, then campaign again in the membership it makes.
+                leadership.changeSlot = slot
+                leadership.campaignAgain = slot < maxSlot
+                leadership.nextSlot = slot + 1
+                break
             }
             slot += 1
         }
+        self.leadership = leadership
+        leader = me
+        lastHeardLeader = now
+        enqueue(waiting, &ready)
         propose(entries, &ready)
         if firstUnchosen < catchUpTarget { requestFetch(from: catchUpSource, &ready) }
     }
 
     private mutating func stepDown(_ ready: inout LogReady) {
         if let leadership {
-            outbox += leadership.queue.map { ($0, now) }
+            outbox += (leadership.changes + leadership.queue).map { ($0, now) }
         }
         leadership = nil
         candidacy = nil
@@ -625,7 +798,18 @@ public struct LogReplica: Sendable {
     // MARK: - Leading
 
     private mutating func drive(_ ready: inout LogReady) {
-        guard let leadership else { return }
+        guard let leadership, leadership.changeSlot == nil else { return }
+        if membership.isProvisional || !leadership.changes.isEmpty || !leadership.heard.isEmpty {
+            // A membership change goes alone, once every slot before it is chosen (so it is
+            // judged against the membership in force), and nothing follows it until it is chosen.
+            guard leadership.nextSlot == firstUnchosen else { return }
+            if let change = nextChange(leadership) {
+                let slot = leadership.nextSlot
+                self.leadership!.changeSlot = slot
+                propose([SlotEntry(slot: slot, entry: [change])], &ready)
+                return
+            }
+        }
         var entries: [SlotEntry] = []
         var queue = leadership.queue[...]
         var nextSlot = leadership.nextSlot
@@ -649,6 +833,46 @@ public struct LogReplica: Sendable {
         propose(entries, &ready)
     }
 
+    /// The membership change to propose next, if any (taken off the queue): a new cluster's first
+    /// entry records its voters' incarnations; then learners' incarnations once heard; then the
+    /// operator's changes, in order.
+    private mutating func nextChange(_ leadership: Leadership) -> Proposal? {
+        if membership.isProvisional {
+            let members = membership.members.map { member in
+                var member = member
+                member.incarnation = leadership.incarnations[member.id] ?? 0
+                return member
+            }
+            return leaderProposal(.bootstrap(members))
+        }
+        for (id, heard) in leadership.heard.sorted(by: { $0.key < $1.key }) {
+            self.leadership!.heard[id] = nil
+            if membership.member(id)?.incarnation == 0 { return leaderProposal(.pin(id, incarnation: heard)) }
+        }
+        guard var proposal = leadership.changes.first else { return nil }
+        self.leadership!.changes.removeFirst()
+        if case .promote(let id) = MembershipChange(command: proposal.command),
+            membership.member(id)?.isVoter == false
+        {
+            let peerApplied = leadership.appliedByPeer[id] ?? 0
+            if peerApplied + configuration.promoteLag < applied {
+                // Promoted now, it would count in quorums while it cannot vote for new entries
+                // (it lacks the slots before them) and the cluster would lose a voter's worth of
+                // tolerance. Refused through the log, so its proposer hears why.
+                proposal.command = MembershipChange.refused(
+                    "node \(id.rawValue) has not caught up: it applied slot \(peerApplied), the leader \(applied)"
+                ).encoded()
+            }
+        }
+        return proposal
+    }
+
+    private mutating func leaderProposal(_ change: MembershipChange) -> Proposal {
+        nextNumber += 1
+        return Proposal(
+            id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: change.encoded())
+    }
+
     /// Proposes `entries` under the current ballot: this replica's acceptor accepts them (its
     /// vote counts once durable) and every peer is asked at once.
     private mutating func propose(_ entries: [SlotEntry], _ ready: inout LogReady) {
@@ -661,27 +885,52 @@ public struct LogReplica: Sendable {
             leadership!.nextSlot = Swift.max(leadership!.nextSlot, item.slot + 1)
         }
         let chunks = chunked(entries)
-        for peer in peers where peer != me {
+        for peer in membership.ids where peer != me {
             for chunk in chunks {
                 ready.eagerMessages.append(outbound(to: peer, acceptRequest(ballot, chunk)))
             }
         }
         ready.localReplies.append(
-            LogReplyEnvelope(
-                from: me,
-                reply: .accepted(
+            reply(
+                .accepted(
                     ballot: ballot, slots: entries.map(\.slot), firstUnchosen: firstUnchosen, applied: applied
                 )))
     }
 
     private mutating func vote(_ slot: Slot, _ from: NodeID, _ ready: inout LogReady) {
-        guard var inFlight = leadership?.inFlight[slot] else { return }
-        inFlight.votes.insert(from)
-        if inFlight.votes.count >= quorum {
-            leadership!.inFlight[slot] = nil
-            learn(slot, inFlight.entry, &ready)
-        } else {
-            leadership!.inFlight[slot] = inFlight
+        guard leadership?.inFlight[slot] != nil, leadership!.voters.contains(from) else { return }
+        leadership!.inFlight[slot]!.votes.insert(from)
+        countVotes(&ready)
+    }
+
+    /// Learns this leader's slots chosen in slot order: a slot's quorum is counted only once every
+    /// slot before it is chosen, so the membership it is counted in is exactly the one in force
+    /// there; when that is no longer the one this leader's phase 1 was counted in, it stops.
+    private mutating func countVotes(_ ready: inout LogReady) {
+        while let leadership, let inFlight = leadership.inFlight[firstUnchosen],
+            membership.voters == leadership.voters,
+            isQuorum(inFlight.votes, of: leadership.voters, unanimous: false)
+        {
+            self.leadership!.inFlight[firstUnchosen] = nil
+            learn(firstUnchosen, inFlight.entry, &ready)
+        }
+    }
+
+    /// After a membership change is chosen: a leader whose voters changed (or whose takeover
+    /// stopped at the change) campaigns again, in the membership now in force; one whose voters
+    /// stay goes on.
+    private mutating func checkMembership(_ ready: inout LogReady) {
+        guard let leadership else { return }
+        if membership.voters != leadership.voters {
+            stepDown(&ready)
+            if canCampaign { startPreVote(&ready) }
+        } else if let changeSlot = leadership.changeSlot, firstUnchosen > changeSlot {
+            if leadership.campaignAgain {
+                stepDown(&ready)
+                if canCampaign { startPreVote(&ready) }
+            } else {
+                self.leadership!.changeSlot = nil
+            }
         }
     }
 
@@ -694,7 +943,7 @@ public struct LogReplica: Sendable {
         }
         guard !stale.isEmpty else { return }
         stale.sort()
-        for peer in peers where peer != me {
+        for peer in membership.ids where peer != me {
             let missing = stale.filter { !leadership.inFlight[$0]!.votes.contains(peer) }
             guard !missing.isEmpty else { continue }
             let entries = missing.map { SlotEntry(slot: $0, entry: leadership.inFlight[$0]!.entry) }
@@ -708,7 +957,7 @@ public struct LogReplica: Sendable {
     /// A peer to fetch the slots below the catch-up target from: one that has applied them, as
     /// far as this leader knows, or any other when none is known to have.
     private mutating func catchUpPeer(_ leadership: Leadership) -> NodeID {
-        let others = peers.filter { $0 != me }
+        let others = membership.voters.sorted().filter { $0 != me }
         let ahead = others.filter { (leadership.appliedByPeer[$0] ?? 0) + 1 >= leadership.catchUpTarget }
         return (ahead.isEmpty ? others : ahead).randomElement(using: &random) ?? me
     }
@@ -721,7 +970,7 @@ public struct LogReplica: Sendable {
     private var leaderReleasable: Slot {
         guard let leadership else { return releasable }
         var lowest = applied
-        for peer in peers where peer != me {
+        for peer in membership.ids where peer != me {
             lowest = Swift.min(lowest, leadership.appliedByPeer[peer] ?? 0)
         }
         return lowest + 1
@@ -741,7 +990,18 @@ public struct LogReplica: Sendable {
     }
 
     private mutating func advanceFirstUnchosen() {
-        while records[firstUnchosen]?.chosen == true { firstUnchosen += 1 }
+        while let record = records[firstUnchosen], record.chosen {
+            for proposal in record.entry where MembershipChange.isChange(proposal.command) {
+                // The same rule the store applies the change by (``MembershipChange/apply``).
+                let change = MembershipChange(command: proposal.command) ?? .refused("")
+                let (next, refusal) = membership.applying(change, slot: firstUnchosen)
+                if refusal == nil {
+                    membership = next
+                    membershipChanged = true
+                }
+            }
+            firstUnchosen += 1
+        }
     }
 
     /// One chunk of the snapshot being fetched: staged durably; the next one is asked for once
@@ -771,6 +1031,10 @@ public struct LogReplica: Sendable {
             download = nil
             return
         }
+        var stagedMembership = first ? nil : staging?.membership
+        if let row = rows.first(where: { $0.key == Membership.rowKey }) {
+            stagedMembership = Membership(encoded: row.value)
+        }
         ready.mutations.append(
             .stageSnapshot(
                 SnapshotChunk(source: from, token: token, applied: snapshotApplied, rows: rows, first: first))
@@ -778,7 +1042,9 @@ public struct LogReplica: Sendable {
         current.token = token
         current.after = previous
         current.deadline = now + UInt64(configuration.resendTicks)
-        staging = SnapshotStaging(source: from, token: token, applied: snapshotApplied, after: previous)
+        staging = SnapshotStaging(
+            source: from, token: token, applied: snapshotApplied, after: previous,
+            membership: stagedMembership)
         guard done else {
             download = current
             ready.messages.append(outbound(to: from, .snapshotChunk(token: token, after: previous)))
@@ -798,6 +1064,14 @@ public struct LogReplica: Sendable {
         retainedBytes = 0
         records = records.filter { $0.key > snapshotApplied }
         logStart = Swift.max(logStart, snapshotApplied + 1)
+        if firstUnchosen <= snapshotApplied + 1 {
+            // The membership in force after the snapshot's slot is the one its rows hold.
+            let installed = stagedMembership ?? bootstrapMembership
+            if installed != membership {
+                membership = installed
+                membershipChanged = true
+            }
+        }
         firstUnchosen = Swift.max(firstUnchosen, snapshotApplied + 1)
         advanceFirstUnchosen()
         if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
@@ -834,6 +1108,15 @@ public struct LogReplica: Sendable {
             // Caught up past it from the log: the staged rows would never be installed.
             self.staging = nil
             ready.mutations.append(.discardSnapshot)
+        }
+        countVotes(&ready)
+        checkMembership(&ready)
+        if membershipChanged {
+            membershipChanged = false
+            ready.events.append(.membership(membership))
+            if !membership.isUnknown, !canCampaign {
+                ready.events.append(.notAVoter(known: membership.member(me)?.incarnation ?? 0))
+            }
         }
         if leadership != nil { releasable = leaderReleasable }
         var target = Swift.min(releasable, applied + 1)
@@ -957,9 +1240,35 @@ public struct LogReplica: Sendable {
         electionDeadline = now + spread + UInt64.random(in: 0..<spread, using: &random)
     }
 
-    private func reply(_ reply: LogReply) -> LogReplyEnvelope { LogReplyEnvelope(from: me, reply: reply) }
+    private func reply(_ reply: LogReply) -> LogReplyEnvelope {
+        LogReplyEnvelope(from: me, incarnation: memberIncarnation, reply: reply)
+    }
 
     private func outbound(to peer: NodeID, _ request: LogRequest) -> LogOutbound {
-        LogOutbound(to: peer, envelope: LogRequestEnvelope(from: me, request: request))
+        LogOutbound(
+            to: peer, envelope: LogRequestEnvelope(from: me, incarnation: memberIncarnation, request: request)
+        )
+    }
+
+    /// Whether a message of `peer` presenting `incarnation` comes from the member the membership
+    /// records (and the incarnation recorded for it, 0 when it is not a member). A node that
+    /// knows no membership yet (it joins) takes every authenticated peer.
+    private func admits(_ peer: NodeID, _ incarnation: UInt64) -> (Bool, known: UInt64) {
+        if membership.isUnknown { return (true, 0) }
+        guard let member = membership.member(peer) else { return (false, 0) }
+        return (member.incarnation == 0 || member.incarnation == incarnation, member.incarnation)
+    }
+
+    /// Whether this node is a voter of the membership in force, as the data directory it has.
+    private var canCampaign: Bool {
+        guard let member = membership.member(me), member.isVoter else { return false }
+        return member.incarnation == 0 || member.incarnation == memberIncarnation
+    }
+
+    /// Whether `set` is a quorum of `voters`: a majority, or all of them for a new cluster's first
+    /// leader (its phase 1; see the type's documentation).
+    private func isQuorum(_ set: Set<NodeID>, of voters: Set<NodeID>, unanimous: Bool) -> Bool {
+        let count = set.intersection(voters).count
+        return unanimous ? count == voters.count && count > 0 : count > voters.count / 2
     }
 }

@@ -79,12 +79,17 @@ public struct SnapshotStaging: Hashable, Sendable {
     public var applied: Slot
     /// The last row staged (rows come in key order); `nil` before the first row.
     public var after: MachineKey?
+    /// The membership among the staged rows (the first row of a snapshot that has one).
+    public var membership: Membership?
 
-    public init(source: NodeID, token: UInt64, applied: Slot, after: MachineKey?) {
+    public init(
+        source: NodeID, token: UInt64, applied: Slot, after: MachineKey?, membership: Membership? = nil
+    ) {
         self.source = source
         self.token = token
         self.applied = applied
         self.after = after
+        self.membership = membership
     }
 }
 
@@ -106,6 +111,9 @@ public struct LogDurableState: Hashable, Sendable {
     public var logStart: Slot = 1
     /// The state machine's rows, as of ``applied``.
     public var machine: [MachineKey: [UInt8]] = [:]
+    /// The membership as of ``applied`` (its row among the machine's rows; a disk store reads
+    /// that one row at start-up); `nil` before the first membership change.
+    public var membership: Membership?
     /// The last incarnation that started.
     public var incarnation: UInt64 = 0
     /// A snapshot being received, if any, and its rows so far.
@@ -159,7 +167,7 @@ public struct LogDurableState: Hashable, Sendable {
             for proposal in entry {
                 let output: Value
                 do {
-                    output = try stateMachine.apply(proposal, slot: slot, rows: &rows)
+                    output = try ClusterMachine(stateMachine).apply(proposal, slot: slot, rows: &rows)
                 } catch {
                     machine = rows.take()
                     throw error
@@ -168,6 +176,9 @@ public struct LogDurableState: Hashable, Sendable {
             }
             machine = rows.take()
             applied = slot
+            if entry.contains(where: { MembershipChange.isChange($0.command) }) {
+                membership = machine[Membership.rowKey].flatMap { Membership(encoded: $0) }
+            }
             return outputs
         case .release(let below):
             guard below > logStart else { return [] }
@@ -181,7 +192,10 @@ public struct LogDurableState: Hashable, Sendable {
             }
             guard var current = staging, current.source == chunk.source, current.token == chunk.token
             else { return [] }
-            for row in chunk.rows { stagedRows[row.key] = row.value }
+            for row in chunk.rows {
+                stagedRows[row.key] = row.value
+                if row.key == Membership.rowKey { current.membership = Membership(encoded: row.value) }
+            }
             current.after = chunk.rows.last?.key ?? current.after
             staging = current
         case .installSnapshot(let snapshotApplied):
@@ -193,6 +207,7 @@ public struct LogDurableState: Hashable, Sendable {
                 return []
             }
             machine = stagedRows
+            membership = staging.membership
             applied = snapshotApplied
             records = records.filter { $0.key > snapshotApplied }
             logStart = Swift.max(logStart, snapshotApplied + 1)
