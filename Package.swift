@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "paxosctl",
             dependencies: [
-                "PaxosSQLite", "PaxosHistory", "PaxosCertificates",
+                "PaxosSQLite", "PaxosHistory", "PaxosCertificates", "PaxosServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -109,7 +109,7 @@ public actor LogPeer<Machine: StateMachine> {
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
         submitTimeout: Duration = .seconds(5), snapshotIdle: Duration = .seconds(30), seed: UInt64 = 1,
         incarnation: UInt64? = nil, addresses: [NodeID: String] = [:], joining: Bool = false,
-        logger: Logger = Logger(label: "paxos.log"),
+        logger: Logger = Logger(label: "paxos.log", factory: { _ in SwiftLogNoOpLogHandler() }),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> LogPeer {
         var state = try await store.loadLog()

@@ -26,6 +26,14 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             """,
         version: paxosVersion)
 
+    @Flag(
+        help: ArgumentHelp(
+            "Join an existing cluster as a new member (etcd's --initial-cluster-state existing): a new data "
+                + "directory starts knowing no membership, never votes, and learns the membership from the "
+                + "cluster once an operator added it (paxosctl member add). --peers then lists the cluster's "
+                + "nodes and this one. Ignored for a data directory that already has state."))
+    var join = false
+
     @Option(help: "This node's id; must be one of the ids in --peers.")
     var id: UInt32 = 1
 
@@ -303,11 +311,24 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let lock = try DataDirectoryLock.acquire(directory: directory.path)
         let databasePath = directory.appendingPathComponent("node.db").path
         let store: SQLiteStore
+        let identity: SQLiteStore.Identity
         do {
             store = try SQLiteStore(path: databasePath)
-            try await store.claimIdentity(nodeID: me, clusterID: clusterId)
+            identity = try await store.claimIdentity(nodeID: me, clusterID: clusterId, joining: join)
         } catch let error as SQLiteError {
             throw NodeStartupError("cannot use \(databasePath): \(error.message)")
+        }
+        let incarnation = String(identity.incarnation, radix: 16)
+        if identity.created, !join {
+            logger.notice(
+                "new data directory: bootstrapping node \(me) of cluster '\(clusterId)' with incarnation \(incarnation). A new cluster serves once all of --peers have been up together. If this node was a member before and lost its data, its peers refuse it: stop it and replace it (README, 'Replacing a failed node': member remove, start with --join, member add, member promote)"
+            )
+        } else if identity.created {
+            logger.notice(
+                "new data directory joining cluster '\(clusterId)' as node \(me) with incarnation \(incarnation): it learns the membership once added (paxosctl member add \(me) ADDRESS), and votes once promoted"
+            )
+        } else if join, !identity.joined {
+            logger.notice("--join is ignored: \(databasePath) already belongs to a member")
         }
 
         // Peers over TCP.
@@ -351,7 +372,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             log = try await LogPeer<KVStateMachine>.make(
                 me: me, peers: Array(addresses.keys), machine: KVStateMachine(), store: store,
                 transport: transport, configuration: configuration,
-                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
+                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
+                incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
+                joining: identity.joined, logger: logger)
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
@@ -385,6 +408,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
+        MembersHTTPAPI.add(
+            to: router, peer: log, isReachable: { [transport] id in await transport.isConnected(to: id) })
         var tls: TLSConfiguration?
         if let clientCert, let clientKey {
             do {

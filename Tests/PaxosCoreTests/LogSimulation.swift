@@ -63,7 +63,18 @@ struct LogSimulation {
         var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && replies.isEmpty && localReplies.isEmpty }
     }
 
-    let peers: [NodeID]
+    /// Every node the simulation runs (bootstrap peers first, then nodes that joined later).
+    private(set) var peers: [NodeID]
+    /// The bootstrap peers: a new cluster's provisional membership.
+    let bootstrapPeers: [NodeID]
+    /// Each node's data-directory incarnation (a wiped disk draws a new one).
+    private(set) var incarnations: [NodeID: UInt64] = [:]
+    /// Nodes whose data directory was created to join an existing cluster.
+    private(set) var joiners: Set<NodeID> = []
+    /// Every membership any replica was in, by the slot of the entry that made it.
+    private(set) var memberships: [Slot: Membership] = [:]
+    /// What replicas noticed (refusals, membership changes), in order.
+    private(set) var events: [(NodeID, ReplicaEvent)] = []
     let configuration: LogConfiguration
     var replicas: [NodeID: LogReplica] = [:]
     var durable: [NodeID: LogDurableState] = [:]
@@ -114,9 +125,13 @@ struct LogSimulation {
     ///   restart every replica, so the test starts from a bootstrapped cluster with no leader.
     init(count: Int, seed: UInt64, configuration: LogConfiguration, bootstrapped: Bool = true) {
         peers = (1...count).map { NodeID(UInt32($0)) }
+        bootstrapPeers = peers
         self.configuration = configuration
         random = SplitMix64(seed: seed)
-        for peer in peers { restart(peer) }
+        for peer in peers {
+            incarnations[peer] = random.next() | 1
+            restart(peer)
+        }
         guard bootstrapped else { return }
         for _ in 0..<2000 where peers.contains(where: { replicas[$0]!.membership.isProvisional }) {
             for peer in peers { tick(peer) }
@@ -160,8 +175,32 @@ struct LogSimulation {
         state.apply(.incarnation(state.incarnation + 1))
         durable[node] = state
         replicas[node] = LogReplica(
-            me: node, peers: peers, state: state, configuration: configuration, seed: random.next())
+            me: node, peers: bootstrapPeers, state: state, configuration: configuration, seed: random.next(),
+            memberIncarnation: incarnations[node], joining: joiners.contains(node))
         check(node)
+    }
+
+    /// `node`'s disk is lost: it comes back with an empty data directory (a new incarnation), as
+    /// a joiner when `joining`, else as a bootstrap peer would (the operator's mistake).
+    mutating func wipe(_ node: NodeID, joining: Bool) {
+        crash(node)
+        durable[node] = nil
+        appliedCommands[node] = nil
+        lost.remove(node)
+        incarnations[node] = random.next() | 1
+        // A node that was not a bootstrap peer has no --peers entry of its own to bootstrap from.
+        if joining || !bootstrapPeers.contains(node) { joiners.insert(node) } else { joiners.remove(node) }
+        if !peers.contains(node) { peers.append(node) }
+        restart(node)
+    }
+
+    /// Proposes `change` at `node`.
+    @discardableResult
+    mutating func changeMembership(at node: NodeID, _ change: MembershipChange) -> ProposalID? {
+        guard replicas[node] != nil else { return nil }
+        let (id, ready) = replicas[node]!.changeMembership(change)
+        carryOut(ready, at: node, answering: nil)
+        return id
     }
 
     // MARK: Inputs
@@ -205,7 +244,12 @@ struct LogSimulation {
     /// forged accept, which no protocol survives without authentication.
     mutating func inject(_ request: LogRequest, from: NodeID, to: NodeID) {
         network.append(
-            .request(LogOutbound(to: to, envelope: LogRequestEnvelope(from: from, request: request))))
+            .request(
+                LogOutbound(
+                    to: to,
+                    envelope: LogRequestEnvelope(
+                        from: from, incarnation: incarnations[from] ?? 0, request: request)
+                )))
     }
 
     /// Delivers the first message in flight that `matches`, without faults (partitions hold).
@@ -299,7 +343,10 @@ struct LogSimulation {
         } else {
             reply = .snapshotGone
         }
-        network.append(.reply(outbound, LogReplyEnvelope(from: node, reply: reply)))
+        network.append(
+            .reply(
+                outbound,
+                LogReplyEnvelope(from: node, incarnation: replicas[node]!.memberIncarnation, reply: reply)))
     }
 
     /// The transport reports a lost request or reply to the sender, as a timeout would.
@@ -318,6 +365,7 @@ struct LogSimulation {
     /// Carries out `ready` as the driver contract says: eager messages and results at once; the
     /// rest waits for the next commit of this replica.
     private mutating func carryOut(_ ready: LogReady, at node: NodeID, answering request: LogOutbound?) {
+        for event in ready.events { events.append((node, event)) }
         for message in ready.eagerMessages { send(message) }
         for (id, output) in ready.results { results[id] = output }
         for id in ready.unknown { unknown.insert(id) }
@@ -420,12 +468,21 @@ struct LogSimulation {
     var summary: String {
         peers.map { node in
             replicas[node].map {
-                "\(node): \($0.role) leader \($0.leader.map(\.description) ?? "-") promised \($0.promised.map(\.description) ?? "-") applied \($0.applied) firstUnchosen \($0.firstUnchosen) logStart \($0.logStart)"
+                "\(node): \($0.membership.voters.sorted().map(\.rawValue)) \($0.role) leader \($0.leader.map(\.description) ?? "-") promised \($0.promised.map(\.description) ?? "-") applied \($0.applied) firstUnchosen \($0.firstUnchosen) logStart \($0.logStart)"
             } ?? "\(node): \(lost.contains(node) ? "lost" : "down")"
         }.joined(separator: "; ")
     }
 
     // MARK: Checks
+
+    /// Consecutive memberships whose voters differ by more than one (whose majorities might not
+    /// intersect): none may exist. Checked on every membership any replica was in.
+    var membershipJumps: [String] {
+        let ordered = memberships.sorted { $0.key < $1.key }.map(\.value)
+        return zip(ordered, ordered.dropFirst()).compactMap { earlier, later in
+            earlier.voters.symmetricDifference(later.voters).count > 1 ? "\(earlier) then \(later)" : nil
+        }
+    }
 
     private mutating func check(_ node: NodeID) {
         var known: [(Slot, LogEntry)] = []
@@ -441,6 +498,14 @@ struct LogSimulation {
         }
         if let state = durable[node] {
             known += state.records.filter(\.value.chosen).map { ($0.key, $0.value.entry) }
+        }
+        // One membership per slot, whoever knows it; each differs from the one before it by at
+        // most one voter, so a majority of one and a majority of the next always intersect.
+        if let membership = replicas[node]?.membership, !membership.isProvisional {
+            if let seen = memberships[membership.slot], seen != membership {
+                violations.append("two memberships at slot \(membership.slot): \(seen) and \(membership)")
+            }
+            memberships[membership.slot] = membership
         }
         for (slot, entry) in known {
             if let seen = chosen[slot] {

@@ -121,7 +121,8 @@ public struct LogReplica: Sendable {
     /// The bootstrap peers, this one included: the provisional membership of a new cluster.
     public let peers: [NodeID]
     public let configuration: LogConfiguration
-    /// This process's incarnation (bumped at every start); part of every proposal id it makes.
+    /// This process's incarnation (the durable restart counter, offset by ``memberIncarnation``);
+    /// part of every proposal id it makes.
     public let incarnation: UInt64
     /// This node's data directory's incarnation (random, drawn when it was created): what the
     /// membership records for it (``Member/incarnation``), sent with every message.
@@ -193,8 +194,12 @@ public struct LogReplica: Sendable {
         self.me = me
         self.peers = Array(Set(peers)).sorted()
         self.configuration = configuration
-        self.incarnation = state.incarnation
-        self.memberIncarnation = memberIncarnation ?? (0x1_0000_0000 | UInt64(me.rawValue))
+        let memberIncarnation = memberIncarnation ?? (0x1_0000_0000 | UInt64(me.rawValue))
+        self.memberIncarnation = memberIncarnation
+        // The restart counter starts again from 0 in a data directory that lost its disk: offset
+        // by the directory's random incarnation, proposal ids never repeat those of its old life
+        // (whose entries may still be applied, and would be taken for the new proposals').
+        self.incarnation = (memberIncarnation &* 0x9E37_79B9_7F4A_7C15) &+ state.incarnation
         let bootstrap =
             joining
             ? Membership.unknown
@@ -229,6 +234,9 @@ public struct LogReplica: Sendable {
     }
 
     public var isLeader: Bool { leadership != nil }
+
+    /// Each member's applied index as this leader last heard it (empty unless leading).
+    public var peerApplied: [NodeID: Slot] { leadership?.appliedByPeer ?? [:] }
 
     /// This replica's own proposals it still tracks, waiting for their outcome (for tests: it
     /// must not grow with proposals whose clients were given up on).

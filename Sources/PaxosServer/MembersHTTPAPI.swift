@@ -1,0 +1,130 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Paxos
+import PaxosCore
+
+extension APIBody {
+    /// One member as `GET /v1/members` shows it.
+    public struct MemberInfo: Codable, Equatable, Sendable {
+        public var id: UInt32
+        /// The data directory's incarnation, in hex (`0`: not heard from yet).
+        public var incarnation: String
+        public var address: String
+        /// `voter` or `learner`.
+        public var role: String
+        public var voter: Bool
+        /// Its applied index, as the leader last heard it (this node's own for itself); `null`
+        /// when not known here (ask the leader).
+        public var applied: Int?
+        /// Whether this node has a connection to it now (`true` for itself).
+        public var reachable: Bool
+    }
+
+    public struct Members: ResponseEncodable, Codable, Equatable, Sendable {
+        /// The node that answered.
+        public var node: UInt32
+        public var leader: UInt32?
+        /// The slot of the entry that made this membership (0: the provisional one of a new
+        /// cluster, not yet recorded in the log).
+        public var membershipSlot: Int
+        public var members: [MemberInfo]
+    }
+
+    public struct AddMember: Codable, Equatable, Sendable {
+        public var id: UInt32
+        /// Where its peers dial it, `HOST:PORT`.
+        public var address: String
+
+        public init(id: UInt32, address: String) {
+            self.id = id
+            self.address = address
+        }
+    }
+
+    public struct MembershipResult: ResponseEncodable, Codable, Equatable, Sendable {
+        public var status: String
+        public var members: [MemberInfo]
+    }
+}
+
+/// The membership API: `GET /v1/members`; `POST /v1/members` with `{"id", "address"}` adds a
+/// learner; `POST /v1/members/{id}/promote` makes a learner that has caught up a voter;
+/// `DELETE /v1/members/{id}` removes a member. Changes go through the log, one at a time; 200
+/// with the new membership once applied here, 409 `membership_refused` with the reason, 503
+/// `no_leader` (not made), 504 `outcome_unknown` (may have been made: `GET` tells).
+public enum MembersHTTPAPI {
+    public static func add<Machine: StateMachine>(
+        to router: Router<BasicRequestContext>, peer: LogPeer<Machine>,
+        isReachable: @escaping @Sendable (NodeID) async -> Bool
+    ) {
+        router.get("/v1/members") { _, _ -> APIBody.Members in
+            try await members(peer, isReachable)
+        }
+        router.post("/v1/members") { request, context -> APIBody.MembershipResult in
+            let body = try await request.decode(as: APIBody.AddMember.self, context: context)
+            guard body.id > 0 else { throw APIError(.badRequest, "bad_member", "node ids start at 1") }
+            guard !body.address.isEmpty, body.address.utf8.count <= 1024, body.address.contains(":") else {
+                throw APIError(.badRequest, "bad_member", "address must be HOST:PORT")
+            }
+            return try await change(peer, .addLearner(NodeID(body.id), address: body.address), isReachable)
+        }
+        router.post("/v1/members/:id/promote") { _, context -> APIBody.MembershipResult in
+            try await change(peer, .promote(try id(context)), isReachable)
+        }
+        router.delete("/v1/members/:id") { _, context -> APIBody.MembershipResult in
+            try await change(peer, .remove(try id(context)), isReachable)
+        }
+    }
+
+    static func id(_ context: BasicRequestContext) throws -> NodeID {
+        guard let text = context.parameters.get("id"), let id = UInt32(text), id > 0 else {
+            throw APIError(
+                .badRequest, "bad_member", "the member id must be a number from 1 to \(UInt32.max)")
+        }
+        return NodeID(id)
+    }
+
+    static func change<Machine: StateMachine>(
+        _ peer: LogPeer<Machine>, _ change: MembershipChange,
+        _ isReachable: @escaping @Sendable (NodeID) async -> Bool
+    ) async throws -> APIBody.MembershipResult {
+        switch await peer.changeMembership(change) {
+        case .applied(let output):
+            let answer = String(decoding: output, as: UTF8.self)
+            guard answer == "ok" else {
+                throw APIError(
+                    .conflict, "membership_refused",
+                    answer.hasPrefix("refused: ") ? String(answer.dropFirst(9)) : answer)
+            }
+            return APIBody.MembershipResult(
+                status: "ok", members: try await members(peer, isReachable).members)
+        case .failed(let reason):
+            throw APIError(.serviceUnavailable, "no_leader", "not made: \(reason)")
+        case .unknown(let reason):
+            throw APIError(
+                .gatewayTimeout, "outcome_unknown", "\(reason); GET /v1/members tells whether it was made")
+        }
+    }
+
+    static func members<Machine: StateMachine>(
+        _ peer: LogPeer<Machine>, _ isReachable: @escaping @Sendable (NodeID) async -> Bool
+    ) async throws -> APIBody.Members {
+        let (membership, leader, progress, applied) = await peer.inspect {
+            ($0.membership, $0.leader, $0.peerApplied, $0.applied)
+        }
+        var list: [APIBody.MemberInfo] = []
+        for member in membership.members {
+            let isMe = member.id == peer.me
+            list.append(
+                APIBody.MemberInfo(
+                    id: member.id.rawValue, incarnation: String(member.incarnation, radix: 16),
+                    address: member.address, role: member.isVoter ? "voter" : "learner",
+                    voter: member.isVoter,
+                    applied: isMe ? applied : progress[member.id],
+                    reachable: isMe ? true : await isReachable(member.id)))
+        }
+        return APIBody.Members(
+            node: peer.me.rawValue, leader: leader?.rawValue, membershipSlot: membership.slot, members: list)
+    }
+}
