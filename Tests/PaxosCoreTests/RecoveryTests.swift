@@ -370,11 +370,11 @@ struct RecoveryTests {
     }
 
     @Test("recovery queries are resent until every other node answered")
-    func queriesAreResent() {
+    func queriesAreResent() throws {
         var recovering = node(0, of: 3)
         let begin = recovering.recover()
-        let toOne = begin.messages.first { $0.to == 1 }!
-        let toTwo = begin.messages.first { $0.to == 2 }!
+        let toOne = try #require(begin.messages.first { $0.to == 1 })
+        let toTwo = try #require(begin.messages.first { $0.to == 2 })
         _ = recovering.onReply(report(-1, 0, from: 1))
         // The query to node 2 fails: it is sent again after a backoff, and only to node 2.
         _ = recovering.onSendFailure(toTwo)
