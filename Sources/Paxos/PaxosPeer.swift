@@ -50,16 +50,37 @@ public actor PaxosPeer {
     ///   - tickInterval: the length of one protocol tick (timeouts and backoff are in ticks).
     ///   - sleep: the clock; tests may pass a faster or virtual one.
     ///   - seed: seeds the proposer's randomized backoff.
+    ///   - recover: the store may have lost this node's acceptor state (a wiped data directory, a
+    ///     truncated file: pass true when the store was created at this start). Unless the store
+    ///     records a finished recovery, the peer then recovers (``PaxosNode/recover()``): it
+    ///     votes in no instance, and its ``start(_:_:)``s wait, until every other peer answered
+    ///     what it knows; then it never votes at or below the highest instance reported, and
+    ///     its ballots are above every reported round. The mark that it is recovering is durable
+    ///     before this returns, so a peer restarted in the middle of a recovery resumes it
+    ///     whatever `recover` says then. A new cluster whose nodes all pass true recovers from
+    ///     itself (everyone reports nothing) once every node has been up. If the process may die
+    ///     between creating the store and this call returning, the caller must treat that store
+    ///     as new again on the next start.
     public static func make(
         me: NodeID, peers: [NodeID], store: any AcceptorStore, transport: any PaxosTransport,
         configuration: PaxosConfiguration = PaxosConfiguration(), tickInterval: Duration = .milliseconds(10),
-        seed: UInt64 = 1,
+        seed: UInt64 = 1, recover: Bool = false,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> PaxosPeer {
         let state = try await store.load()
-        let core = PaxosNode(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
+        var core = PaxosNode(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
+        var recovery = Ready()
+        if recover || core.isRecovering {
+            recovery = core.recover()
+            // Committed here, before the peer serves or sends anything and before the caller
+            // hears that the peer exists: from now on a restart finds the node recovering.
+            if !recovery.mutations.isEmpty { try await store.commit(recovery.mutations) }
+            recovery.mutations = []
+        }
         let peer = PaxosPeer(core: core, store: store, transport: transport)
         await transport.serve { [weak peer] request in await peer?.handle(request) }
+        // The queries (and, in a single-node cluster, nothing): their mutations are durable.
+        await peer.enqueue(recovery)
         await peer.startTicking(every: tickInterval, sleep: sleep)
         return peer
     }

@@ -16,6 +16,14 @@ public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
     /// This node's proposer used `ballot` for `seq` (an audit record: it changes no protocol state,
     /// but lets a checker prove that no ballot was ever used twice across restarts).
     case ballotUsed(seq: Int, ballot: Ballot)
+    /// This node lost its acceptor state and begins to recover it: until ``endRecovery(voteFloor:maxRound:)``
+    /// it votes in no instance, across restarts too. Ignored once a vote floor is recorded.
+    case beginRecovery
+    /// Recovery is over: instances below `voteFloor` are never voted on here again, and the
+    /// proposer's round is at least `maxRound`. One mutation, so a crash leaves either the
+    /// node still recovering or recovered with both bounds, never one without the other. The
+    /// floor never goes down.
+    case endRecovery(voteFloor: Int, maxRound: UInt64)
 
     public var description: String {
         switch self {
@@ -27,6 +35,9 @@ public enum StoreMutation: Hashable, Sendable, CustomStringConvertible {
         case .done(let peer, let seq): "done(peer: \(peer), seq: \(seq))"
         case .forget(let below): "forget(below: \(below))"
         case .ballotUsed(let seq, let ballot): "ballotUsed(seq: \(seq), ballot: \(ballot))"
+        case .beginRecovery: "beginRecovery"
+        case .endRecovery(let voteFloor, let maxRound):
+            "endRecovery(voteFloor: \(voteFloor), maxRound: \(maxRound))"
         }
     }
 }
@@ -59,11 +70,19 @@ public struct DurableState: Hashable, Sendable {
     public var forgottenBelow: Int = 0
     /// Instances at or above ``forgottenBelow``.
     public var instances: [Int: InstanceRecord] = [:]
+    /// Set by a finished recovery of a lost acceptor state: instances below it are never voted on
+    /// here again. `nil` when this store never recovered (a node that never lost its disk, or
+    /// one still recovering).
+    public var voteFloor: Int?
+    /// A recovery of a lost acceptor state began and has not finished: the node must not vote in
+    /// any instance until it finishes. Never true while ``voteFloor`` is recorded.
+    public var recovering: Bool = false
 
     public init() {}
 
-    /// Applies one mutation with the rules every store must follow: rounds, done values and the
-    /// forget floor never go down, and nothing below the forget floor is kept or recreated.
+    /// Applies one mutation with the rules every store must follow: rounds, done values, the
+    /// forget floor and the vote floor never go down, nothing below the forget floor is kept or
+    /// recreated, and once a vote floor is recorded the node is never recovering again.
     public mutating func apply(_ mutation: StoreMutation) {
         switch mutation {
         case .promise(let seq, let ballot):
@@ -91,6 +110,15 @@ public struct DurableState: Hashable, Sendable {
         case .ballotUsed:
             // An audit record for durable backends that keep one; not part of the protocol state.
             break
+        case .beginRecovery:
+            // A recorded floor means a recovery finished: starting another cannot make the node
+            // safer (its state is not lost again), so it is not restarted.
+            guard voteFloor == nil else { return }
+            recovering = true
+        case .endRecovery(let floor, let round):
+            voteFloor = Swift.max(voteFloor ?? 0, floor)
+            maxRound = Swift.max(maxRound, round)
+            recovering = false
         }
     }
 }

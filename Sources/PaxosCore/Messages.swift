@@ -9,10 +9,16 @@ public enum Request: Hashable, Sendable, CustomStringConvertible {
     case accept(seq: Int, ballot: Ballot, value: Value)
     /// The instance is decided; the receiver records the value and acknowledges.
     case decided(seq: Int, value: Value)
+    /// A node that lost its acceptor state asks what the receiver knows (answered by
+    /// ``Reply/recoveryReport(maxSeq:maxRound:recovering:)``); see ``PaxosNode/recover()``.
+    case recoveryQuery
 
+    /// The instance the request is about; -1 for ``recoveryQuery``, which is about none (its
+    /// report answers with -1 too, so a driver can pair requests and replies by `seq`).
     public var seq: Int {
         switch self {
         case .prepare(let seq, _), .accept(let seq, _, _), .decided(let seq, _): seq
+        case .recoveryQuery: -1
         }
     }
 
@@ -22,6 +28,7 @@ public enum Request: Hashable, Sendable, CustomStringConvertible {
         case .accept(let seq, let ballot, let value):
             "accept(seq: \(seq), ballot: \(ballot), value: \(renderValue(value)))"
         case .decided(let seq, let value): "decided(seq: \(seq), value: \(renderValue(value)))"
+        case .recoveryQuery: "recoveryQuery"
         }
     }
 }
@@ -40,12 +47,22 @@ public enum Reply: Hashable, Sendable, CustomStringConvertible {
     case decidedAck(seq: Int)
     /// The instance is below the responder's `min()`: every peer is done with it.
     case forgotten(seq: Int)
+    /// The acceptor takes no part in `seq` under `ballot`: it is recovering its lost state, or
+    /// `seq` is below its vote floor. A refusal, never a vote.
+    case refused(seq: Int, ballot: Ballot)
+    /// The answer to ``Request/recoveryQuery``: the highest instance in which the responder holds
+    /// an acceptor record (promised, accepted, decided) or which it forgot or put below its vote
+    /// floor (-1 for none), the highest round it has seen or used, and whether it is recovering
+    /// a lost state itself.
+    case recoveryReport(maxSeq: Int, maxRound: UInt64, recovering: Bool)
 
+    /// The instance the reply is about; -1 for ``recoveryReport(maxSeq:maxRound:recovering:)``.
     public var seq: Int {
         switch self {
         case .promise(let seq, _, _), .accepted(let seq, _), .rejected(let seq, _, _),
-            .decided(let seq, _), .decidedAck(let seq), .forgotten(let seq):
+            .decided(let seq, _), .decidedAck(let seq), .forgotten(let seq), .refused(let seq, _):
             seq
+        case .recoveryReport: -1
         }
     }
 
@@ -59,6 +76,9 @@ public enum Reply: Hashable, Sendable, CustomStringConvertible {
         case .decided(let seq, let value): "decided(seq: \(seq), value: \(renderValue(value)))"
         case .decidedAck(let seq): "decidedAck(seq: \(seq))"
         case .forgotten(let seq): "forgotten(seq: \(seq))"
+        case .refused(let seq, let ballot): "refused(seq: \(seq), ballot: \(ballot))"
+        case .recoveryReport(let maxSeq, let maxRound, let recovering):
+            "recoveryReport(maxSeq: \(maxSeq), maxRound: \(maxRound), recovering: \(recovering))"
         }
     }
 }

@@ -16,6 +16,9 @@
 ///   driver feeds back after that vote is durable.
 /// - One value per instance: learning a second, different value for a decided instance is a
 ///   safety violation and stops the process.
+/// - While ``isRecovering``, the acceptor votes in no instance and the proposer sends no ballot;
+///   afterwards the acceptor never votes below ``voteFloor``, and the first ballot is above every
+///   round the other nodes reported.
 public struct PaxosNode: Sendable {
     /// This node.
     public let me: NodeID
@@ -29,6 +32,16 @@ public struct PaxosNode: Sendable {
     public private(set) var maxSeq: Int
     /// `min()`: 1 + the minimum `done` over all peers. Instances below it are forgotten.
     public private(set) var floor: Int
+    /// The acceptor never promises or accepts in an instance below this: set when a recovery of a
+    /// lost acceptor state finished (see ``recover()``), 0 on a node that never recovered. Durable
+    /// and never goes down. Decided values below it are still learned and passed on.
+    public private(set) var voteFloor: Int
+    /// Whether this node is recovering a lost acceptor state (see ``recover()``). Durable: a node
+    /// that restarts in the middle of a recovery is recovering again.
+    public private(set) var isRecovering: Bool
+    /// A finished recovery is on disk (``DurableState/voteFloor`` is set): ``recover()`` does nothing.
+    private var recoveryRecorded: Bool
+    private var recovery: Recovery?
 
     private var doneByPeer: [NodeID: Int]
     private var instances: [Int: Instance]
@@ -66,7 +79,9 @@ public struct PaxosNode: Sendable {
         // A promise or accept seen under a higher round also raises maxRound, so a restarted
         // proposer starts above everything its own acceptor knows about.
         var maxRound = state.maxRound
-        var maxSeq = self.floor - 1
+        let voteFloor = state.voteFloor ?? 0
+        // Every instance below the vote floor was known to some node when the floor was set.
+        var maxSeq = Swift.max(self.floor, voteFloor) - 1
         for (seq, record) in state.instances where seq >= self.floor {
             instances[seq] = Instance(record: record)
             maxRound = Swift.max(maxRound, record.promised?.round ?? 0)
@@ -75,6 +90,12 @@ public struct PaxosNode: Sendable {
         self.instances = instances
         self.maxRound = maxRound
         self.maxSeq = maxSeq
+        self.voteFloor = voteFloor
+        self.recoveryRecorded = state.voteFloor != nil
+        self.isRecovering = state.recovering && state.voteFloor == nil
+        // A recovery interrupted by a crash starts over: nothing of what was reported is durable,
+        // so every other node is asked again (at the first tick, or at once by `recover()`).
+        self.recovery = isRecovering ? Recovery(asking: sortedPeers.filter { $0 != me }) : nil
     }
 
     // MARK: - The lab API
@@ -108,13 +129,16 @@ public struct PaxosNode: Sendable {
     /// How many instances this node holds in memory (forgotten ones are released).
     public var instanceCount: Int { instances.count }
 
-    /// Whether any proposer or announcer is still working (a quiet, decided cluster has none).
-    public var hasActiveWork: Bool { !active.isEmpty }
+    /// Whether any proposer or announcer is still working, or a recovery is under way (a quiet,
+    /// decided cluster has none).
+    public var hasActiveWork: Bool { !active.isEmpty || recovery != nil }
 
     /// `start(seq, value)`: begin agreement on instance `seq`, proposing `value`.
     ///
     /// Ignored below `min()`, for an instance already decided here, and for one this node is
-    /// already proposing in.
+    /// already proposing in. While the node recovers (see ``recover()``), the start waits: the
+    /// proposer is kept and sends its first prepare when the recovery is over. Below
+    /// ``voteFloor`` the proposer runs as anywhere else; only this node's own acceptor refuses.
     public mutating func start(seq: Int, value: Value) -> Ready {
         var ready = Ready()
         guard seq >= floor else { return ready }
@@ -124,8 +148,124 @@ public struct PaxosNode: Sendable {
         instance.proposer = Proposer(ownValue: value, ballot: Ballot(round: 0, node: me))
         instances[seq] = instance
         active.insert(seq)
+        guard recovery == nil else { return ready }
         beginPrepare(seq, &ready)
         return ready
+    }
+
+    // MARK: - Recovery of a lost acceptor state
+
+    /// Begins, or resumes, the recovery of an acceptor state that was lost (an empty or wiped
+    /// store of a node that took part before). Does nothing once a recovery finished on this
+    /// store (``DurableState/voteFloor`` is recorded), so it is safe to call at every start.
+    ///
+    /// While recovering (``isRecovering``), the acceptor answers every prepare and accept with
+    /// ``Reply/refused(seq:ballot:)`` (or the decision, when it knows it), ``start(seq:value:)``
+    /// waits, and the node asks every other node with ``Request/recoveryQuery`` — resending on
+    /// the tick schedule until each one answered. Once all did, it sets ``voteFloor`` to one
+    /// above the highest instance anyone reported and raises ``maxRound`` to the highest round
+    /// anyone reported, in one ``StoreMutation/endRecovery(voteFloor:maxRound:)``, and its
+    /// acceptor goes back to work. The returned Ready holds ``StoreMutation/beginRecovery`` when
+    /// the recovery begins here, so it is durable before the first query leaves.
+    ///
+    /// The waiting starts go ahead then, unless some node reported that it is recovering too (a
+    /// new cluster whose nodes all start this way): they wait until each of those reports that
+    /// it finished. So no instance gets an acceptor record before every node has taken its
+    /// reports, and none sets its floor above an instance a new cluster is deciding.
+    ///
+    /// Needs an answer from every other node: a recovery waits for as long as one is down.
+    public mutating func recover() -> Ready {
+        var ready = Ready()
+        guard !recoveryRecorded else { return ready }
+        if !isRecovering {
+            isRecovering = true
+            recovery = Recovery(asking: peers.filter { $0 != me })
+            ready.mutations.append(.beginRecovery)
+            // Proposers already at work (volatile, so only if the driver calls this on a running
+            // node) wait with the others: no ballot leaves while the round is unknown.
+            for seq in active where instances[seq]?.proposer != nil {
+                instances[seq]?.proposer?.phase = .waiting(until: 0)
+            }
+        } else if var recovery {
+            for peer in recovery.askAt.keys { recovery.askAt[peer] = now }
+            self.recovery = recovery
+        }
+        askRecoveryQueries(&ready)
+        finishRecoveryIfAnswered(&ready)
+        return ready
+    }
+
+    /// The highest instance in which this node holds an acceptor record (a promise, an accepted
+    /// proposal, a decision) or which is below its `min()` or ``voteFloor``, -1 for none: what a
+    /// recovery query reports. A proposer records its own acceptor's answer before its first
+    /// request of an instance leaves, so every instance in which any node could count another's
+    /// vote is covered. Instances only started here are not: no ballot of theirs left yet.
+    private var knownSeq: Int {
+        var known = Swift.max(floor - 1, voteFloor - 1)
+        for (seq, instance) in instances where seq > known && instance.hasAcceptorRecord { known = seq }
+        return known
+    }
+
+    private mutating func askRecoveryQueries(_ ready: inout Ready) {
+        guard var recovery else { return }
+        for peer in recovery.askAt.keys.sorted() {
+            guard let at = recovery.askAt[peer], at <= now else { continue }
+            // Ask again if no answer came within a phase timeout (a reply may hang, not fail).
+            recovery.askAt[peer] = now + configuration.phaseTimeoutTicks
+            ready.messages.append(outbound(to: peer, .recoveryQuery))
+        }
+        self.recovery = recovery
+    }
+
+    private mutating func onRecoveryReport(_ report: Recovery.Report, from: NodeID, _ ready: inout Ready) {
+        guard var recovery, from != me else { return }
+        if isRecovering {
+            let earlier = recovery.reports[from]
+            recovery.reports[from] = Recovery.Report(
+                maxSeq: Swift.max(earlier?.maxSeq ?? -1, report.maxSeq),
+                maxRound: Swift.max(earlier?.maxRound ?? 0, report.maxRound),
+                recovering: report.recovering)
+            recovery.askAt[from] = nil
+            self.recovery = recovery
+            finishRecoveryIfAnswered(&ready)
+            return
+        }
+        // Recovered, and waiting for the nodes that were recovering too.
+        guard recovery.askAt[from] != nil else { return }
+        recovery.askAt[from] = report.recovering ? now + configuration.maxAnnounceRetryTicks : nil
+        self.recovery = recovery
+        releaseWaitingStartsIfNoneRecovers(&ready)
+    }
+
+    private mutating func finishRecoveryIfAnswered(_ ready: inout Ready) {
+        guard isRecovering, var recovery, recovery.askAt.isEmpty else { return }
+        // Any instance where this node's lost vote or promise could still count is known to the
+        // proposer that counts it, or to another acceptor of the quorum it counted: one of the
+        // reports covers it. What this node learned meanwhile counts too.
+        let highest = recovery.reports.values.map(\.maxSeq).reduce(knownSeq, Swift.max)
+        voteFloor = Swift.max(voteFloor, highest + 1)
+        maxRound = recovery.reports.values.map(\.maxRound).reduce(maxRound, Swift.max)
+        maxSeq = Swift.max(maxSeq, voteFloor - 1)
+        ready.mutations.append(.endRecovery(voteFloor: voteFloor, maxRound: maxRound))
+        isRecovering = false
+        recoveryRecorded = true
+        // Nodes still recovering are asked again, on the announcer's retry schedule, until they
+        // report they finished.
+        recovery.askAt = [:]
+        for (peer, report) in recovery.reports where report.recovering {
+            recovery.askAt[peer] = now + configuration.maxAnnounceRetryTicks
+        }
+        self.recovery = recovery
+        releaseWaitingStartsIfNoneRecovers(&ready)
+    }
+
+    private mutating func releaseWaitingStartsIfNoneRecovers(_ ready: inout Ready) {
+        guard !isRecovering, let recovery, recovery.askAt.isEmpty else { return }
+        self.recovery = nil
+        // The starts that waited go ahead, with ballots above every reported round.
+        for seq in active.sorted() where instances[seq]?.proposer != nil && instances[seq]?.decided == nil {
+            beginPrepare(seq, &ready)
+        }
     }
 
     /// `done(seq)`: this node's application will not call `status` for any instance `<= seq`.
@@ -175,6 +315,11 @@ public struct PaxosNode: Sendable {
         case .forgotten(let seq):
             // The responder is past `seq`, so every peer (this one too) called done on it.
             stopWork(seq)
+        case .refused(let seq, let ballot):
+            onRefusal(seq, ballot, inPhase1: nil, from: from)
+        case .recoveryReport(let maxSeq, let maxRound, let recovering):
+            let report = Recovery.Report(maxSeq: maxSeq, maxRound: maxRound, recovering: recovering)
+            onRecoveryReport(report, from: from, &ready)
         }
         return ready
     }
@@ -198,6 +343,12 @@ public struct PaxosNode: Sendable {
                     attempts: announcer.failures,
                     cap: configuration.maxAnnounceRetryTicks)
             instances[seq]?.announcer = announcer
+        case .recoveryQuery:
+            guard var recovery, recovery.askAt[outbound.to] != nil else { return ready }
+            recovery.failures += 1
+            recovery.askAt[outbound.to] =
+                now + backoff(attempts: recovery.failures, cap: configuration.maxAnnounceRetryTicks)
+            self.recovery = recovery
         }
         return ready
     }
@@ -206,13 +357,15 @@ public struct PaxosNode: Sendable {
     public mutating func tick() -> Ready {
         now += 1
         var ready = Ready()
+        askRecoveryQueries(&ready)
         guard !active.isEmpty else { return ready }
         for seq in active.sorted() {
             guard let instance = instances[seq] else {
                 active.remove(seq)
                 continue
             }
-            if let proposer = instance.proposer {
+            // While recovering, proposers wait (see `start`); they begin when recovery is over.
+            if let proposer = instance.proposer, recovery == nil {
                 switch proposer.phase {
                 case .waiting(let until) where now >= until:
                     beginPrepare(seq, &ready)
@@ -237,7 +390,15 @@ public struct PaxosNode: Sendable {
 
     // MARK: - Acceptor
 
+    /// Whether this node's acceptor may promise or accept in `seq`: not while it recovers a lost
+    /// state, and never below the floor that recovery set (its lost votes there may count).
+    private func mayVote(_ seq: Int) -> Bool { !isRecovering && seq >= voteFloor }
+
     private mutating func acceptorHandle(_ request: Request, _ ready: inout Ready) -> Reply {
+        if case .recoveryQuery = request {
+            // Answered while recovering too: a recovering node reports what it has.
+            return .recoveryReport(maxSeq: knownSeq, maxRound: maxRound, recovering: isRecovering)
+        }
         let seq = request.seq
         guard seq >= floor else { return .forgotten(seq: seq) }
         noteSeq(seq)
@@ -246,6 +407,7 @@ public struct PaxosNode: Sendable {
             maxRound = Swift.max(maxRound, ballot.round)
             var instance = instances[seq] ?? Instance()
             if let value = instance.decided { return .decided(seq: seq, value: value) }
+            guard mayVote(seq) else { return .refused(seq: seq, ballot: ballot) }
             if let promised = instance.promised, ballot <= promised {
                 return .rejected(seq: seq, ballot: ballot, promised: promised)
             }
@@ -257,6 +419,7 @@ public struct PaxosNode: Sendable {
             maxRound = Swift.max(maxRound, ballot.round)
             var instance = instances[seq] ?? Instance()
             if let decided = instance.decided { return .decided(seq: seq, value: decided) }
+            guard mayVote(seq) else { return .refused(seq: seq, ballot: ballot) }
             if let promised = instance.promised, ballot < promised {
                 return .rejected(seq: seq, ballot: ballot, promised: promised)
             }
@@ -268,6 +431,9 @@ public struct PaxosNode: Sendable {
         case .decided(_, let value):
             learn(seq, value, &ready)
             return .decidedAck(seq: seq)
+        case .recoveryQuery:
+            // Answered before the instance checks, above: it is about no instance.
+            preconditionFailure("recoveryQuery reached the per-instance acceptor")
         }
     }
 

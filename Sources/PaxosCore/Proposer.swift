@@ -71,4 +71,32 @@ struct Instance: Sendable {
     }
 
     var isActive: Bool { proposer != nil || announcer != nil }
+
+    /// Whether this node's acceptor (or learner) holds anything durable about the instance.
+    var hasAcceptorRecord: Bool { promised != nil || accepted != nil || decided != nil }
+}
+
+/// The volatile state of recovering a lost acceptor state: who answered, what they reported, and
+/// when to ask the others (again). Only the fact that the node is recovering is durable; a restart
+/// asks everyone again. Kept after the node's own recovery finished while some node that
+/// reported recovering too has not reported that it finished.
+struct Recovery: Sendable {
+    struct Report: Sendable {
+        var maxSeq: Int
+        var maxRound: UInt64
+        var recovering: Bool
+    }
+
+    /// The answers so far, by node.
+    var reports: [NodeID: Report] = [:]
+    /// The tick at which to ask each node whose answer is still needed: while recovering, those
+    /// that have not answered; afterwards, those that were still recovering.
+    var askAt: [NodeID: UInt64]
+    /// Failed queries so far; widens the retry window.
+    var failures: UInt64 = 0
+
+    /// Every node in `others` is to be asked at once.
+    init(asking others: [NodeID]) {
+        askAt = Dictionary(uniqueKeysWithValues: others.map { ($0, 0) })
+    }
 }

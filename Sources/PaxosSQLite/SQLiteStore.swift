@@ -123,10 +123,12 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
         try await onQueue { () throws(SQLiteError) -> DurableState in
             let connection = try self.openConnection()
             var state = DurableState()
-            try connection.run("SELECT max_round, forgotten_below FROM node_state") {
+            try connection.run("SELECT max_round, forgotten_below, recovering, vote_floor FROM node_state") {
                 (row: SQLiteRow) throws(SQLiteError) in
                 state.maxRound = UInt64(row.integer(0))
                 state.forgottenBelow = Int(row.integer(1))
+                state.recovering = row.integer(2) != 0
+                state.voteFloor = row.isNull(3) ? nil : Int(row.integer(3))
             }
             try connection.run("SELECT peer_id, done_seq FROM peer_done") {
                 (row: SQLiteRow) throws(SQLiteError) in
@@ -240,6 +242,18 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
             try connection.run("UPDATE node_state SET forgotten_below = ?1", [.integer(Int64(below))])
             try connection.run("DELETE FROM instances WHERE seq < ?1", [.integer(Int64(below))])
             try connection.run("DELETE FROM ballot_log WHERE seq < ?1", [.integer(Int64(below))])
+        case .beginRecovery:
+            try connection.run("UPDATE node_state SET recovering = 1 WHERE vote_floor IS NULL")
+        case .endRecovery(let voteFloor, let round):
+            guard voteFloor >= 0 else {
+                throw SQLiteError(.sqlite, "vote floor \(voteFloor) is negative; refusing to store it")
+            }
+            // coalesce: SQLite's max() of NULL and a number is NULL, and the floor never goes down.
+            try connection.run(
+                """
+                UPDATE node_state SET recovering = 0, vote_floor = max(coalesce(vote_floor, 0), ?1),
+                    max_round = max(max_round, ?2)
+                """, [.integer(Int64(voteFloor)), try Self.round(round)])
         case .ballotUsed(let seq, let ballot):
             guard seq >= floor else { return }
             try connection.run(

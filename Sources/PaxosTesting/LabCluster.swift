@@ -49,8 +49,9 @@ public final class LabCluster: Sendable {
     public var ids: [NodeID] { (0..<count).map { NodeID(UInt32($0)) } }
 
     /// The lab's `Make(pxh, i)`: creates (or re-creates, on the same store) peer `i`.
+    /// `recover` is ``PaxosPeer/make(me:peers:store:transport:configuration:tickInterval:seed:recover:sleep:)``'s.
     @discardableResult
-    public func make(_ index: Int) async throws -> PaxosPeer {
+    public func make(_ index: Int, recover: Bool = false) async throws -> PaxosPeer {
         let existing = stores.withLock { $0[index] }
         let store: any AcceptorStore
         if let existing {
@@ -65,9 +66,16 @@ public final class LabCluster: Sendable {
             ?? network.transport(for: id)
         let peer = try await PaxosPeer.make(
             me: id, peers: ids, store: store, transport: transport,
-            seed: seed &+ UInt64(index) &* 7919)
+            seed: seed &+ UInt64(index) &* 7919, recover: recover)
         slots.withLock { $0[index] = peer }
         return peer
+    }
+
+    /// Forgets the store of peer `i` (crash the peer first): the next ``make(_:recover:)`` asks
+    /// the store factory again. With the factory's backing data wiped too (the default in-memory
+    /// factory makes a new, empty store), this is a peer that lost its disk.
+    public func dropStore(_ index: Int) {
+        _ = stores.withLock { $0.removeValue(forKey: index) }
     }
 
     /// Peer `i`, or nil when it was not made (or was dropped).

@@ -9,9 +9,11 @@ import PaxosCore
 ///     bytes    = length:u32 byte*
 ///
 /// Request bodies: `prepare` (0x01) seq:i64 ballot; `accept` (0x02) seq:i64 ballot value:bytes;
-/// `decided` (0x03) seq:i64 value:bytes. Reply bodies: `promise` (0x81) seq ballot has:u8
-/// [ballot value]; `accepted` (0x82) seq ballot; `rejected` (0x83) seq ballot promised:ballot;
-/// `decided` (0x84) seq value; `decidedAck` (0x85) seq; `forgotten` (0x86) seq.
+/// `decided` (0x03) seq:i64 value:bytes; `recoveryQuery` (0x04) with no body. Reply bodies:
+/// `promise` (0x81) seq ballot has:u8 [ballot value]; `accepted` (0x82) seq ballot; `rejected`
+/// (0x83) seq ballot promised:ballot; `decided` (0x84) seq value; `decidedAck` (0x85) seq;
+/// `forgotten` (0x86) seq; `refused` (0x87) seq ballot; `recoveryReport` (0x88) maxSeq:i64
+/// (-1 for none) maxRound:u64 recovering:u8.
 ///
 /// Every test message crosses this codec in both directions, so nothing is shared by reference
 /// between peers and the codec is exercised by the whole suite.
@@ -28,12 +30,15 @@ public enum PaxosWire {
         case prepare = 0x01
         case accept = 0x02
         case decided = 0x03
+        case recoveryQuery = 0x04
         case promise = 0x81
         case accepted = 0x82
         case rejected = 0x83
         case decidedReply = 0x84
         case decidedAck = 0x85
         case forgotten = 0x86
+        case refused = 0x87
+        case recoveryReport = 0x88
     }
 
     // MARK: Encoding
@@ -54,6 +59,8 @@ public enum PaxosWire {
             header(&writer, .decided, envelope.from, envelope.done)
             writer.write(Int64(seq))
             writer.writeBytes(value)
+        case .recoveryQuery:
+            header(&writer, .recoveryQuery, envelope.from, envelope.done)
         }
         return writer.bytes
     }
@@ -91,6 +98,15 @@ public enum PaxosWire {
         case .forgotten(let seq):
             header(&writer, .forgotten, envelope.from, envelope.done)
             writer.write(Int64(seq))
+        case .refused(let seq, let ballot):
+            header(&writer, .refused, envelope.from, envelope.done)
+            writer.write(Int64(seq))
+            write(ballot, &writer)
+        case .recoveryReport(let maxSeq, let maxRound, let recovering):
+            header(&writer, .recoveryReport, envelope.from, envelope.done)
+            writer.write(Int64(maxSeq))
+            writer.write(maxRound)
+            writer.write(UInt8(recovering ? 1 : 0))
         }
         return writer.bytes
     }
@@ -114,6 +130,8 @@ public enum PaxosWire {
         case .decided:
             let seq = try readSeq(&reader)
             request = .decided(seq: seq, value: try reader.readBytes("value", limit: maxValueBytes))
+        case .recoveryQuery:
+            request = .recoveryQuery
         default:
             throw WireError(
                 .unknownMessageType, "type 0x\(String(type.rawValue, radix: 16)) is a reply, not a request")
@@ -157,6 +175,26 @@ public enum PaxosWire {
             reply = .decidedAck(seq: try readSeq(&reader))
         case .forgotten:
             reply = .forgotten(seq: try readSeq(&reader))
+        case .refused:
+            reply = .refused(seq: try readSeq(&reader), ballot: try readBallot(&reader, "ballot"))
+        case .recoveryReport:
+            // Range-checked like every seq and round: the recovering node adds 1 to the highest
+            // instance and proposes at the highest round + 1.
+            let maxSeq = try reader.readInt64("max seq")
+            guard maxSeq >= -1, maxSeq < Self.maxSeq else {
+                throw WireError(.invalidField, "max seq \(maxSeq) is outside -1..<2^62")
+            }
+            let maxRound = try reader.readUInt64("max round")
+            guard maxRound < Ballot.roundLimit else {
+                throw WireError(.invalidField, "max round \(maxRound) is outside 0..<2^62")
+            }
+            let recovering: Bool
+            switch try reader.readUInt8("recovering flag") {
+            case 0: recovering = false
+            case 1: recovering = true
+            case let flag: throw WireError(.invalidField, "recovering flag must be 0 or 1, got \(flag)")
+            }
+            reply = .recoveryReport(maxSeq: Int(maxSeq), maxRound: maxRound, recovering: recovering)
         default:
             throw WireError(
                 .unknownMessageType, "type 0x\(String(type.rawValue, radix: 16)) is a request, not a reply")
@@ -169,7 +207,7 @@ public enum PaxosWire {
 
     private static func payloadSize(_ request: Request) -> Int {
         switch request {
-        case .prepare: 0
+        case .prepare, .recoveryQuery: 0
         case .accept(_, _, let value), .decided(_, let value): value.count
         }
     }

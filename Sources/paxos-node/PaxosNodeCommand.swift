@@ -354,9 +354,19 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
         let peer: PaxosPeer
         do {
+            // A new data directory may stand for one whose disk was lost: its classic acceptor
+            // recovers before it votes (README, "A classic node that lost its disk"). So does a
+            // directory with no classic state at all, which covers a crash between creating the
+            // file and recording that recovery began; for a node that never voted, recovering
+            // only asks its peers once.
+            let classic = try await store.load()
+            let recover =
+                identity.created
+                || (classic.voteFloor == nil && classic.maxRound == 0 && classic.instances.isEmpty
+                    && classic.forgottenBelow == 0)
             peer = try await PaxosPeer.make(
                 me: me, peers: Array(addresses.keys), store: store, transport: transport,
-                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id))
+                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id), recover: recover)
         } catch {
             await transport.shutdown()
             throw NodeStartupError("cannot load the state in \(databasePath): \(error)")

@@ -38,11 +38,23 @@ struct SyncCluster {
     /// Every decision ever observed, per instance, at any node, across restarts.
     var decided: [Int: Value] = [:]
     var violations: [String] = []
+    /// Nodes cut off from everyone: every request to or from them fails.
+    var isolated: Set<Int> = []
+    /// How many times each node lost its disk: a new disk is a new incarnation of the node.
+    var diskIncarnation: [Int]
+    /// For every ballot a node sent that another node received: the incarnations that sent it.
+    /// Two incarnations behind one ballot is a reused ballot (harmless unless an acceptor holds it).
+    var ballotSenders: [Ballot: Set<Int>] = [:]
+    /// Ballots some other node promised or accepted, with the incarnation that sent them.
+    var heldBallots: [Ballot: Set<Int>] = [:]
+    /// Ballots sent by a second incarnation of their node, whether or not anyone held them.
+    var resentBallots: [String] = []
 
     init(count: UInt32, seed: UInt64) {
         let ids = (0..<count).map { NodeID($0) }
         nodes = ids.map { PaxosNode(me: $0, peers: ids, seed: seed) }
         disks = Array(repeating: DurableState(), count: Int(count))
+        diskIncarnation = Array(repeating: 0, count: Int(count))
         random = SplitMix64(seed: seed)
     }
 
@@ -73,13 +85,43 @@ struct SyncCluster {
             let (message, sender) = pool.remove(at: pick)
             let to = Int(message.to.rawValue)
             let senderIndex = Int(sender.rawValue)
-            if random.next() % 100 < dropPercent {
+            if isolated.contains(to) || isolated.contains(senderIndex) || random.next() % 100 < dropPercent {
                 carryOut(nodes[senderIndex].onSendFailure(message), at: senderIndex)
                 return true
             }
             if random.next() % 100 < duplicatePercent { pool.append((message, sender)) }
+            if case .decided(let seq, let value) = message.envelope.request, conflicts(to, seq, value) {
+                carryOut(nodes[senderIndex].onSendFailure(message), at: senderIndex)
+                return true
+            }
             remoteRequests += 1
+            var sentBallot: Ballot?
+            switch message.envelope.request {
+            case .prepare(_, let ballot), .accept(_, let ballot, _):
+                let incarnation = diskIncarnation[senderIndex]
+                sentBallot = ballot
+                ballotSenders[ballot, default: []].insert(incarnation)
+                if ballotSenders[ballot]!.count > 1 {
+                    resentBallots.append(
+                        "ballot \(ballot) sent by incarnations \(ballotSenders[ballot]!.sorted())")
+                }
+                // The reuse that matters: a ballot an acceptor holds for an earlier disk.
+                if let holders = heldBallots[ballot], holders.contains(where: { $0 != incarnation }) {
+                    violations.append(
+                        "ballot \(ballot) reused by incarnation \(incarnation), held for \(holders.sorted())")
+                }
+            default: break
+            }
             let ready = nodes[to].onRequest(message.envelope)
+            let held = ready.mutations.contains { mutation in
+                switch mutation {
+                case .promise(_, let ballot), .accept(_, let ballot, _): ballot == sentBallot
+                default: false
+                }
+            }
+            if let sentBallot, held {
+                heldBallots[sentBallot, default: []].insert(diskIncarnation[senderIndex])
+            }
             carryOut(ready, at: to)
             if let reply = ready.reply {
                 if random.next() % 100 < dropPercent {
@@ -91,8 +133,18 @@ struct SyncCluster {
         } else {
             let (reply, to) = replies.remove(at: pick - pool.count)
             let index = Int(to.rawValue)
+            if case .decided(let seq, let value) = reply.reply, conflicts(index, seq, value) { return true }
             carryOut(nodes[index].onReply(reply), at: index)
         }
+        return true
+    }
+
+    /// Whether telling node `index` that `seq` is decided with `value` contradicts what it decided.
+    /// The core stops the process on that (a safety violation); the harness records it instead and
+    /// drops the message, so a test can report it.
+    mutating func conflicts(_ index: Int, _ seq: Int, _ value: Value) -> Bool {
+        guard case .decided(let have) = nodes[index].status(seq), have != value else { return false }
+        violations.append("seq \(seq): node \(index) decided \(have), told \(value)")
         return true
     }
 
@@ -105,6 +157,29 @@ struct SyncCluster {
         let me = nodes[index].me
         nodes[index] = PaxosNode(me: me, peers: nodes[index].peers, state: disks[index], seed: seed)
         // Messages in flight to or from it may still arrive, as on a real network.
+    }
+
+    /// Node `index` loses its disk and restarts on an empty one, recovering when `recover` says so.
+    /// The calls its old process had in flight die with it (requests it sent, replies owed to it:
+    /// an RPC's answer goes to the process that asked); what it answered may still arrive.
+    mutating func loseDisk(_ index: Int, recover: Bool, seed: UInt64) {
+        let me = nodes[index].me
+        disks[index] = DurableState()
+        diskIncarnation[index] += 1
+        pool.removeAll { $0.1 == me }
+        replies.removeAll { $0.1 == me }
+        nodes[index] = PaxosNode(me: me, peers: nodes[index].peers, state: disks[index], seed: seed)
+        if recover { carryOut(nodes[index].recover(), at: index) }
+    }
+
+    /// Begins (or resumes) node `index`'s recovery, as the driver does at start.
+    mutating func recover(_ index: Int) {
+        carryOut(nodes[index].recover(), at: index)
+    }
+
+    /// Delivers (ticking when idle) for `steps` steps, whether or not work remains.
+    mutating func run(steps: Int) {
+        for _ in 0..<steps where !step() { tick() }
     }
 
     /// Runs until no message is pending, ticking when the network is idle, up to `limit` steps.

@@ -121,4 +121,54 @@ struct StoreConformanceTests {
         #expect(try await reopened.load() == model)
         await harness.close(reopened)
     }
+
+    @Test(
+        "a recovery begun survives a restart; its end records the floor and the round at once; neither goes down",
+        arguments: Backend.allCases)
+    func recoveryRecord(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        var store = try harness.store()
+        var state = try await store.load()
+        #expect(!state.recovering && state.voteFloor == nil, "a new store has no recovery record")
+        try await store.commit([.beginRecovery, .decide(seq: 3, value: [3])])
+        await harness.close(store)
+        store = try harness.store()
+        state = try await store.load()
+        #expect(state.recovering && state.voteFloor == nil, "a restart in the middle of recovery resumes it")
+
+        try await store.commit([.maxRound(50), .endRecovery(voteFloor: 12, maxRound: 40)])
+        await harness.close(store)
+        store = try harness.store()
+        state = try await store.load()
+        #expect(!state.recovering)
+        #expect(state.voteFloor == 12)
+        #expect(state.maxRound == 50, "the round bound only raises maxRound")
+
+        try await store.commit([.endRecovery(voteFloor: 5, maxRound: 70), .beginRecovery])
+        state = try await store.load()
+        #expect(state.voteFloor == 12, "the floor never goes down")
+        #expect(state.maxRound == 70)
+        #expect(!state.recovering, "once a floor is recorded, the node is never recovering again")
+        await harness.close(store)
+    }
+
+    @Test("a failed batch that ends a recovery leaves the node recovering", arguments: Backend.allCases)
+    func failedRecoveryEndIsAtomic(backend: Backend) async throws {
+        let harness = try Harness(backend)
+        var store = try harness.store()
+        try await store.commit([.beginRecovery, .maxRound(4)])
+        store = try await harness.breakNextCommit(store)
+        let big = Array(repeating: UInt8(7), count: 256 * 1024)
+        await #expect(throws: (any Error).self) {
+            try await store.commit([
+                .endRecovery(voteFloor: 9, maxRound: 99),
+                .accept(seq: 501, ballot: Ballot(round: 99, node: 1), value: big),
+            ])
+        }
+        await harness.close(store)
+        let reopened = backend == .memory ? store : try harness.store()
+        let state = try await reopened.load()
+        #expect(state.recovering && state.voteFloor == nil && state.maxRound == 4)
+        await harness.close(reopened)
+    }
 }

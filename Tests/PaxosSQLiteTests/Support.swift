@@ -63,7 +63,13 @@ func randomBatches(seed: UInt64, count: Int) -> [[StoreMutation]] {
                 random.next() % 3 == 0
                 ? (0..<Int(random.next() % 40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
                 : Array("value \(random.next() % 1000)".utf8)
-            switch random.next() % 8 {
+            switch random.next() % 9 {
+            case 8:
+                // Rare, as in life: a recovery begins, or ends with a floor that may lie below
+                // an earlier one (which must not lower it).
+                return random.next() % 2 == 0
+                    ? .beginRecovery
+                    : .endRecovery(voteFloor: Int(random.next() % 40), maxRound: random.next() % 100)
             case 7: return .ballotUsed(seq: seq, ballot: ballot)
             case 0: return .promise(seq: seq, ballot: ballot)
             case 1, 2: return .accept(seq: seq, ballot: ballot, value: value)

@@ -13,6 +13,8 @@ struct PaxosWireTests {
             from: 2, done: 41, request: .accept(seq: Int(Int32.max) + 5, ballot: ballot, value: value)),
         RequestEnvelope(from: 3, done: 0, request: .accept(seq: 3, ballot: ballot, value: [])),
         RequestEnvelope(from: NodeID(UInt32.max), done: 9, request: .decided(seq: 12, value: value)),
+        RequestEnvelope(from: 5, done: -1, request: .recoveryQuery),
+        RequestEnvelope(from: 6, done: (1 << 62) - 1, request: .recoveryQuery),
     ]
 
     static let replies: [ReplyEnvelope] = [
@@ -30,6 +32,11 @@ struct PaxosWireTests {
         ReplyEnvelope(from: 3, done: 7, reply: .decided(seq: 6, value: value)),
         ReplyEnvelope(from: 3, done: 7, reply: .decidedAck(seq: 6)),
         ReplyEnvelope(from: 4, done: 100, reply: .forgotten(seq: 1)),
+        ReplyEnvelope(from: 4, done: 2, reply: .refused(seq: 9, ballot: ballot)),
+        ReplyEnvelope(from: 5, done: -1, reply: .recoveryReport(maxSeq: -1, maxRound: 0, recovering: true)),
+        ReplyEnvelope(
+            from: 5, done: 8,
+            reply: .recoveryReport(maxSeq: (1 << 62) - 1, maxRound: Ballot.roundLimit - 1, recovering: false)),
     ]
 
     @Test("every request type survives a round trip", arguments: requests)
@@ -62,6 +69,35 @@ struct PaxosWireTests {
             from: 2, done: (1 << 62) - 1,
             request: .prepare(seq: (1 << 62) - 1, ballot: Ballot(round: Ballot.roundLimit - 1, node: 2)))
         #expect(try PaxosWire.decodeRequest(PaxosWire.encode(top)) == top)
+    }
+
+    @Test("a recovery report's instance and round are range-checked like every other")
+    func recoveryReportRanges() throws {
+        for (maxSeq, maxRound) in [
+            (-2, UInt64(0)), (1 << 62, 0), (Int.max, 0), (0, Ballot.roundLimit), (0, .max),
+        ] {
+            let report = ReplyEnvelope(
+                from: 2, done: -1,
+                reply: .recoveryReport(maxSeq: maxSeq, maxRound: maxRound, recovering: false))
+            #expect(
+                code { _ = try PaxosWire.decodeReply(PaxosWire.encode(report)) } == .invalidField,
+                "maxSeq \(maxSeq), maxRound \(maxRound)")
+        }
+        // Laid out as documented: header, then maxSeq:i64, maxRound:u64 (big-endian), recovering:u8.
+        let report = ReplyEnvelope(
+            from: 1, done: -1, reply: .recoveryReport(maxSeq: 5, maxRound: 9, recovering: true))
+        #expect(
+            PaxosWire.encode(report)
+                == [1, 0x88, 0, 0, 0, 1] + Array(repeating: 0xff, count: 8) + [0, 0, 0, 0, 0, 0, 0, 5]
+                + [0, 0, 0, 0, 0, 0, 0, 9, 1])
+        var badFlag = PaxosWire.encode(report)
+        badFlag[badFlag.count - 1] = 2
+        #expect(code { _ = try PaxosWire.decodeReply(badFlag) } == .invalidField)
+        let query = RequestEnvelope(from: 1, done: -1, request: .recoveryQuery)
+        #expect(PaxosWire.encode(query) == [1, 0x04, 0, 0, 0, 1] + Array(repeating: 0xff, count: 8))
+        // Each is of its own side: a query is no reply, a report no request.
+        #expect(code { _ = try PaxosWire.decodeReply(PaxosWire.encode(query)) } == .unknownMessageType)
+        #expect(code { _ = try PaxosWire.decodeRequest(PaxosWire.encode(report)) } == .unknownMessageType)
     }
 
     @Test("every truncation of a valid message is refused as truncated")

@@ -43,6 +43,7 @@ public enum Seeds {
         RequestEnvelope(from: 1, done: -1, request: .prepare(seq: 3, ballot: ballot)),
         RequestEnvelope(from: 1, done: 2, request: .accept(seq: 3, ballot: ballot, value: [1, 2, 3])),
         RequestEnvelope(from: 3, done: 0, request: .decided(seq: 4, value: [])),
+        RequestEnvelope(from: 3, done: -1, request: .recoveryQuery),
     ]
 
     static let replies: [ReplyEnvelope] = [
@@ -55,6 +56,8 @@ public enum Seeds {
         ReplyEnvelope(from: 2, done: 1, reply: .decided(seq: 3, value: [4, 5])),
         ReplyEnvelope(from: 2, done: 1, reply: .decidedAck(seq: 3)),
         ReplyEnvelope(from: 2, done: 1, reply: .forgotten(seq: 3)),
+        ReplyEnvelope(from: 2, done: 1, reply: .refused(seq: 3, ballot: ballot)),
+        ReplyEnvelope(from: 2, done: -1, reply: .recoveryReport(maxSeq: 3, maxRound: 7, recovering: true)),
     ]
 
     static let logRequests: [LogRequestEnvelope] = [
