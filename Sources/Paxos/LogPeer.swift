@@ -474,6 +474,13 @@ public actor LogPeer<Machine: StateMachine> {
                     metadata: ["peer": "\(peer)"])
             case .refusedBy(let peer, let known):
                 guard due("refused-by-\(peer)") else { continue }
+                if known == 0, core.membership.isUnknown {
+                    // A node that joins is refused until an operator adds it: the normal path.
+                    logger.notice(
+                        "node \(peer) does not know this node yet: waiting to be added (paxosctl member add \(me) ADDRESS)"
+                    )
+                    continue
+                }
                 logger.error(
                     known == 0
                         ? "node \(peer) refuses this node: node \(me) is not a member of the cluster (removed?)"

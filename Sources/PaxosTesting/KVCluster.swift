@@ -27,6 +27,17 @@ public final class KVCluster: Sendable {
         self.slots = Mutex(Array(repeating: nil, count: count))
         self.stores = Mutex([:])
         for index in 0..<count { try await start(index) }
+        // A new cluster serves once all of its replicas have been up together (its first leader
+        // needs every one's promise): tests that cut a replica off or stop one start after that.
+        let deadline = ContinuousClock.now + .seconds(20)
+        for index in 0..<count {
+            while await peer(index)!.inspect({ $0.membership.isProvisional }) {
+                guard ContinuousClock.now < deadline else {
+                    throw LabFailure("the cluster did not record its first membership within 20 s")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
     }
 
     /// Shorter timeouts than production, for quick tests (ticks are 5 ms here).

@@ -128,6 +128,59 @@ struct MembershipTests {
         #expect(simulation.membershipJumps.isEmpty)
     }
 
+    @Test(
+        "a candidate whose promises carry it past membership changes does not lead with the old voters (review finding: two changes on, majorities need not meet)"
+    )
+    func candidateCarriedPastChangesDoesNotLead() throws {
+        func change(_ number: UInt64, _ change: MembershipChange) -> LogEntry {
+            [Proposal(id: ProposalID(node: 3, incarnation: 1, number: number), command: change.encoded())]
+        }
+        // Node 1 knows slot 1 chosen and the membership {1, 2, 3}. Node 2 lacks slot 1 (so its
+        // own membership is as old as node 1's) but knows slots 2…7 chosen: two learners added,
+        // recorded and promoted, so the voters of slot 8 on are {1, …, 5}. It accepted x in slot 9.
+        var state = LogDurableState()
+        state.membership = .bootstrapped([1, 2, 3])
+        state.apply(.choose(slot: 1, entry: []))
+        var replica = LogReplica(me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
+        let chosen: [LogEntry] = [
+            change(1, .addLearner(4, address: "h:4")), change(2, .pin(4, incarnation: 44)), change(3, .promote(4)),
+            change(4, .addLearner(5, address: "h:5")), change(5, .pin(5, incarnation: 55)), change(6, .promote(5)),
+        ]
+        var reported = chosen.enumerated().map {
+            ReportedRecord(slot: $0.offset + 2, record: LogRecord(ballot: nil, entry: $0.element, chosen: true))
+        }
+        reported.append(
+            ReportedRecord(slot: 9, record: LogRecord(ballot: Ballot(round: 1, node: 3), entry: [Proposal(id: ProposalID(node: 9, incarnation: 1, number: 1), command: [120])], chosen: false)))
+        var prepared: Ballot?
+        for _ in 0..<200 where prepared == nil {
+            var ready = replica.tick()
+            for message in ready.eagerMessages where message.to == 2 {
+                if case .preVote(let asked) = message.envelope.request {
+                    ready = replica.onReply(
+                        LogReplyEnvelope(from: 2, reply: .preVote(ballot: asked, granted: true, promised: nil)))
+                }
+            }
+            for message in ready.messages {
+                if case .prepare(let ballot, _) = message.envelope.request { prepared = ballot }
+            }
+        }
+        let ballot = try #require(prepared)
+        // Its own promise counts once durable; then node 2's, which makes a majority of {1, 2, 3}.
+        _ = replica.onReply(
+            LogReplyEnvelope(
+                from: 1, reply: .promise(ballot: ballot, firstUnchosen: 2, records: [], membershipSlot: 1)))
+        let ready = replica.onReply(
+            LogReplyEnvelope(
+                from: 2, reply: .promise(ballot: ballot, firstUnchosen: 1, records: reported, membershipSlot: 1)))
+        let accepts = (ready.eagerMessages + ready.messages).filter {
+            if case .accept(_, let entries, _, _) = $0.envelope.request { return !entries.isEmpty }
+            return false
+        }
+        #expect(accepts.isEmpty, "it proposed under a phase 1 counted in {1, 2, 3}: \(accepts)")
+        #expect(!replica.isLeader)
+        #expect(replica.membership.voters == [1, 2, 3, 4, 5], "it learned the changes")
+    }
+
     @Test("a learner never counts in a quorum")
     func learnerNeverCounts() throws {
         var simulation = LogSimulation(count: 3, seed: 4, configuration: .simulation)

@@ -81,6 +81,7 @@ struct MembershipProcessTests {
     @Test("grow 3 → 4 with --join while writes go on, then shrink back: a removed node stops counting")
     func growAndShrink() async throws {
         let nodes = try NodeProcesses(count: 4)
+        nodes.bootstrapCount = 3
         for node in 1...3 { try await nodes.start(node) }
         try await eventually("the cluster serves") { try await put(nodes, 1, "k0", "v") == 200 }
         try await nodes.start(4, flags: ["--join"])

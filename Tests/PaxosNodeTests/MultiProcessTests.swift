@@ -40,8 +40,13 @@ final class NodeProcesses: @unchecked Sendable {
         ]
     }
 
-    var peersFlag: String {
-        (1...count).map { "\($0)=127.0.0.1:\(peerPorts[$0 - 1])" }.joined(separator: ",")
+    /// The nodes of the bootstrap `--peers` (the rest join later with `--join`).
+    var bootstrapCount: Int?
+
+    var peersFlag: String { peersFlag(upTo: bootstrapCount ?? count) }
+
+    func peersFlag(upTo last: Int) -> String {
+        (1...last).map { "\($0)=127.0.0.1:\(peerPorts[$0 - 1])" }.joined(separator: ",")
     }
 
     func url(_ node: Int) -> String { "http://127.0.0.1:\(httpPorts[node - 1])" }
@@ -77,7 +82,8 @@ final class NodeProcesses: @unchecked Sendable {
     func start(_ node: Int, flags: [String] = [], under wrapper: [String] = []) async throws {
         let process = try launch(
             [
-                "--id", "\(node)", "--peers", peersFlag, "--http", "127.0.0.1:\(httpPorts[node - 1])",
+                "--id", "\(node)", "--peers", node > (bootstrapCount ?? count) ? peersFlag(upTo: node) : peersFlag,
+                "--http", "127.0.0.1:\(httpPorts[node - 1])",
                 "--data-dir", dataDir(node), "--cluster-id", cluster,
             ] + securityFlags(node) + flags, log: "node-\(node).log", under: wrapper)
         processes[node] = process

@@ -79,7 +79,8 @@ public enum Seeds {
                 records: [
                     ReportedRecord(slot: 2, record: LogRecord(ballot: ballot, entry: entry, chosen: false)),
                     ReportedRecord(slot: 3, record: LogRecord(ballot: nil, entry: [], chosen: true)),
-                ])),
+                ], membershipSlot: 1)),
+        LogReplyEnvelope(from: 3, incarnation: 0x1234_5678_9ABC_DEF1, reply: .refused(known: 0xFEED)),
         LogReplyEnvelope(
             from: 3, reply: .accepted(ballot: ballot, slots: [4, 5], firstUnchosen: 4, applied: 3)),
         LogReplyEnvelope(from: 3, reply: .rejected(ballot: ballot, promised: ballot)),

@@ -50,6 +50,8 @@ public struct LogReplica: Sendable {
         /// The voters of the membership it campaigns in, and whether it needs all of them.
         var voters: Set<NodeID>
         var unanimous: Bool
+        /// The slot of the membership it campaigns in (see ``becomeLeader``).
+        var membershipSlot: Slot
         var promises: [NodeID: (firstUnchosen: Slot, records: [ReportedRecord], membershipSlot: Slot)] = [:]
         var incarnations: [NodeID: UInt64] = [:]
     }
@@ -498,6 +500,8 @@ public struct LogReplica: Sendable {
             // A vote counts only from the member the membership records: a node that lost its
             // disk comes back with another incarnation, and its promises and votes are void.
             if !admitted {
+                // Its progress from before (another incarnation's) must not let it be promoted.
+                leadership?.appliedByPeer[from] = nil
                 ready.events.append(.refusedPeer(from, incarnation: envelope.incarnation, known: known))
                 finish(&ready)
                 return ready
@@ -706,7 +710,8 @@ public struct LogReplica: Sendable {
         leader = nil
         let voters = membership.voters
         candidacy = Candidacy(
-            ballot: ballot, from: firstUnchosen, voters: voters, unanimous: membership.isProvisional)
+            ballot: ballot, from: firstUnchosen, voters: voters, unanimous: membership.isProvisional,
+            membershipSlot: membership.slot)
         resetElectionTimer()
         for peer in voters.sorted() where peer != me {
             ready.messages.append(outbound(to: peer, .prepare(ballot: ballot, from: firstUnchosen)))
@@ -721,10 +726,13 @@ public struct LogReplica: Sendable {
     private mutating func becomeLeader(_ ready: inout LogReady) {
         guard let candidacy else { return }
         self.candidacy = nil
-        if let (peer, _) = candidacy.promises.first(where: { $0.value.membershipSlot > membership.slot }) {
-            // A promiser knows a membership change chosen at or above this replica's first
-            // unchosen slot: the quorum was counted in a membership no longer in force there.
-            // Catch up first (the change comes with the chosen entries) and campaign again.
+        if let (peer, _) = candidacy.promises.first(where: {
+            $0.value.membershipSlot > candidacy.membershipSlot
+        }) ?? (membership.slot != candidacy.membershipSlot ? candidacy.promises.first : nil) {
+            // A promiser knows a membership change chosen at or above the first unchosen slot
+            // this campaign started from, or this replica learned one while campaigning: the
+            // quorum was counted in a membership no longer in force there. Catch up first (the
+            // change comes with the chosen entries) and campaign again.
             leader = nil
             resetElectionTimer()
             requestFetch(from: peer, &ready)
@@ -757,6 +765,14 @@ public struct LogReplica: Sendable {
                 }
                 highest[reported.slot] = reported.record
             }
+        }
+        if membership.slot != candidacy.membershipSlot {
+            // The chosen entries the promises reported carried this replica past a membership
+            // change: the slots after it may belong to voters this phase 1 was not counted in
+            // (two changes on, their majorities need not meet). Propose nothing; campaign again.
+            leader = nil
+            resetElectionTimer()
+            return
         }
         var leadership = Leadership(
             ballot: ballot, voters: candidacy.voters, incarnations: candidacy.incarnations,
@@ -1041,7 +1057,12 @@ public struct LogReplica: Sendable {
         }
         var stagedMembership = first ? nil : staging?.membership
         if let row = rows.first(where: { $0.key == Membership.rowKey }) {
-            stagedMembership = Membership(encoded: row.value)
+            guard let decoded = Membership(encoded: row.value) else {
+                // A damaged membership row: never install a snapshot whose membership is unknown.
+                download = nil
+                return
+            }
+            stagedMembership = decoded
         }
         ready.mutations.append(
             .stageSnapshot(
