@@ -143,21 +143,30 @@ struct MembershipTests {
         state.apply(.choose(slot: 1, entry: []))
         var replica = LogReplica(me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
         let chosen: [LogEntry] = [
-            change(1, .addLearner(4, address: "h:4")), change(2, .pin(4, incarnation: 44)), change(3, .promote(4)),
-            change(4, .addLearner(5, address: "h:5")), change(5, .pin(5, incarnation: 55)), change(6, .promote(5)),
+            change(1, .addLearner(4, address: "h:4")), change(2, .pin(4, incarnation: 44)),
+            change(3, .promote(4)),
+            change(4, .addLearner(5, address: "h:5")), change(5, .pin(5, incarnation: 55)),
+            change(6, .promote(5)),
         ]
         var reported = chosen.enumerated().map {
-            ReportedRecord(slot: $0.offset + 2, record: LogRecord(ballot: nil, entry: $0.element, chosen: true))
+            ReportedRecord(
+                slot: $0.offset + 2, record: LogRecord(ballot: nil, entry: $0.element, chosen: true))
         }
         reported.append(
-            ReportedRecord(slot: 9, record: LogRecord(ballot: Ballot(round: 1, node: 3), entry: [Proposal(id: ProposalID(node: 9, incarnation: 1, number: 1), command: [120])], chosen: false)))
+            ReportedRecord(
+                slot: 9,
+                record: LogRecord(
+                    ballot: Ballot(round: 1, node: 3),
+                    entry: [Proposal(id: ProposalID(node: 9, incarnation: 1, number: 1), command: [120])],
+                    chosen: false)))
         var prepared: Ballot?
         for _ in 0..<200 where prepared == nil {
             var ready = replica.tick()
             for message in ready.eagerMessages where message.to == 2 {
                 if case .preVote(let asked) = message.envelope.request {
                     ready = replica.onReply(
-                        LogReplyEnvelope(from: 2, reply: .preVote(ballot: asked, granted: true, promised: nil)))
+                        LogReplyEnvelope(
+                            from: 2, reply: .preVote(ballot: asked, granted: true, promised: nil)))
                 }
             }
             for message in ready.messages {
@@ -171,7 +180,8 @@ struct MembershipTests {
                 from: 1, reply: .promise(ballot: ballot, firstUnchosen: 2, records: [], membershipSlot: 1)))
         let ready = replica.onReply(
             LogReplyEnvelope(
-                from: 2, reply: .promise(ballot: ballot, firstUnchosen: 1, records: reported, membershipSlot: 1)))
+                from: 2,
+                reply: .promise(ballot: ballot, firstUnchosen: 1, records: reported, membershipSlot: 1)))
         let accepts = (ready.eagerMessages + ready.messages).filter {
             if case .accept(_, let entries, _, _) = $0.envelope.request { return !entries.isEmpty }
             return false

@@ -82,7 +82,8 @@ final class NodeProcesses: @unchecked Sendable {
     func start(_ node: Int, flags: [String] = [], under wrapper: [String] = []) async throws {
         let process = try launch(
             [
-                "--id", "\(node)", "--peers", node > (bootstrapCount ?? count) ? peersFlag(upTo: node) : peersFlag,
+                "--id", "\(node)", "--peers",
+                node > (bootstrapCount ?? count) ? peersFlag(upTo: node) : peersFlag,
                 "--http", "127.0.0.1:\(httpPorts[node - 1])",
                 "--data-dir", dataDir(node), "--cluster-id", cluster,
             ] + securityFlags(node) + flags, log: "node-\(node).log", under: wrapper)
