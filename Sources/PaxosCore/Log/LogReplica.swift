@@ -1291,6 +1291,11 @@ public struct LogReplica: Sendable {
     /// Whether this node is a voter of the membership in force, as the data directory it has.
     private var canCampaign: Bool {
         guard let member = membership.member(me), member.isVoter else { return false }
+        // A new cluster's first leader needs every bootstrap peer's promise, so competing
+        // candidates would only spoil each other's campaigns (one refusal is enough), and more
+        // often the more peers there are; the lowest id alone campaigns, which costs nothing: the
+        // cluster cannot start without it anyway.
+        if membership.isProvisional, membership.voters.min() != me { return false }
         return member.incarnation == 0 || member.incarnation == memberIncarnation
     }
 
