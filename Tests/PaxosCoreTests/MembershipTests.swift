@@ -3,9 +3,10 @@ import PaxosCore
 import Testing
 
 /// Membership changes through the log, and nodes that lost their disk, on the pure core.
-/// The random runs' seeds; `SEED=N` runs one.
+/// The random runs' seeds: 1…24, or 1…N with `SEEDS=N`, or the one `SEED=N`.
 let seeds: [UInt64] =
-    ProcessInfo.processInfo.environment["SEED"].flatMap(UInt64.init).map { [$0] } ?? Array(1...24)
+    ProcessInfo.processInfo.environment["SEED"].flatMap(UInt64.init).map { [$0] }
+    ?? Array(1...(ProcessInfo.processInfo.environment["SEEDS"].flatMap(UInt64.init) ?? 24))
 
 @Suite("Membership (LogReplica)")
 struct MembershipTests {
@@ -284,9 +285,8 @@ struct MembershipTests {
         var nextID = UInt32(simulation.peers.count + 1)
         var wiped = false
         func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
-        func current() -> Membership {
-            simulation.up.map { simulation.replicas[$0]!.membership }.max { $0.slot < $1.slot }!
-        }
+        // The latest membership any replica was in (some may all be down at a moment).
+        func current() -> Membership { simulation.memberships.max { $0.key < $1.key }!.value }
         // The operator makes one change at a time, and never removes a voter the cluster needs:
         // the voters whose disk is intact stay a majority (a node that lost its disk counts as
         // gone until it is replaced).
