@@ -62,6 +62,10 @@ extension ClusterSuites {
             await peer.start(0, .text("late"))
             try await cluster.waitn(0, 3)
             for index in 0..<3 { #expect(await cluster[index]!.status(0) == .decided(.text("A"))) }
+            // The core stops recovering when it emits `endRecovery`, before the peer committed it.
+            try await eventually("the end of the recovery is in the store") {
+                await store.snapshot.voteFloor != nil
+            }
             let recovered = await store.snapshot
             #expect(recovered.voteFloor == 1 && !recovered.recovering)
             await peer.start(1, .text("C"))
@@ -132,8 +136,16 @@ extension ClusterSuites {
             await resumed.start(0, .text("late"))
             try await cluster.waitn(0, 3)
             #expect(await cluster[0]!.status(0) == .decided(.text("A0")))
+            // The core stops recovering when it emits `endRecovery`; the peer commits it a moment
+            // later (nothing is released before). Peer 1 may have learned instance 0 while still
+            // recovering, in an earlier batch, so neither wait above implies that commit: wait for
+            // the floor to be on disk, then check it is exactly the one the recovery set.
             let state = try SQLiteStore(path: file)
-            let loaded = try await state.load()
+            var loaded = try await state.load()
+            try await eventually("the end of the recovery is on disk") {
+                loaded = try await state.load()
+                return loaded.voteFloor != nil
+            }
             #expect(loaded.voteFloor == 3 && !loaded.recovering, "\(String(describing: loaded.voteFloor))")
             await state.close()
         }
