@@ -33,35 +33,37 @@ struct AgreementTests {
     @Test(
         "agreement holds under loss, duplication, reordering and crash-restarts",
         arguments: Array(UInt64(1)...UInt64(60)))
-    func agreementUnderFaults(seed: UInt64) {
-        var cluster = SyncCluster(count: 5, seed: seed)
-        cluster.dropPercent = 20
-        cluster.duplicatePercent = 10
-        var random = SplitMix64(seed: seed &* 31)
-        // Several proposers compete on a few instances with distinct values.
-        for round in 0..<6 {
-            for index in 0..<5 where random.next() % 2 == 0 {
-                cluster.start(index, Int(random.next() % 3), .text("v\(round)-\(index)"))
+    func agreementUnderFaults(seed: UInt64) async {
+        await simulating {
+            var cluster = SyncCluster(count: 5, seed: seed)
+            cluster.dropPercent = 20
+            cluster.duplicatePercent = 10
+            var random = SplitMix64(seed: seed &* 31)
+            // Several proposers compete on a few instances with distinct values.
+            for round in 0..<6 {
+                for index in 0..<5 where random.next() % 2 == 0 {
+                    cluster.start(index, Int(random.next() % 3), .text("v\(round)-\(index)"))
+                }
+                for _ in 0..<Int(random.next() % 400) {
+                    if !cluster.step() { cluster.tick() }
+                }
+                if random.next() % 3 == 0 {
+                    cluster.crashAndRestart(Int(random.next() % 5), seed: random.next())
+                }
             }
-            for _ in 0..<Int(random.next() % 400) {
-                if !cluster.step() { cluster.tick() }
+            cluster.dropPercent = 0
+            cluster.duplicatePercent = 0
+            // Re-start every instance everywhere so each node ends up knowing the outcome.
+            for seq in 0..<3 {
+                for index in 0..<5 { cluster.start(index, seq, .text("final-\(index)")) }
             }
-            if random.next() % 3 == 0 {
-                cluster.crashAndRestart(Int(random.next() % 5), seed: random.next())
+            cluster.run()
+            #expect(cluster.violations.isEmpty, "\(cluster.violations)")
+            for seq in 0..<3 {
+                let fates = cluster.nodes.map { $0.status(seq) }
+                #expect(Set(fates).count == 1, "seq \(seq): \(fates)")
+                if case .decided = fates[0] {} else { Issue.record("seq \(seq) not decided: \(fates)") }
             }
-        }
-        cluster.dropPercent = 0
-        cluster.duplicatePercent = 0
-        // Re-start every instance everywhere so each node ends up knowing the outcome.
-        for seq in 0..<3 {
-            for index in 0..<5 { cluster.start(index, seq, .text("final-\(index)")) }
-        }
-        cluster.run()
-        #expect(cluster.violations.isEmpty, "\(cluster.violations)")
-        for seq in 0..<3 {
-            let fates = cluster.nodes.map { $0.status(seq) }
-            #expect(Set(fates).count == 1, "seq \(seq): \(fates)")
-            if case .decided = fates[0] {} else { Issue.record("seq \(seq) not decided: \(fates)") }
         }
     }
 }

@@ -246,39 +246,43 @@ struct LogFaultTests {
     @Test(
         "slow disks that still complete commits keep their leader and the cluster serves",
         arguments: [4, 8, 12])
-    func slowDisksKeepTheirLeader(latency: Int) throws {
-        var simulation = stableCluster(seed: 9)
-        // Every commit takes `latency` ticks, as LogPeer's group commit does: the batch is taken
-        // when the commit starts; what arrives meanwhile waits for the next one.
-        var inFlight: [NodeID: (batch: LogSimulation.Pending, since: Int)] = [:]
-        var ids: [ProposalID] = []
-        let prepares = simulation.sent["prepare"] ?? 0
-        simulation.stalled = Set(simulation.peers)
-        for round in 0..<1500 {
-            if round % 3 == 0, let leader = simulation.leaders.first, let id = simulation.submit(at: leader) {
-                ids.append(id)
-            }
-            for node in simulation.peers { simulation.tick(node) }
-            for node in simulation.up {
-                if let (batch, since) = inFlight[node], round - since >= latency {
-                    let newer = simulation.pending[node] ?? LogSimulation.Pending()
-                    simulation.pending[node] = batch
-                    simulation.stalled.remove(node)
-                    simulation.commit(node, mayCrash: false)
-                    simulation.stalled.insert(node)
-                    simulation.pending[node] = newer
-                    inFlight[node] = nil
+    func slowDisksKeepTheirLeader(latency: Int) async {
+        await simulating {
+            var simulation = stableCluster(seed: 9)
+            // Every commit takes `latency` ticks, as LogPeer's group commit does: the batch is taken
+            // when the commit starts; what arrives meanwhile waits for the next one.
+            var inFlight: [NodeID: (batch: LogSimulation.Pending, since: Int)] = [:]
+            var ids: [ProposalID] = []
+            let prepares = simulation.sent["prepare"] ?? 0
+            simulation.stalled = Set(simulation.peers)
+            for round in 0..<1500 {
+                if round % 3 == 0, let leader = simulation.leaders.first,
+                    let id = simulation.submit(at: leader)
+                {
+                    ids.append(id)
                 }
-                if inFlight[node] == nil, let batch = simulation.pending[node], !batch.isEmpty {
-                    inFlight[node] = (batch, round)
-                    simulation.pending[node] = LogSimulation.Pending()
+                for node in simulation.peers { simulation.tick(node) }
+                for node in simulation.up {
+                    if let (batch, since) = inFlight[node], round - since >= latency {
+                        let newer = simulation.pending[node] ?? LogSimulation.Pending()
+                        simulation.pending[node] = batch
+                        simulation.stalled.remove(node)
+                        simulation.commit(node, mayCrash: false)
+                        simulation.stalled.insert(node)
+                        simulation.pending[node] = newer
+                        inFlight[node] = nil
+                    }
+                    if inFlight[node] == nil, let batch = simulation.pending[node], !batch.isEmpty {
+                        inFlight[node] = (batch, round)
+                        simulation.pending[node] = LogSimulation.Pending()
+                    }
                 }
+                simulation.deliverAll()
             }
-            simulation.deliverAll()
+            let applied = ids.filter { simulation.results[$0] != nil }.count
+            #expect(applied * 10 >= ids.count * 9, "\(applied) of \(ids.count) applied")
+            #expect((simulation.sent["prepare"] ?? 0) - prepares <= 2, "a slow disk cost elections")
+            #expect(simulation.violations.isEmpty)
         }
-        let applied = ids.filter { simulation.results[$0] != nil }.count
-        #expect(applied * 10 >= ids.count * 9, "\(applied) of \(ids.count) applied")
-        #expect((simulation.sent["prepare"] ?? 0) - prepares <= 2, "a slow disk cost elections")
-        #expect(simulation.violations.isEmpty)
     }
 }

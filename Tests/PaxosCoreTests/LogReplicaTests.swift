@@ -264,203 +264,214 @@ struct LogReplicaTests {
     @Test(
         "a replica behind the released log catches up from a snapshot in many chunks; a crash of the receiver or the sender in the middle leaves its old rows, and the transfer resumes or starts over",
         arguments: Array(UInt64(1)...UInt64(12)))
-    func chunkedSnapshotUnderCrashes(seed: UInt64) throws {
-        var simulation = LogSimulation(count: 3, seed: seed, configuration: .simulation)
-        func settle(_ rounds: Int = 1) {
-            for _ in 0..<rounds {
-                for node in simulation.up { simulation.tick(node) }
-                simulation.deliverAll()
+    func chunkedSnapshotUnderCrashes(seed: UInt64) async throws {
+        try await simulating {
+            var simulation = LogSimulation(count: 3, seed: seed, configuration: .simulation)
+            func settle(_ rounds: Int = 1) {
+                for _ in 0..<rounds {
+                    for node in simulation.up { simulation.tick(node) }
+                    simulation.deliverAll()
+                }
             }
-        }
-        for _ in 0..<300 where simulation.leaders.isEmpty { settle() }
-        let leader = try #require(simulation.leaders.first)
-        let follower = simulation.peers.first { $0 != leader }!
-        simulation.crash(follower)
-        for _ in 0..<150 {
-            simulation.submit(at: leader)
-            settle()
-        }
-        #expect(simulation.replicas[leader]!.logStart > 2, "the log was released")
-        var before = simulation.durable[follower]!
-        simulation.restart(follower)
-        // Step by step until the follower has staged part of the snapshot, durably. (It may first
-        // apply the entries it held accepted, such as the membership entry in slot 1, once it
-        // hears they are chosen; `before` is its state when the staging began.)
-        var random = SplitMix64(seed: seed)
-        var stagingBegan = false
-        for _ in 0..<20_000 where simulation.durable[follower]!.staging?.after == nil {
-            if !stagingBegan, simulation.durable[follower]!.staging == nil {
-                before = simulation.durable[follower]!
-            } else {
-                stagingBegan = true
-            }
-            switch Int.random(in: 0..<3, using: &random) {
-            case 0: simulation.deliverOne()
-            case 1: simulation.commitOne()
-            default: simulation.tick(simulation.up.randomElement(using: &random)!)
-            }
-        }
-        let staged = try #require(simulation.durable[follower]!.staging)
-        #expect(!simulation.durable[follower]!.stagedRows.isEmpty)
-        // The state machine is untouched by the staging.
-        #expect(simulation.durable[follower]!.machine == before.machine)
-        #expect(simulation.durable[follower]!.applied == before.applied)
-        if seed % 2 == 0 {
+            for _ in 0..<300 where simulation.leaders.isEmpty { settle() }
+            let leader = try #require(simulation.leaders.first)
+            let follower = simulation.peers.first { $0 != leader }!
             simulation.crash(follower)
-            simulation.restart(follower)
-            #expect(simulation.replicas[follower]!.staging == staged, "the restart resumes from the staging")
-            #expect(simulation.replicas[follower]!.applied == before.applied)
-        } else {
-            // The sender goes away: another replica leads and serves the snapshot.
-            simulation.crash(staged.source)
-        }
-        for _ in 0..<2000 {
-            settle()
-            let up = simulation.up
-            if Set(up.map { simulation.replicas[$0]!.applied }).count == 1, simulation.leaders.count == 1 {
-                break
+            for _ in 0..<150 {
+                simulation.submit(at: leader)
+                settle()
             }
+            #expect(simulation.replicas[leader]!.logStart > 2, "the log was released")
+            var before = simulation.durable[follower]!
+            simulation.restart(follower)
+            // Step by step until the follower has staged part of the snapshot, durably. (It may first
+            // apply the entries it held accepted, such as the membership entry in slot 1, once it
+            // hears they are chosen; `before` is its state when the staging began.)
+            var random = SplitMix64(seed: seed)
+            var stagingBegan = false
+            for _ in 0..<20_000 where simulation.durable[follower]!.staging?.after == nil {
+                if !stagingBegan, simulation.durable[follower]!.staging == nil {
+                    before = simulation.durable[follower]!
+                } else {
+                    stagingBegan = true
+                }
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: simulation.deliverOne()
+                case 1: simulation.commitOne()
+                default: simulation.tick(simulation.up.randomElement(using: &random)!)
+                }
+            }
+            let staged = try #require(simulation.durable[follower]!.staging)
+            #expect(!simulation.durable[follower]!.stagedRows.isEmpty)
+            // The state machine is untouched by the staging.
+            #expect(simulation.durable[follower]!.machine == before.machine)
+            #expect(simulation.durable[follower]!.applied == before.applied)
+            if seed % 2 == 0 {
+                simulation.crash(follower)
+                simulation.restart(follower)
+                #expect(
+                    simulation.replicas[follower]!.staging == staged, "the restart resumes from the staging")
+                #expect(simulation.replicas[follower]!.applied == before.applied)
+            } else {
+                // The sender goes away: another replica leads and serves the snapshot.
+                simulation.crash(staged.source)
+            }
+            for _ in 0..<2000 {
+                settle()
+                let up = simulation.up
+                if Set(up.map { simulation.replicas[$0]!.applied }).count == 1, simulation.leaders.count == 1
+                {
+                    break
+                }
+            }
+            if seed % 2 == 1 {
+                simulation.restart(staged.source)
+                settle(200)
+            }
+            let applied = simulation.up.map { simulation.replicas[$0]!.applied }
+            #expect(Set(applied).count == 1, "\(simulation.summary)")
+            #expect(simulation.appliedCommands[follower] == simulation.appliedCommands[leader])
+            #expect(simulation.snapshotsInstalled >= 1)
+            #expect(simulation.snapshotChunks > 3, "the snapshot took several chunks")
+            #expect(simulation.durable[follower]!.staging == nil)
+            #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
         }
-        if seed % 2 == 1 {
-            simulation.restart(staged.source)
-            settle(200)
-        }
-        let applied = simulation.up.map { simulation.replicas[$0]!.applied }
-        #expect(Set(applied).count == 1, "\(simulation.summary)")
-        #expect(simulation.appliedCommands[follower] == simulation.appliedCommands[leader])
-        #expect(simulation.snapshotsInstalled >= 1)
-        #expect(simulation.snapshotChunks > 3, "the snapshot took several chunks")
-        #expect(simulation.durable[follower]!.staging == nil)
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
     }
 
     @Test(
         "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks, a node lost for good and surprising ballots and slots from peers; the healed cluster makes progress and a returning follower deposes nobody",
         .serialized, arguments: Array(UInt64(1)...UInt64(40)))
-    func agreementUnderFaults(seed: UInt64) throws {
-        var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
-        simulation.dropPercent = 30
-        simulation.duplicatePercent = 10
-        simulation.crashPercent = 1
-        var random = SplitMix64(seed: seed &* 7919)
-        func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
-        for _ in 0..<20_000 {
-            switch Int.random(in: 0..<100, using: &random) {
-            case 0..<35:
-                simulation.deliverOne()
-            case 35..<50:
-                simulation.commitOne()
-            case 50..<78:
-                simulation.tick(anyNode())
-            case 78..<93:
-                simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
-            case 93:
-                // Surprising values from a peer: a campaign at a far higher round (its replies
-                // reach a node that never ran it), a pre-vote, or a fetch from any slot.
-                let from = anyNode()
-                let to = anyNode()
-                guard from != to else { break }
-                let round = UInt64.random(in: 1...(1 << 20), using: &random)
-                let slot = Slot.random(in: 0...200, using: &random)
-                switch Int.random(in: 0..<4, using: &random) {
-                case 0:
-                    simulation.inject(
-                        .prepare(ballot: Ballot(round: round, node: from), from: slot), from: from, to: to)
-                case 1:
-                    simulation.inject(.preVote(ballot: Ballot(round: round, node: from)), from: from, to: to)
-                case 2:
-                    // A snapshot chunk asked for out of turn: a new one, or a token nobody gave.
-                    simulation.inject(
-                        .snapshotChunk(
-                            token: Bool.random(using: &random) ? 0 : round,
-                            after: MachineKey(space: 1, key: ListMachine.bigEndian(UInt64(slot)))),
-                        from: from, to: to)
-                default: simulation.inject(.fetch(from: slot), from: from, to: to)
-                }
-            case 94:
-                if Bool.random(using: &random) { simulation.crash(anyNode()) }
-            case 95, 96:
-                if let node = simulation.peers.filter({ simulation.replicas[$0] == nil }).randomElement(
-                    using: &random)
-                {
-                    simulation.restart(node)
-                }
-            case 97:
-                // A node whose disk died: it never returns (one per run, so the rest still
-                // make progress under the other faults).
-                let node = anyNode()
-                if simulation.lost.isEmpty, Int.random(in: 0..<4, using: &random) == 0 {
-                    simulation.lose(node)
-                }
-            case 98:
-                // A disk that hangs, often the leader's; or one that recovers.
-                let node = simulation.leaders.first ?? anyNode()
-                if simulation.stalled.isEmpty {
-                    simulation.stalled = [Bool.random(using: &random) ? node : anyNode()]
-                } else {
-                    simulation.stalled = []
-                }
-            default:
-                // Cut one replica off (often the leader, which then keeps proposing to nobody
-                // while the others elect another), or heal.
-                if simulation.isolated.isEmpty {
-                    let leader = simulation.leaders.first ?? anyNode()
-                    simulation.isolated = [Bool.random(using: &random) ? leader : anyNode()]
-                } else {
-                    simulation.isolated = []
+    func agreementUnderFaults(seed: UInt64) async throws {
+        try await simulating {
+            var simulation = LogSimulation(
+                count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
+            simulation.dropPercent = 30
+            simulation.duplicatePercent = 10
+            simulation.crashPercent = 1
+            var random = SplitMix64(seed: seed &* 7919)
+            func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
+            for _ in 0..<20_000 {
+                switch Int.random(in: 0..<100, using: &random) {
+                case 0..<35:
+                    simulation.deliverOne()
+                case 35..<50:
+                    simulation.commitOne()
+                case 50..<78:
+                    simulation.tick(anyNode())
+                case 78..<93:
+                    simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
+                case 93:
+                    // Surprising values from a peer: a campaign at a far higher round (its replies
+                    // reach a node that never ran it), a pre-vote, or a fetch from any slot.
+                    let from = anyNode()
+                    let to = anyNode()
+                    guard from != to else { break }
+                    let round = UInt64.random(in: 1...(1 << 20), using: &random)
+                    let slot = Slot.random(in: 0...200, using: &random)
+                    switch Int.random(in: 0..<4, using: &random) {
+                    case 0:
+                        simulation.inject(
+                            .prepare(ballot: Ballot(round: round, node: from), from: slot), from: from, to: to
+                        )
+                    case 1:
+                        simulation.inject(
+                            .preVote(ballot: Ballot(round: round, node: from)), from: from, to: to)
+                    case 2:
+                        // A snapshot chunk asked for out of turn: a new one, or a token nobody gave.
+                        simulation.inject(
+                            .snapshotChunk(
+                                token: Bool.random(using: &random) ? 0 : round,
+                                after: MachineKey(space: 1, key: ListMachine.bigEndian(UInt64(slot)))),
+                            from: from, to: to)
+                    default: simulation.inject(.fetch(from: slot), from: from, to: to)
+                    }
+                case 94:
+                    if Bool.random(using: &random) { simulation.crash(anyNode()) }
+                case 95, 96:
+                    if let node = simulation.peers.filter({ simulation.replicas[$0] == nil }).randomElement(
+                        using: &random)
+                    {
+                        simulation.restart(node)
+                    }
+                case 97:
+                    // A node whose disk died: it never returns (one per run, so the rest still
+                    // make progress under the other faults).
+                    let node = anyNode()
+                    if simulation.lost.isEmpty, Int.random(in: 0..<4, using: &random) == 0 {
+                        simulation.lose(node)
+                    }
+                case 98:
+                    // A disk that hangs, often the leader's; or one that recovers.
+                    let node = simulation.leaders.first ?? anyNode()
+                    if simulation.stalled.isEmpty {
+                        simulation.stalled = [Bool.random(using: &random) ? node : anyNode()]
+                    } else {
+                        simulation.stalled = []
+                    }
+                default:
+                    // Cut one replica off (often the leader, which then keeps proposing to nobody
+                    // while the others elect another), or heal.
+                    if simulation.isolated.isEmpty {
+                        let leader = simulation.leaders.first ?? anyNode()
+                        simulation.isolated = [Bool.random(using: &random) ? leader : anyNode()]
+                    } else {
+                        simulation.isolated = []
+                    }
                 }
             }
-        }
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+            #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
 
-        // Heal: every node that is not lost up, no faults. A command submitted now is applied on
-        // every replica that is up within a bound of ticks.
-        simulation.dropPercent = 0
-        simulation.duplicatePercent = 0
-        simulation.crashPercent = 0
-        simulation.isolated = []
-        simulation.stalled = []
-        for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
-        let up = simulation.up
-        var probe: ProposalID?
-        for _ in 0..<2000 {
-            for node in up { simulation.tick(node) }
-            simulation.deliverAll()
-            if probe == nil, let leader = simulation.leaders.first { probe = simulation.submit(at: leader) }
-            if let probe, simulation.results[probe] != nil,
-                Set(up.map { simulation.replicas[$0]!.applied }).count == 1
-            {
-                break
-            }
-        }
-        let id = try #require(probe)
-        #expect(simulation.results[id] != nil)
-        let applied = up.map { simulation.replicas[$0]!.applied }
-        #expect(Set(applied).count == 1, "\(simulation.summary)")
-        let machines = up.map { simulation.appliedCommands[$0] ?? [] }
-        #expect(Set(machines.map(\.count)).count == 1)
-        #expect(machines.allSatisfy { $0 == machines[0] })
-        #expect(simulation.chosen.count > 10, "the run chose too little to mean anything")
-
-        // A follower cut off (or paused) for many election timeouts returns: the leader, still
-        // connected to a majority, keeps leading under the same ballot.
-        let leader = try #require(simulation.leaders.first)
-        let ballot = simulation.replicas[leader]!.role
-        let follower = try #require(up.first { $0 != leader })
-        if up.count - 1 >= simulation.peers.count / 2 + 1 {
-            simulation.isolated = [follower]
-            for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
-                for node in up { simulation.tick(node) }
-                simulation.deliverAll()
-            }
+            // Heal: every node that is not lost up, no faults. A command submitted now is applied on
+            // every replica that is up within a bound of ticks.
+            simulation.dropPercent = 0
+            simulation.duplicatePercent = 0
+            simulation.crashPercent = 0
             simulation.isolated = []
-            for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
+            simulation.stalled = []
+            for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
+            let up = simulation.up
+            var probe: ProposalID?
+            for _ in 0..<2000 {
                 for node in up { simulation.tick(node) }
                 simulation.deliverAll()
+                if probe == nil, let leader = simulation.leaders.first {
+                    probe = simulation.submit(at: leader)
+                }
+                if let probe, simulation.results[probe] != nil,
+                    Set(up.map { simulation.replicas[$0]!.applied }).count == 1
+                {
+                    break
+                }
             }
-            #expect(simulation.replicas[leader]!.role == ballot, "\(simulation.summary)")
-            #expect(simulation.replicas[follower]!.leader == leader)
+            let id = try #require(probe)
+            #expect(simulation.results[id] != nil)
+            let applied = up.map { simulation.replicas[$0]!.applied }
+            #expect(Set(applied).count == 1, "\(simulation.summary)")
+            let machines = up.map { simulation.appliedCommands[$0] ?? [] }
+            #expect(Set(machines.map(\.count)).count == 1)
+            #expect(machines.allSatisfy { $0 == machines[0] })
+            #expect(simulation.chosen.count > 10, "the run chose too little to mean anything")
+
+            // A follower cut off (or paused) for many election timeouts returns: the leader, still
+            // connected to a majority, keeps leading under the same ballot.
+            let leader = try #require(simulation.leaders.first)
+            let ballot = simulation.replicas[leader]!.role
+            let follower = try #require(up.first { $0 != leader })
+            if up.count - 1 >= simulation.peers.count / 2 + 1 {
+                simulation.isolated = [follower]
+                for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
+                    for node in up { simulation.tick(node) }
+                    simulation.deliverAll()
+                }
+                simulation.isolated = []
+                for _ in 0..<(8 * LogConfiguration.simulation.electionTicks) {
+                    for node in up { simulation.tick(node) }
+                    simulation.deliverAll()
+                }
+                #expect(simulation.replicas[leader]!.role == ballot, "\(simulation.summary)")
+                #expect(simulation.replicas[follower]!.leader == leader)
+            }
+            #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
         }
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
     }
 }

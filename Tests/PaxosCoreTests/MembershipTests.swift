@@ -276,111 +276,117 @@ struct MembershipTests {
     @Test(
         "membership changes interleaved with loss, reordering, crashes, partitions, lost disks and leader changes: agreement holds after every step, consecutive memberships differ by one voter, and the healed cluster serves",
         .serialized, arguments: seeds)
-    func changesUnderFaults(seed: UInt64) throws {
-        var simulation = LogSimulation(count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
-        simulation.dropPercent = 20
-        simulation.duplicatePercent = 5
-        simulation.crashPercent = 1
-        var random = SplitMix64(seed: seed &* 104_729)
-        var nextID = UInt32(simulation.peers.count + 1)
-        var wiped = false
-        func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
-        // The latest membership any replica was in (some may all be down at a moment).
-        func current() -> Membership { simulation.memberships.max { $0.key < $1.key }!.value }
-        // The operator makes one change at a time, and never removes a voter the cluster needs:
-        // the voters whose disk is intact stay a majority (a node that lost its disk counts as
-        // gone until it is replaced).
-        var lastChange: ProposalID?
-        func changeDone() -> Bool {
-            guard let id = lastChange else { return true }
-            return simulation.results[id] != nil || simulation.failed.contains(id)
-                || simulation.unknown.contains(id)
-        }
-        func intact(_ membership: Membership) -> Int {
-            membership.voters.count { membership.member($0)?.incarnation == simulation.incarnations[$0] }
-        }
-        for _ in 0..<15_000 {
-            switch Int.random(in: 0..<100, using: &random) {
-            case 0..<35: simulation.deliverOne()
-            case 35..<50: simulation.commitOne()
-            case 50..<78: simulation.tick(anyNode())
-            case 78..<90: simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
-            case 90:
-                guard changeDone() else { break }
-                // Add a new node as a learner.
-                let node = NodeID(nextID)
-                nextID += 1
-                simulation.wipe(node, joining: true)
-                lastChange = simulation.changeMembership(
-                    at: anyNode(), .addLearner(node, address: "sim:\(node)"))
-            case 91:
-                if changeDone(), let learner = current().members.first(where: { !$0.isVoter }) {
-                    lastChange = simulation.changeMembership(at: anyNode(), .promote(learner.id))
-                }
-            case 92:
-                let membership = current()
-                if changeDone(), membership.voters.count > 3,
-                    let node = membership.voters.sorted().randomElement(using: &random),
-                    intact(membership) - 1 > (membership.voters.count - 1) / 2
-                {
-                    lastChange = simulation.changeMembership(at: anyNode(), .remove(node))
-                }
-            case 93:
-                // A node loses its disk and comes back as it should not: under its old id, not
-                // joining. It must never vote.
-                if !wiped, Int.random(in: 0..<3, using: &random) == 0 {
-                    // One per run: a majority of lost disks is beyond what any majority
-                    // protocol survives.
-                    wiped = true
-                    simulation.wipe(simulation.bootstrapPeers.randomElement(using: &random)!, joining: false)
-                }
-            case 94: if Bool.random(using: &random) { simulation.crash(anyNode()) }
-            case 95, 96:
-                if let node = simulation.peers.filter({ simulation.replicas[$0] == nil }).randomElement(
-                    using: &random)
-                {
-                    simulation.restart(node)
-                }
-            default:
-                if simulation.isolated.isEmpty {
-                    simulation.isolated = [simulation.leaders.first ?? anyNode()]
-                } else {
-                    simulation.isolated = []
+    func changesUnderFaults(seed: UInt64) async throws {
+        try await simulating {
+            var simulation = LogSimulation(
+                count: seed % 2 == 0 ? 3 : 5, seed: seed, configuration: .simulation)
+            simulation.dropPercent = 20
+            simulation.duplicatePercent = 5
+            simulation.crashPercent = 1
+            var random = SplitMix64(seed: seed &* 104_729)
+            var nextID = UInt32(simulation.peers.count + 1)
+            var wiped = false
+            func anyNode() -> NodeID { simulation.peers.randomElement(using: &random)! }
+            // The latest membership any replica was in (some may all be down at a moment).
+            func current() -> Membership { simulation.memberships.max { $0.key < $1.key }!.value }
+            // The operator makes one change at a time, and never removes a voter the cluster needs:
+            // the voters whose disk is intact stay a majority (a node that lost its disk counts as
+            // gone until it is replaced).
+            var lastChange: ProposalID?
+            func changeDone() -> Bool {
+                guard let id = lastChange else { return true }
+                return simulation.results[id] != nil || simulation.failed.contains(id)
+                    || simulation.unknown.contains(id)
+            }
+            func intact(_ membership: Membership) -> Int {
+                membership.voters.count { membership.member($0)?.incarnation == simulation.incarnations[$0] }
+            }
+            for _ in 0..<15_000 {
+                switch Int.random(in: 0..<100, using: &random) {
+                case 0..<35: simulation.deliverOne()
+                case 35..<50: simulation.commitOne()
+                case 50..<78: simulation.tick(anyNode())
+                case 78..<90: simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
+                case 90:
+                    guard changeDone() else { break }
+                    // Add a new node as a learner.
+                    let node = NodeID(nextID)
+                    nextID += 1
+                    simulation.wipe(node, joining: true)
+                    lastChange = simulation.changeMembership(
+                        at: anyNode(), .addLearner(node, address: "sim:\(node)"))
+                case 91:
+                    if changeDone(), let learner = current().members.first(where: { !$0.isVoter }) {
+                        lastChange = simulation.changeMembership(at: anyNode(), .promote(learner.id))
+                    }
+                case 92:
+                    let membership = current()
+                    if changeDone(), membership.voters.count > 3,
+                        let node = membership.voters.sorted().randomElement(using: &random),
+                        intact(membership) - 1 > (membership.voters.count - 1) / 2
+                    {
+                        lastChange = simulation.changeMembership(at: anyNode(), .remove(node))
+                    }
+                case 93:
+                    // A node loses its disk and comes back as it should not: under its old id, not
+                    // joining. It must never vote.
+                    if !wiped, Int.random(in: 0..<3, using: &random) == 0 {
+                        // One per run: a majority of lost disks is beyond what any majority
+                        // protocol survives.
+                        wiped = true
+                        simulation.wipe(
+                            simulation.bootstrapPeers.randomElement(using: &random)!, joining: false)
+                    }
+                case 94: if Bool.random(using: &random) { simulation.crash(anyNode()) }
+                case 95, 96:
+                    if let node = simulation.peers.filter({ simulation.replicas[$0] == nil }).randomElement(
+                        using: &random)
+                    {
+                        simulation.restart(node)
+                    }
+                default:
+                    if simulation.isolated.isEmpty {
+                        simulation.isolated = [simulation.leaders.first ?? anyNode()]
+                    } else {
+                        simulation.isolated = []
+                    }
                 }
             }
-        }
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
-        #expect(simulation.membershipJumps.isEmpty, "\(simulation.membershipJumps)")
+            #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+            #expect(simulation.membershipJumps.isEmpty, "\(simulation.membershipJumps)")
 
-        // Heal: everyone up, no faults; a node whose disk was lost is replaced as the README
-        // says (removed, started empty with --join, added, promoted) when needed for a majority.
-        simulation.dropPercent = 0
-        simulation.duplicatePercent = 0
-        simulation.crashPercent = 0
-        simulation.isolated = []
-        for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
-        var probe: ProposalID?
-        for _ in 0..<3000 {
-            settle(&simulation)
-            // A client tries again when its command certainly failed or its outcome is unknown
-            // (the leader it went to stepped down: a membership change makes it campaign again).
-            if let id = probe, simulation.failed.contains(id) || simulation.unknown.contains(id) {
-                probe = nil
+            // Heal: everyone up, no faults; a node whose disk was lost is replaced as the README
+            // says (removed, started empty with --join, added, promoted) when needed for a majority.
+            simulation.dropPercent = 0
+            simulation.duplicatePercent = 0
+            simulation.crashPercent = 0
+            simulation.isolated = []
+            for node in simulation.peers where simulation.replicas[node] == nil { simulation.restart(node) }
+            var probe: ProposalID?
+            for _ in 0..<3000 {
+                settle(&simulation)
+                // A client tries again when its command certainly failed or its outcome is unknown
+                // (the leader it went to stepped down: a membership change makes it campaign again).
+                if let id = probe, simulation.failed.contains(id) || simulation.unknown.contains(id) {
+                    probe = nil
+                }
+                if probe == nil, let leader = simulation.leaders.first {
+                    probe = simulation.submit(at: leader)
+                }
+                if let probe, simulation.results[probe] != nil { break }
             }
-            if probe == nil, let leader = simulation.leaders.first { probe = simulation.submit(at: leader) }
-            if let probe, simulation.results[probe] != nil { break }
+            let id = try #require(probe, "no leader after healing: \(simulation.summary)")
+            #expect(
+                simulation.results[id] != nil,
+                "\(simulation.summary) \(simulation.events.suffix(12).map { "\($0.0): \($0.1)" })")
+            let membership = current()
+            let voters = membership.voters.filter {
+                membership.member($0)?.incarnation == simulation.incarnations[$0]
+            }
+            settle(&simulation, rounds: 50)
+            let applied = Set(voters.map { simulation.replicas[$0]!.applied })
+            #expect(applied.count == 1, "\(simulation.summary)")
+            #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
         }
-        let id = try #require(probe, "no leader after healing: \(simulation.summary)")
-        #expect(
-            simulation.results[id] != nil,
-            "\(simulation.summary) \(simulation.events.suffix(12).map { "\($0.0): \($0.1)" })")
-        let membership = current()
-        let voters = membership.voters.filter {
-            membership.member($0)?.incarnation == simulation.incarnations[$0]
-        }
-        settle(&simulation, rounds: 50)
-        let applied = Set(voters.map { simulation.replicas[$0]!.applied })
-        #expect(applied.count == 1, "\(simulation.summary)")
-        #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
     }
 }

@@ -83,18 +83,23 @@ struct RecoveryTests {
     @Test(
         "whatever the network does, a lost disk that recovers never leads to two values or a reused ballot",
         arguments: Array(UInt64(1)...UInt64(40)))
-    func lostDisksUnderFaults(seed: UInt64) {
-        let violations = randomLostDisks(seed: seed, recover: true)
-        #expect(violations.isEmpty, "\(violations)")
+    func lostDisksUnderFaults(seed: UInt64) async {
+        await simulating {
+            let violations = randomLostDisks(seed: seed, recover: true)
+            #expect(violations.isEmpty, "\(violations)")
+        }
     }
 
     @Test("without recovery, the same random schedules do choose two values and reuse held ballots")
-    func randomLostDisksWithoutRecoveryAreUnsafe() {
-        // The random schedules reach the states the recovery guards against; if this stops
-        // failing without recovery, the test above tests nothing.
-        let runs = (UInt64(1)...UInt64(40)).map { randomLostDisks(seed: $0, recover: false) }
-        #expect(runs.contains { $0.contains { $0.hasPrefix("seq ") } }, "no second value was ever chosen")
-        #expect(runs.contains { $0.contains { $0.hasPrefix("ballot ") } }, "no held ballot was ever reused")
+    func randomLostDisksWithoutRecoveryAreUnsafe() async {
+        await simulating {
+            // The random schedules reach the states the recovery guards against; if this stops
+            // failing without recovery, the test above tests nothing.
+            let runs = (UInt64(1)...UInt64(40)).map { randomLostDisks(seed: $0, recover: false) }
+            #expect(runs.contains { $0.contains { $0.hasPrefix("seq ") } }, "no second value was ever chosen")
+            #expect(
+                runs.contains { $0.contains { $0.hasPrefix("ballot ") } }, "no held ballot was ever reused")
+        }
     }
 
     /// Competing proposers on a few instances, loss, duplication, reordering, nodes cut off, crash
