@@ -44,6 +44,9 @@ extension APIBody {
 
     public struct MembershipResult: ResponseEncodable, Codable, Equatable, Sendable {
         public var status: String
+        /// Whether a majority of the new voters had applied the change when the answer left (see
+        /// ``MembersHTTPAPI``); `false` after waiting ``MembersHTTPAPI/propagationWait`` in vain.
+        public var propagated: Bool
         public var members: [MemberInfo]
     }
 }
@@ -97,13 +100,44 @@ public enum MembersHTTPAPI {
                     .conflict, "membership_refused",
                     answer.hasPrefix("refused: ") ? String(answer.dropFirst(9)) : answer)
             }
+            let propagated = await waitForPropagation(peer)
             return APIBody.MembershipResult(
-                status: "ok", members: try await members(peer, isReachable).members)
+                status: "ok", propagated: propagated, members: try await members(peer, isReachable).members)
         case .failed(let reason):
             throw APIError(.serviceUnavailable, "no_leader", "not made: \(reason)")
         case .unknown(let reason):
             throw APIError(
                 .gatewayTimeout, "outcome_unknown", "\(reason); GET /v1/members tells whether it was made")
+        }
+    }
+
+    /// How long a change's answer waits for a majority of the new voters to apply it.
+    public static let propagationWait = Duration.seconds(5)
+
+    /// Waits until a majority of the voters of the membership in force has applied the entry that
+    /// made it. The change is chosen once a quorum of the *old* voters accepted it, but they learn
+    /// that it was chosen from this leader: had it stopped right after answering, the survivors
+    /// could still count in the old membership, where the stopped leader's vote may be needed (a
+    /// replacement runs at n − 1 voters). Once a majority of the new voters knows, the survivors of
+    /// any minority failure include one that counts in the new membership.
+    static func waitForPropagation<Machine: StateMachine>(_ peer: LogPeer<Machine>) async -> Bool {
+        let deadline = ContinuousClock.now + propagationWait
+        while true {
+            let (membership, progress, applied, leader) = await peer.inspect {
+                ($0.membership, $0.peerApplied, $0.applied, $0.leader)
+            }
+            let knowing = membership.voters.count { voter in
+                (voter == peer.me ? applied : progress[voter] ?? 0) >= membership.slot
+            }
+            if knowing > membership.voters.count / 2 { return true }
+            // Only the leader hears who applied what: a follower that forwarded the change, or a
+            // leader that removed itself, cannot tell. A leader whose voters changed campaigns again
+            // first (its followers learn what was chosen once it leads again), so not leading for a
+            // moment is no reason to give up.
+            guard leader == nil || leader == peer.me, membership.voters.contains(peer.me),
+                ContinuousClock.now < deadline, !Task.isCancelled
+            else { return false }
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 

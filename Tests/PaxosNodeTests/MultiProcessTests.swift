@@ -119,7 +119,10 @@ final class NodeProcesses: @unchecked Sendable {
 
     deinit {
         for process in processes.values where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        try? FileManager.default.removeItem(at: directory)
+        // KEEP_NODE_LOGS=1 keeps the data directories and logs, to read after a failure.
+        if ProcessInfo.processInfo.environment["KEEP_NODE_LOGS"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 }
 
