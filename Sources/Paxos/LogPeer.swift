@@ -303,6 +303,9 @@ public actor LogPeer<Machine: StateMachine> {
         } catch {
             committing = false
             failure = "commit failed: \(error)"
+            logger.critical(
+                "commit failed: this replica stops serving (nothing of the batch left the node); restart it once the disk is fixed",
+                metadata: ["error": "\(error)", "mutations": "\(batch.mutations.count)"])
             for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
             dropUnreleased()
             failWaiters(unknown: "the replica stopped: \(failure!)")
@@ -488,6 +491,29 @@ public actor LogPeer<Machine: StateMachine> {
                     metadata: ["peer": "\(peer)"])
             case .notAVoter(let known):
                 logNotAVoter(known: known)
+            case .electionStarted(let ballot, let voters):
+                logger.info(
+                    "election started", metadata: ["ballot": "\(ballot)", "voters": "\(voters)"])
+            case .electionWon(let ballot, let target):
+                var metadata: Logger.Metadata = ["ballot": "\(ballot)"]
+                if let target { metadata["catch_up_to"] = "\(target)" }
+                logger.info(
+                    target == nil ? "election won: leading" : "election won: catching up first, then leading",
+                    metadata: metadata)
+            case .electionLost(let ballot, let reason):
+                logger.info("election lost", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
+            case .steppedDown(let ballot, let reason):
+                logger.notice("stepped down", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
+            case .leaderChanged(let leader):
+                logger.info(
+                    leader == nil ? "leader unknown" : "leader changed",
+                    metadata: ["leader": "\(leader.map { "\($0)" } ?? "none")"])
+            case .snapshotStarted(let from, let theirApplied, let resuming):
+                logger.info(
+                    resuming ? "snapshot transfer resumed" : "snapshot transfer started",
+                    metadata: ["from": "\(from)", "their_applied": "\(theirApplied)"])
+            case .snapshotInstalled(let from, let applied):
+                logger.info("snapshot installed", metadata: ["from": "\(from)", "applied": "\(applied)"])
             }
         }
     }

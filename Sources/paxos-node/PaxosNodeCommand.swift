@@ -106,6 +106,13 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(
+        help: ArgumentHelp(
+            "text (one readable line per event) or json (one JSON object per line: time, level, label, "
+                + "message, source and the metadata as fields), on standard error.",
+            valueName: "format"))
+    var logFormat: LogFormat = .text
+
     @Option(help: "The largest value a client may propose, in bytes.")
     var maxValueBytes: Int = PaxosHTTPAPI.defaultMaxValueBytes
 
@@ -271,10 +278,18 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = logLevel
+        let format = logFormat
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         var logger = Logger(label: "paxos-node")
         logger[metadataKey: "node"] = "\(id)"
@@ -516,6 +531,11 @@ func describe(_ error: any Error) -> String {
         return "cannot assign the requested address"
     }
     return text.replacingOccurrences(of: "\n", with: " ")
+}
+
+/// `--log-format`.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {

@@ -156,6 +156,57 @@ struct LogFaultTests {
         try expectServes(&simulation, at: leader)
     }
 
+    @Test(
+        "elections, leaders and step-downs are reported as events with their reasons: the operator's log can tell who leads and why that changed"
+    )
+    func consensusEvents() throws {
+        var simulation = stableCluster()
+        let first = try #require(simulation.leaders.first)
+        let others = simulation.peers.filter { $0 != first }
+        func reported(_ node: NodeID, since: Int = 0, _ match: (ReplicaEvent) -> Bool) -> Bool {
+            simulation.events.dropFirst(since).contains { $0.0 == node && match($0.1) }
+        }
+        #expect(
+            reported(first) {
+                if case .electionStarted(let ballot, voters: 3) = $0 { ballot.node == first } else { false }
+            })
+        #expect(
+            reported(first) {
+                if case .electionWon(let ballot, _) = $0 { ballot.node == first } else { false }
+            })
+        for node in simulation.peers {
+            #expect(reported(node) { $0 == .leaderChanged(first) }, "node \(node) reports the leader")
+        }
+        // Its disk hangs: it steps down and says why; the others report the new leader.
+        let mark = simulation.events.count
+        simulation.stalled = [first]
+        _ = simulation.submit(at: first)
+        run(&simulation, simulation.peers, rounds: 10 * LogConfiguration.simulation.electionTicks) { sim in
+            others.contains { sim.replicas[$0]!.isLeader }
+        }
+        let second = try #require(others.first { simulation.replicas[$0]!.isLeader }, "\(simulation.summary)")
+        // Until the other follower has heard the new leader's heartbeat.
+        run(&simulation, others, rounds: 2 * LogConfiguration.simulation.heartbeatTicks)
+        #expect(
+            reported(first, since: mark) {
+                if case .steppedDown(_, let reason) = $0 {
+                    reason.contains("made no progress")
+                } else {
+                    false
+                }
+            })
+        #expect(reported(second, since: mark) { if case .electionWon = $0 { true } else { false } })
+        for node in others { #expect(reported(node, since: mark) { $0 == .leaderChanged(second) }) }
+        // Nothing is reported twice in a row for a quiet cluster: the events are transitions.
+        let quiet = simulation.events.count
+        simulation.stalled = []
+        run(&simulation, simulation.peers, rounds: 3 * LogConfiguration.simulation.electionTicks)
+        #expect(
+            !simulation.events.dropFirst(quiet).contains {
+                if case .electionStarted = $0.1 { true } else { false }
+            })
+    }
+
     @Test("no message exceeds maxMessageBytes: forwards, accepts and catch-up answers are split")
     func messagesAreBoundedByBytes() throws {
         var configuration = LogConfiguration.simulation

@@ -333,6 +333,19 @@ struct LogReplicaTests {
             #expect(simulation.appliedCommands[follower] == simulation.appliedCommands[leader])
             #expect(simulation.snapshotsInstalled >= 1)
             #expect(simulation.snapshotChunks > 3, "the snapshot took several chunks")
+            // The follower reports the transfer's start (and, after a restart, its resumption)
+            // and its installation, for the operator's log.
+            let reported = simulation.events.filter { $0.0 == follower }.map(\.1)
+            #expect(
+                reported.contains {
+                    if case .snapshotStarted(_, _, resuming: false) = $0 { true } else { false }
+                })
+            #expect(
+                seed % 2 == 1
+                    || reported.contains {
+                        if case .snapshotStarted(_, _, resuming: true) = $0 { true } else { false }
+                    })
+            #expect(reported.contains { if case .snapshotInstalled = $0 { true } else { false } })
             #expect(simulation.durable[follower]!.staging == nil)
             #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
         }

@@ -227,9 +227,35 @@ public enum ReplicaEvent: Hashable, Sendable, CustomStringConvertible {
     /// This node is not a voter of the membership in force, with its incarnation: it does not
     /// vote or campaign. `known` is the incarnation recorded for its id (0: not a member).
     case notAVoter(known: UInt64)
+    /// This replica campaigns: it promised `ballot` to itself and asks `voters` − 1 peers.
+    case electionStarted(Ballot, voters: Int)
+    /// This replica leads with `ballot`; a takeover that must first learn the chosen slots
+    /// below `catchUpTo` from a promiser says so.
+    case electionWon(Ballot, catchUpTo: Slot?)
+    /// This replica's campaign with `ballot` ended without leading, for `reason`.
+    case electionLost(Ballot, reason: String)
+    /// This replica stopped leading with `ballot`, for `reason`.
+    case steppedDown(Ballot, reason: String)
+    /// The leader this replica knows changed (`nil`: it knows none now).
+    case leaderChanged(NodeID?)
+    /// This replica fell behind the released log and fetches a snapshot from `from`.
+    case snapshotStarted(from: NodeID, theirApplied: Slot, resuming: Bool)
+    /// This replica installed the snapshot from `from`, which applied the log up to `applied`.
+    case snapshotInstalled(from: NodeID, applied: Slot)
 
     public var description: String {
         switch self {
+        case .electionStarted(let ballot, let voters):
+            "election started with ballot \(ballot) among \(voters) voters"
+        case .electionWon(let ballot, let target):
+            "election won with ballot \(ballot)" + (target.map { ": catching up to slot \($0) first" } ?? "")
+        case .electionLost(let ballot, let reason): "election with ballot \(ballot) lost: \(reason)"
+        case .steppedDown(let ballot, let reason): "stepped down from ballot \(ballot): \(reason)"
+        case .leaderChanged(let leader): "leader is now \(leader.map { "node \($0.rawValue)" } ?? "unknown")"
+        case .snapshotStarted(let from, let applied, let resuming):
+            "\(resuming ? "resuming" : "fetching") a snapshot from node \(from.rawValue) (applied up to \(applied))"
+        case .snapshotInstalled(let from, let applied):
+            "installed the snapshot from node \(from.rawValue): applied up to slot \(applied)"
         case .membership(let membership): "membership \(membership)"
         case .refusedPeer(let peer, let incarnation, let known):
             "refused node \(peer.rawValue) with incarnation \(String(incarnation, radix: 16)) (known: \(String(known, radix: 16)))"

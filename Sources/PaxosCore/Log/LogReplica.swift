@@ -134,6 +134,8 @@ public struct LogReplica: Sendable {
     /// What the membership falls back to when a snapshot has none.
     private let bootstrapMembership: Membership
     private var membershipChanged = false
+    /// The leader last reported in a ``ReplicaEvent/leaderChanged(_:)`` event.
+    private var reportedLeader: NodeID?
     private var random: SplitMix64
     private var now: UInt64 = 0
 
@@ -551,12 +553,14 @@ public struct LogReplica: Sendable {
             // (or no longer) the member it leads as.
             if let voters = leadership?.voters, voters.contains(from) {
                 leadership!.refusedBy.insert(from)
-                if isQuorum(leadership!.refusedBy, of: voters, unanimous: false) { stepDown(&ready) }
+                if isQuorum(leadership!.refusedBy, of: voters, unanimous: false) {
+                    stepDown("a majority of the voters refuses this node as a member", &ready)
+                }
             }
         case .rejected(let ballot, let promised):
             observe(promised.round)
             if (leadership?.ballot == ballot || candidacy?.ballot == ballot), promised > ballot {
-                stepDown(&ready)
+                stepDown("node \(from.rawValue) promised the higher ballot \(promised)", &ready)
             }
         case .chosen(let entries, let theirFirstUnchosen):
             fetchDeadline = nil
@@ -574,6 +578,8 @@ public struct LogReplica: Sendable {
             download = Download(
                 source: from, token: resume?.token ?? 0, after: resume?.after,
                 deadline: now + UInt64(configuration.resendTicks))
+            ready.events.append(
+                .snapshotStarted(from: from, theirApplied: theirApplied, resuming: resume != nil))
             ready.eagerMessages.append(
                 outbound(to: from, .snapshotChunk(token: resume?.token ?? 0, after: resume?.after)))
         case .snapshotChunk(let token, let snapshotApplied, let after, let rows, let done):
@@ -638,7 +644,9 @@ public struct LogReplica: Sendable {
             // This leader's own commits have made no progress at all for commitStallTicks (a hung
             // disk): its heartbeats must stop keeping followers from electing a working leader.
             // A disk that is merely slow still completes commits, and keeps its leader.
-            stepDown(&ready)
+            stepDown(
+                "its own commits made no progress for \(configuration.commitStallTicks) ticks (a hung disk?)",
+                &ready)
         }
         if let leadership, firstUnchosen < leadership.catchUpTarget {
             if firstUnchosen > leadership.catchUpSlot {
@@ -650,7 +658,9 @@ public struct LogReplica: Sendable {
                 // them from a quorum that is up now and re-proposes them (Paxos makes any
                 // number of campaigns safe); waiting for the lost peers could block forever. It
                 // asks for pre-votes first like anyone: cut off, it must not raise its promise.
-                stepDown(&ready)
+                stepDown(
+                    "catching up to slot \(leadership.catchUpTarget) made no progress for an election timeout: campaigning again",
+                    &ready)
                 startPreVote(&ready)
             }
         }
@@ -685,6 +695,10 @@ public struct LogReplica: Sendable {
     /// Asks every peer whether it would promise the next ballot. Nothing is persisted or
     /// promised: a node that cannot reach a majority keeps its promise where the leader left it.
     private mutating func startPreVote(_ ready: inout LogReady) {
+        if let candidacy {
+            ready.events.append(
+                .electionLost(candidacy.ballot, reason: "no quorum of promises within an election timeout"))
+        }
         candidacy = nil
         leader = nil
         let ballot = Ballot(round: maxRound + 1, node: me)
@@ -712,6 +726,7 @@ public struct LogReplica: Sendable {
         candidacy = Candidacy(
             ballot: ballot, from: firstUnchosen, voters: voters, unanimous: membership.isProvisional,
             membershipSlot: membership.slot)
+        ready.events.append(.electionStarted(ballot, voters: voters.count))
         resetElectionTimer()
         for peer in voters.sorted() where peer != me {
             ready.messages.append(outbound(to: peer, .prepare(ballot: ballot, from: firstUnchosen)))
@@ -733,6 +748,10 @@ public struct LogReplica: Sendable {
             // this campaign started from, or this replica learned one while campaigning: the
             // quorum was counted in a membership no longer in force there. Catch up first (the
             // change comes with the chosen entries) and campaign again.
+            ready.events.append(
+                .electionLost(
+                    candidacy.ballot,
+                    reason: "node \(peer.rawValue) knows a later membership: catching up to campaign again"))
             leader = nil
             resetElectionTimer()
             requestFetch(from: peer, &ready)
@@ -803,15 +822,20 @@ public struct LogReplica: Sendable {
         self.leadership = leadership
         leader = me
         lastHeardLeader = now
+        ready.events.append(
+            .electionWon(ballot, catchUpTo: catchUpTarget > firstUnchosen ? catchUpTarget : nil))
         enqueue(waiting, &ready)
         propose(entries, &ready)
         if firstUnchosen < catchUpTarget { requestFetch(from: catchUpSource, &ready) }
     }
 
-    private mutating func stepDown(_ ready: inout LogReady) {
+    /// Ends this replica's leadership or candidacy; `reason` goes into the event the driver logs.
+    private mutating func stepDown(_ reason: String, _ ready: inout LogReady) {
         if let leadership {
             outbox += (leadership.changes + leadership.queue).map { ($0, now) }
+            ready.events.append(.steppedDown(leadership.ballot, reason: reason))
         }
+        if let candidacy { ready.events.append(.electionLost(candidacy.ballot, reason: reason)) }
         leadership = nil
         candidacy = nil
         preVote = nil
@@ -946,11 +970,11 @@ public struct LogReplica: Sendable {
     private mutating func checkMembership(_ ready: inout LogReady) {
         guard let leadership else { return }
         if membership.voters != leadership.voters {
-            stepDown(&ready)
+            stepDown("the voters changed: campaigning in the new membership", &ready)
             if canCampaign { startPreVote(&ready) }
         } else if let changeSlot = leadership.changeSlot, firstUnchosen > changeSlot {
             if leadership.campaignAgain {
-                stepDown(&ready)
+                stepDown("the membership change it re-proposed is chosen: campaigning again", &ready)
                 if canCampaign { startPreVote(&ready) }
             } else {
                 self.leadership!.changeSlot = nil
@@ -1084,9 +1108,10 @@ public struct LogReplica: Sendable {
         // Installs only if it is ahead of what was handed out; otherwise it just drops the staging.
         ready.mutations.append(.installSnapshot(applied: snapshotApplied))
         guard snapshotApplied > handedOut else { return }
+        ready.events.append(.snapshotInstalled(from: from, applied: snapshotApplied))
         if let leadership, snapshotApplied >= leadership.catchUpTarget {
             // A leader learns slots it may have proposed in only from its own quorums.
-            stepDown(&ready)
+            stepDown("a snapshot carried it past its catch-up target", &ready)
         }
         applied = snapshotApplied
         handedOut = snapshotApplied
@@ -1147,6 +1172,10 @@ public struct LogReplica: Sendable {
                 ready.events.append(.notAVoter(known: membership.member(me)?.incarnation ?? 0))
             }
         }
+        if leader != reportedLeader {
+            reportedLeader = leader
+            ready.events.append(.leaderChanged(leader))
+        }
         if leadership != nil { releasable = leaderReleasable }
         var target = Swift.min(releasable, applied + 1)
         if applied + 1 - logStart > configuration.retainEntries {
@@ -1179,8 +1208,12 @@ public struct LogReplica: Sendable {
         if let promised, promised >= ballot { return }
         promised = ballot
         ready.mutations.append(.promise(ballot))
-        if let leadership, leadership.ballot < ballot { stepDown(&ready) }
-        if let candidacy, candidacy.ballot < ballot { stepDown(&ready) }
+        if let leadership, leadership.ballot < ballot {
+            stepDown("it promised the higher ballot \(ballot)", &ready)
+        }
+        if let candidacy, candidacy.ballot < ballot {
+            stepDown("it promised the higher ballot \(ballot)", &ready)
+        }
     }
 
     private mutating func observe(_ round: UInt64) {
