@@ -78,7 +78,8 @@ let package = Package(
         .target(
             name: "PaxosServer",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosKV",
+                "Paxos", "PaxosCore", "PaxosKV", "PaxosWire",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

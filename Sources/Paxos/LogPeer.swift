@@ -163,6 +163,10 @@ public actor LogPeer<Machine: StateMachine> {
     /// Every row of the state machine, read from the store (the whole store: for tests).
     public func machineRows() async throws -> [MachineKey: [UInt8]] { try await store.machineRows() }
 
+    /// A consistent view of the state machine as this replica applied it (a backup reads it while
+    /// the replica goes on committing); the caller closes it.
+    public func openSnapshot() async throws -> any LogSnapshotSource { try await store.openSnapshot() }
+
     /// Snapshots peers are fetching from this replica now.
     public var openSnapshots: Int { snapshotReaders.count }
 

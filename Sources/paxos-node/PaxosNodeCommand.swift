@@ -108,6 +108,14 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Bootstrap a new cluster from a backup (paxosctl snapshot save): every node of the new "
+                + "cluster starts once with the same file, a new --data-dir and a --cluster-id other "
+                + "than the backup's. A directory that already holds state is refused.",
+            valueName: "file"))
+    var restore: String?
+
+    @Option(
+        help: ArgumentHelp(
             "text (one readable line per event) or json (one JSON object per line: time, level, label, "
                 + "message, source and the metadata as fields), on standard error.",
             valueName: "format"))
@@ -322,6 +330,23 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         guard FileManager.default.isWritableFile(atPath: directory.path) else {
             throw NodeStartupError("cannot use data directory \(directory.path): it is not writable")
         }
+        // A backup is checked whole before anything is written: a damaged one changes nothing.
+        var backup: SnapshotFile.Summary?
+        if let restore {
+            guard !join else {
+                throw NodeStartupError("--restore bootstraps a new cluster; it cannot --join one")
+            }
+            do {
+                backup = try await SnapshotFile.read(path: restore) { _ in }
+            } catch {
+                throw NodeStartupError("cannot restore from \(restore): \(error)")
+            }
+            guard backup!.clusterID != clusterId else {
+                throw NodeStartupError(
+                    "cannot restore from \(restore): it is a backup of cluster '\(clusterId)'; a restore bootstraps a new cluster, so give it another --cluster-id (its nodes must never mix with the old cluster's)"
+                )
+            }
+        }
         // One process per data directory, checked before the database is read or written.
         let lock = try DataDirectoryLock.acquire(directory: directory.path)
         let databasePath = directory.appendingPathComponent("node.db").path
@@ -332,6 +357,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             identity = try await store.claimIdentity(nodeID: me, clusterID: clusterId, joining: join)
         } catch let error as SQLiteError {
             throw NodeStartupError("cannot use \(databasePath): \(error.message)")
+        }
+        if let restore, let backup {
+            try await restoreBackup(restore, backup, into: store, path: databasePath, logger: logger)
         }
         let incarnation = String(identity.incarnation, radix: 16)
         if identity.created, !join {
@@ -435,6 +463,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
         MembersHTTPAPI.add(
             to: router, peer: log, isReachable: { [transport] id in await transport.isConnected(to: id) })
+        SnapshotHTTPAPI.add(to: router, peer: log, clusterID: clusterId)
         var tls: TLSConfiguration?
         if let clientCert, let clientKey {
             do {
@@ -536,6 +565,56 @@ func describe(_ error: any Error) -> String {
 /// `--log-format`.
 enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
+}
+
+extension PaxosNodeCommand {
+    /// Installs the backup's rows as the state machine of a data directory that holds nothing
+    /// yet: staged frame by frame (durably, like a snapshot from a peer), installed in one commit
+    /// once the second reading's checksum matches too.
+    func restoreBackup(
+        _ file: String, _ backup: SnapshotFile.Summary, into store: SQLiteStore, path: String, logger: Logger
+    ) async throws {
+        let state: LogDurableState
+        do {
+            state = try await store.loadLog()
+        } catch {
+            throw NodeStartupError("cannot restore into \(path): \(error)")
+        }
+        guard state.applied == 0, state.records.isEmpty, state.promised == nil, state.machine.isEmpty else {
+            throw NodeStartupError(
+                "cannot restore into \(path): it already holds the state of a node (applied slot \(state.applied)); --restore needs a new data directory, and a restored node starts again without --restore"
+            )
+        }
+        let me = NodeID(id)
+        var first = true
+        do {
+            let summary = try await SnapshotFile.read(path: file) { rows in
+                try await store.commitLog([
+                    .stageSnapshot(
+                        SnapshotChunk(source: me, token: 1, applied: backup.applied, rows: rows, first: first)
+                    )
+                ])
+                first = false
+            }
+            guard summary == backup else { throw SnapshotFileError("\(file) changed while it was restored") }
+            if backup.applied > 0 {
+                if first {
+                    try await store.commitLog([
+                        .stageSnapshot(
+                            SnapshotChunk(
+                                source: me, token: 1, applied: backup.applied, rows: [], first: true))
+                    ])
+                }
+                try await store.commitLog([.installSnapshot(applied: backup.applied)])
+            }
+        } catch {
+            try? await store.commitLog([.discardSnapshot])
+            throw NodeStartupError("cannot restore from \(file): \(error)")
+        }
+        logger.notice(
+            "restored \(backup.rows) rows of cluster '\(backup.clusterID)' applied through slot \(backup.applied) from \(file) (sha256 \(backup.sha256)): node \(me) bootstraps the new cluster '\(clusterId)' from them"
+        )
+    }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {

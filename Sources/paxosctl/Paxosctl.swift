@@ -15,7 +15,7 @@ struct Paxosctl: AsyncParsableCommand {
         subcommands: [
             Start.self, Status.self, Done.self, Min.self, Max.self, ClusterStatus.self, Inspect.self,
             Put.self, Get.self, Delete.self, Append.self, CompareAndSet.self, CheckHistory.self, Certs.self,
-            Member.self,
+            Member.self, Snapshot.self,
         ])
 }
 
