@@ -213,12 +213,14 @@ class Axes:
                           f'text-anchor="middle">{escape(format_tick(t))}</text>' if self.xticklabels else "")
                        + '</g>')
         for xs, ys, label, colour, dash, markers in self.lines:
-            out.append(f'<g class="series" data-label={quoteattr(label)} clip-path="url(#{clip})">')
+            # The lines are clipped to the plot area; the markers are not, so a point on the
+            # edge (the last client count) shows whole.
+            out.append(f'<g class="series" data-label={quoteattr(label)}>')
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
             for segment in _segments(xs, ys, self.ylog):
                 points = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py in segment)
                 out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"'
-                           f'{dash_attr} stroke-linejoin="round"/>')
+                           f'{dash_attr} stroke-linejoin="round" clip-path="url(#{clip})"/>')
                 if markers:
                     for px, py in segment:
                         out.append(f'<circle cx="{x(px):.1f}" cy="{y(py):.1f}" r="3" fill="{colour}"/>')
