@@ -93,7 +93,10 @@ def buckets(ops, duration, width=1.0):
     out = []
     for i in range(count):
         lat = done[i]
-        out.append(((i + 0.5) * width, len(lat) / width, bad[i] / width, percentile(lat, 50), percentile(lat, 99)))
+        # The last bucket may be cut short by the end of the run: a rate over the time it covers,
+        # else the line would fall at the end for no reason.
+        span = min(width, duration - i * width) if duration > i * width else width
+        out.append((i * width + span / 2, len(lat) / span, bad[i] / span, percentile(lat, 50), percentile(lat, 99)))
     return out
 
 
@@ -113,6 +116,8 @@ def timeline_figure(ops, events, duration, title="kill-test timeline", note=None
                     xlim=xlim, xticklabels=False)
     lat = fig.axes(80, top + panel_h + gap, width - 110, panel_h, title="latency of the operations that completed",
                    ylabel="ms (log)", xlabel="seconds since the load began", xlim=xlim, ylog=True)
+    order = list(FAULTS)
+    events = sorted(events, key=lambda e: (order.index(e["kind"]) if e["kind"] in order else len(order), e["t0"]))
     for axes in (tput, lat):
         for e in events:
             label, colour = FAULTS.get(e["kind"], (e["kind"], "#999999"))

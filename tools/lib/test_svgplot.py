@@ -231,9 +231,16 @@ class TimelinePictureTests(unittest.TestCase):
         self.assertEqual(rows[2][1], 1)
         self.assertAlmostEqual(rows[2][3], 1500.0)
 
+    def test_a_last_bucket_cut_short_by_the_end_is_a_rate_over_the_time_it_covers(self):
+        ops = [(t / 10, t / 10 + 0.001, True) for t in range(25)]   # 10 ops/s for 2.5 s
+        rows = pictures.buckets(ops, 2.5)
+        self.assertEqual([r[1] for r in rows], [10, 10, 10])
+        self.assertAlmostEqual(rows[2][0], 2.25)
+
     def test_the_timeline_has_both_panels_every_fault_band_and_a_legend(self):
         ops = [(t / 10, t / 10 + 0.004, True) for t in range(300)]
-        events = [{"kind": "kill", "t0": 3.0, "t1": 4.5, "nodes": [2]},
+        events = [{"kind": "leader", "t0": 0.5, "t1": 0.5, "nodes": [1]},   # first seen: before any fault
+                  {"kind": "kill", "t0": 3.0, "t1": 4.5, "nodes": [2]},
                   {"kind": "pause", "t0": 10.0, "t1": 11.0, "nodes": [1]},
                   {"kind": "partition", "t0": 15.0, "t1": 18.0, "nodes": [3]},
                   {"kind": "replace", "t0": 20.0, "t1": None, "nodes": [1]},
@@ -244,9 +251,13 @@ class TimelinePictureTests(unittest.TestCase):
             self.assertEqual(len(series(root, name)), 1, name)
         for kind in ("kill", "pause", "partition", "replace", "leader"):
             label = pictures.FAULTS[kind][0]
-            self.assertEqual(len(bands(root, label)), 2, label)   # in both panels
+            self.assertEqual(len(bands(root, label)), 4 if kind == "leader" else 2, label)   # in both panels
         legend = {g.get("data-label") for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "legend-entry"}
         self.assertTrue({pictures.FAULTS[k][0] for k in pictures.FAULTS} <= legend)
+        # The bands' legend in a fixed order (kills first), whatever order the faults came in.
+        kinds = [g.get("data-label") for g in root.iter("{http://www.w3.org/2000/svg}g")
+                 if g.get("class") == "legend-entry" and g.get("data-kind") == "band"]
+        self.assertEqual(kinds, [pictures.FAULTS[k][0] for k in pictures.FAULTS])
         # A replacement still under way at the end is drawn up to the end of the run.
         replace = bands(root, pictures.FAULTS["replace"][0])[0]
         self.assertEqual(replace.get("data-x1"), "30")
