@@ -124,7 +124,10 @@ def timeline_figure(ops, events, duration, title="kill-test timeline", note=None
             t1 = e.get("t1")
             nodes = e.get("nodes") or []
             text = ("n" + ",".join(str(n) for n in nodes)) if nodes else None
-            axes.band(max(0.0, e["t0"]), min(xlim[1], t1 if t1 is not None else xlim[1]), label, colour, text)
+            # The kill nemesis runs one kill, pause or partition at a time; a replacement may
+            # overlap any of them, so its text goes in a row of its own.
+            axes.band(max(0.0, e["t0"]), min(xlim[1], t1 if t1 is not None else xlim[1]), label, colour, text,
+                      row=1 if e["kind"] == "replace" else 0)
     xs = [r[0] for r in rows]
     markers = len(rows) <= 60
     tput.line(xs, [r[1] for r in rows], "ok ops/s", colour="#222222", markers=markers)

@@ -115,7 +115,7 @@ class Axes:
         self.xtick_count, self.ytick_count = xtick_count, ytick_count
         self.xticklabels = xticklabels  # False: a panel above another that shares its x axis
         self.lines = []   # (xs, ys, label, colour, dash, markers)
-        self.bands = []   # (x0, x1, label, colour, text)
+        self.bands = []   # (x0, x1, label, colour, text, row)
 
     def line(self, xs, ys, label, colour=None, dash=None, markers=True):
         """A series: points (x, y) in order; a y of None breaks the line there."""
@@ -124,10 +124,11 @@ class Axes:
         colour = colour or self.figure.colour_for(label)
         self.lines.append((list(xs), list(ys), label, colour, dash, markers))
 
-    def band(self, x0, x1, label, colour, text=None):
+    def band(self, x0, x1, label, colour, text=None, row=0):
         """A shaded vertical band from x0 to x1 (both in data units), e.g. a fault's duration;
-        `text` is written at its top when the band is wide enough."""
-        self.bands.append((min(x0, x1), max(x0, x1), label, colour, text))
+        `text` is written at its top when the band is wide enough, in text row `row` (0 the
+        top one), so the texts of bands that overlap can be kept apart."""
+        self.bands.append((min(x0, x1), max(x0, x1), label, colour, text, row))
 
     def _bounds(self):
         xs = [x for xs, _, _, _, _, _ in self.lines for x in xs]
@@ -183,7 +184,7 @@ class Axes:
         clip = f"clip-{id(self)}"
         out.append(f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{self.width}" height="{self.height}"/></clipPath>')
         out.append(f'<rect x="{left}" y="{top}" width="{self.width}" height="{self.height}" fill="#ffffff" stroke="none"/>')
-        for x0, x1, label, colour, text in self.bands:
+        for x0, x1, label, colour, text, row in self.bands:
             px0, px1 = max(left, x(x0)), min(right, x(x1))
             if px1 < px0:
                 continue
@@ -195,7 +196,7 @@ class Axes:
                        f'x="{px0:.1f}" y="{top}" width="{w:.1f}" height="{self.height}" fill="{colour}" '
                        f'fill-opacity="{opacity}" stroke="none"/>')
             if text and w >= 7 * len(text):
-                out.append(f'<text x="{px0 + w / 2:.1f}" y="{top + 11}" {FONT} font-size="10" fill="#333333" '
+                out.append(f'<text x="{px0 + w / 2:.1f}" y="{top + 11 + 12 * row}" {FONT} font-size="10" fill="#333333" '
                            f'text-anchor="middle">{escape(text)}</text>')
         for t in yticks:
             py = y(t)
@@ -288,7 +289,7 @@ class Figure:
                     seen.add(label)
                     entries.append((label, colour, "series", dash))
         for a in self.axes_list:
-            for _, _, label, colour, _ in a.bands:
+            for _, _, label, colour, _, _ in a.bands:
                 if label not in seen:
                     seen.add(label)
                     entries.append((label, colour, "band", None))

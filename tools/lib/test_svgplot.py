@@ -258,6 +258,11 @@ class TimelinePictureTests(unittest.TestCase):
         kinds = [g.get("data-label") for g in root.iter("{http://www.w3.org/2000/svg}g")
                  if g.get("class") == "legend-entry" and g.get("data-kind") == "band"]
         self.assertEqual(kinds, [pictures.FAULTS[k][0] for k in pictures.FAULTS])
+        # A replacement's text goes in the second row: it may overlap a kill, pause or partition.
+        top = fig.axes_list[0].top
+        rows = sorted({float(t.get("y")) - top for t in root.iter("{http://www.w3.org/2000/svg}text")
+                       if t.text in ("n1", "n2", "n3") and float(t.get("y")) < top + 40})
+        self.assertEqual(rows, [11, 23])   # the kill, pause and partition in row 0; the replacement in row 1
         # A replacement still under way at the end is drawn up to the end of the run.
         replace = bands(root, pictures.FAULTS["replace"][0])[0]
         self.assertEqual(replace.get("data-x1"), "30")
