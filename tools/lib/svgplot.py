@@ -184,6 +184,7 @@ class Axes:
         clip = f"clip-{id(self)}"
         out.append(f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{self.width}" height="{self.height}"/></clipPath>')
         out.append(f'<rect x="{left}" y="{top}" width="{self.width}" height="{self.height}" fill="#ffffff" stroke="none"/>')
+        texts = []
         for x0, x1, label, colour, text, row in self.bands:
             px0, px1 = max(left, x(x0)), min(right, x(x1))
             if px1 < px0:
@@ -196,8 +197,9 @@ class Axes:
                        f'x="{px0:.1f}" y="{top}" width="{w:.1f}" height="{self.height}" fill="{colour}" '
                        f'fill-opacity="{opacity}" stroke="none"/>')
             if text and w >= 7 * len(text):
-                out.append(f'<text x="{px0 + w / 2:.1f}" y="{top + 11 + 12 * row}" {FONT} font-size="10" fill="#333333" '
-                           f'text-anchor="middle">{escape(text)}</text>')
+                texts.append(f'<text x="{px0 + w / 2:.1f}" y="{top + 11 + 12 * row}" {FONT} font-size="10" '
+                             f'fill="#333333" text-anchor="middle">{escape(text)}</text>')
+        out += texts  # over every band, so a narrow band drawn later does not cut a label
         for t in yticks:
             py = y(t)
             out.append(f'<g class="tick" data-axis="y" data-value="{t:g}">'
