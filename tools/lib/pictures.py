@@ -80,6 +80,10 @@ def buckets(ops, duration, width=1.0):
     p99 ms), from ops = [(call s, return s, ok)] relative to the run's start. A bucket without
     an ok operation has no latency (None), which breaks the latency lines there."""
     count = max(1, math.ceil(duration / width))
+    if count > 1 and duration - (count - 1) * width < width / 2:
+        # A last sliver of a bucket (the clients stopping) gives a rate from a handful of
+        # operations: leave it out rather than draw a fall that did not happen.
+        count -= 1
     done = [[] for _ in range(count)]
     bad = [0] * count
     for call, ret, ok in ops:
@@ -96,6 +100,7 @@ def buckets(ops, duration, width=1.0):
         # The last bucket may be cut short by the end of the run: a rate over the time it covers,
         # else the line would fall at the end for no reason.
         span = min(width, duration - i * width) if duration > i * width else width
+        span = max(span, width / 2)
         out.append((i * width + span / 2, len(lat) / span, bad[i] / span, percentile(lat, 50), percentile(lat, 99)))
     return out
 

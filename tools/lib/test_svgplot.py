@@ -236,6 +236,8 @@ class TimelinePictureTests(unittest.TestCase):
         rows = pictures.buckets(ops, 2.5)
         self.assertEqual([r[1] for r in rows], [10, 10, 10])
         self.assertAlmostEqual(rows[2][0], 2.25)
+        # A sliver shorter than half a bucket is left out (its operations are not counted).
+        self.assertEqual([r[1] for r in pictures.buckets(ops, 2.2)], [10, 10])
 
     def test_the_timeline_has_both_panels_every_fault_band_and_a_legend(self):
         ops = [(t / 10, t / 10 + 0.004, True) for t in range(300)]
