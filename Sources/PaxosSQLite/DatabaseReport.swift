@@ -26,6 +26,32 @@ public struct DatabaseReport: Sendable {
     /// The instances with the highest sequence numbers, up to the limit asked for.
     public var recent: [Instance]
 
+    /// The replicated log's side (schema 4 on).
+    public struct Log: Sendable {
+        public struct Slot: Sendable {
+            public var slot: Int
+            public var ballot: String?
+            /// `applied`, `chosen` or `accepted`.
+            public var status: String
+            public var commands: Int
+            public var bytes: Int
+        }
+        public var promised: String?
+        public var maxRound: UInt64
+        public var applied: Int
+        public var logStart: Int
+        public var entries: Int
+        public var keys: Int
+        public var sessions: Int
+        public var stagedRows: Int
+        public var incarnation: UInt64?
+        /// The newest slots kept, oldest first.
+        public var recent: [Slot]
+        /// The first keys (as text, lossy) and their value sizes.
+        public var sampleKeys: [(key: String, bytes: Int)]
+    }
+    public var log: Log?
+
     /// Reads the database at `path` read-only.
     public static func read(path: String, recent limit: Int = 20) throws -> DatabaseReport {
         let connection = try SQLiteConnection(path: path, readOnly: true)
@@ -78,6 +104,51 @@ public struct DatabaseReport: Sendable {
                     decidedBytes: row.isNull(6) ? nil : Int(row.integer(6))))
         }
         report.recent.reverse()
+        if version >= 5 { report.log = try readLog(connection, version: version, limit: limit) }
         return report
+    }
+
+    static func readLog(_ connection: SQLiteConnection, version: Int, limit: Int) throws -> Log {
+        var log = Log(
+            maxRound: 0, applied: 0, logStart: 1, entries: 0, keys: 0, sessions: 0, stagedRows: 0, recent: [],
+            sampleKeys: [])
+        try connection.run(
+            "SELECT promised, max_round, applied, log_start, entries, keys, sessions, staged_rows FROM log_summary"
+        ) { (row: SQLiteRow) throws(SQLiteError) in
+            log.promised = row.isNull(0) ? nil : row.text(0)
+            log.maxRound = UInt64(row.integer(1))
+            log.applied = Int(row.integer(2))
+            log.logStart = Int(row.integer(3))
+            log.entries = Int(row.integer(4))
+            log.keys = Int(row.integer(5))
+            log.sessions = Int(row.integer(6))
+            log.stagedRows = Int(row.integer(7))
+        }
+        if version >= 6 {
+            try connection.run("SELECT incarnation FROM node_identity") {
+                (row: SQLiteRow) throws(SQLiteError) in
+                log.incarnation = UInt64(bitPattern: row.integer(0))
+            }
+        }
+        // The view's status column comes with migration 0008; before it, the same rule here.
+        let status =
+            version >= 8
+            ? "status"
+            : "CASE WHEN slot <= (SELECT applied FROM log_state) THEN 'applied' WHEN chosen = 1 THEN 'chosen' ELSE 'accepted' END"
+        try connection.run(
+            "SELECT slot, ballot, \(status), commands, bytes FROM log ORDER BY slot DESC LIMIT ?1",
+            [.integer(Int64(limit))]
+        ) { (row: SQLiteRow) throws(SQLiteError) in
+            log.recent.append(
+                Log.Slot(
+                    slot: Int(row.integer(0)), ballot: row.isNull(1) ? nil : row.text(1), status: row.text(2),
+                    commands: Int(row.integer(3)), bytes: Int(row.integer(4))))
+        }
+        log.recent.reverse()
+        try connection.run("SELECT key, bytes FROM kv ORDER BY key LIMIT ?1", [.integer(Int64(limit))]) {
+            (row: SQLiteRow) throws(SQLiteError) in
+            log.sampleKeys.append((row.text(0), Int(row.integer(1))))
+        }
+        return log
     }
 }

@@ -242,5 +242,20 @@ struct Inspect: ParsableCommand {
             }
             print(line)
         }
+        guard let log = report.log else { return }
+        print("replicated log:")
+        print(
+            "  promised \(log.promised ?? "none"), maxRound \(log.maxRound), applied \(log.applied), log start \(log.logStart), \(log.entries) entries kept"
+                + (log.incarnation.map { ", incarnation \(String($0, radix: 16))" } ?? ""))
+        print(
+            "  key-value store: \(log.keys) keys, \(log.sessions) client sessions"
+                + (log.stagedRows > 0 ? ", \(log.stagedRows) snapshot rows staged" : ""))
+        for slot in log.recent {
+            print(
+                "  slot \(slot.slot): \(slot.status), ballot \(slot.ballot ?? "-"), \(slot.commands) commands, \(slot.bytes) bytes"
+            )
+        }
+        for (key, bytes) in log.sampleKeys { print("  key '\(key)': \(bytes) bytes") }
+        if log.keys > log.sampleKeys.count { print("  … \(log.keys - log.sampleKeys.count) more keys") }
     }
 }

@@ -135,3 +135,48 @@ struct SnapshotProcessTests {
         #expect(status.0 != 0, "\(status.1)")
     }
 }
+
+/// `paxosctl inspect` on a running node's data directory.
+@Suite("paxosctl inspect", .serialized)
+struct InspectProcessTests {
+    @Test(
+        "inspect shows the replicated log and the key-value side of a running node, and every applied slot reads as chosen"
+    )
+    func inspectShowsTheLog() async throws {
+        let nodes = try NodeProcesses(count: 3, cluster: "inspect")
+        for node in 1...3 { try await nodes.start(node) }
+        for index in 0..<25 {
+            try await eventually("put \(index)") {
+                try await http(
+                    "PUT", "\(nodes.url(1 + index % 3))/v1/kv/key-\(index)", body: Data("value".utf8),
+                    timeout: 10
+                ).status == 200
+            }
+        }
+        let inspected = try runPaxosctl(["inspect", "--data-dir", nodes.dataDir(2), "--recent", "5"])
+        #expect(inspected.0 == 0, "\(inspected.1)")
+        #expect(inspected.1.contains("replicated log:"), "\(inspected.1)")
+        #expect(inspected.1.contains("key-value store: 25 keys"), "\(inspected.1)")
+        #expect(inspected.1.contains("key 'key-0': 5 bytes"), "\(inspected.1)")
+        let slots = inspected.1.split(separator: "\n").filter { $0.hasPrefix("  slot ") }
+        #expect(!slots.isEmpty && slots.count <= 5, "\(inspected.1)")
+        // The `log` view a person reads with sqlite3: no applied slot says it was not chosen.
+        let sqlite = Process()
+        sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        sqlite.arguments = [
+            "-readonly", nodes.dataDir(2) + "/node.db",
+            "SELECT count(*), sum(chosen = 0), sum(status = 'applied') FROM log WHERE slot <= (SELECT applied FROM log_state);",
+        ]
+        let pipe = Pipe()
+        sqlite.standardOutput = pipe
+        try sqlite.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        sqlite.waitUntilExit()
+        let fields = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(
+            String.init)
+        try #require(fields.count == 3, "\(output)")
+        #expect(Int(fields[0])! > 0, "applied slots are kept: \(output)")
+        #expect(fields[1] == "0", "\(output)")
+        #expect(fields[2] == fields[0], "\(output)")
+    }
+}
