@@ -127,6 +127,8 @@ public enum SnapshotFile {
         while true {
             let length = Int(try number(UInt32.self, "rows"))
             if length == 0 { break }
+            // No writer puts rows in a backup of nothing: they would be staged and never installed.
+            guard applied > 0 else { throw SnapshotFileError("\(path): rows in a backup of applied slot 0") }
             guard length <= maxFrameBytes else {
                 throw SnapshotFileError(
                     "\(path): a frame of \(length) bytes is larger than any backup writes")

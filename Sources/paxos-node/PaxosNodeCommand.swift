@@ -337,7 +337,11 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 throw NodeStartupError("--restore bootstraps a new cluster; it cannot --join one")
             }
             do {
-                backup = try await SnapshotFile.read(path: restore) { _ in }
+                backup = try await SnapshotFile.read(
+                    path: restore, maxValueBytes: max(maxValueBytes, maxKeyBytes)
+                ) {
+                    _ in
+                }
             } catch {
                 throw NodeStartupError("cannot restore from \(restore): \(error)")
             }
@@ -350,6 +354,25 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         // One process per data directory, checked before the database is read or written.
         let lock = try DataDirectoryLock.acquire(directory: directory.path)
         let databasePath = directory.appendingPathComponent("node.db").path
+        // A restore marks the directory until its install commit: a node whose restore was cut
+        // off must not come up as an empty member of the new cluster as if it were restored.
+        let restoring = directory.appendingPathComponent("RESTORING").path
+        let interrupted = FileManager.default.fileExists(atPath: restoring)
+        if restore == nil, interrupted {
+            throw NodeStartupError(
+                "a restore into \(directory.path) was interrupted (\(restoring) exists): start it again with --restore and the same backup, or start over with an empty data directory"
+            )
+        }
+        if restore != nil {
+            guard interrupted || !FileManager.default.fileExists(atPath: databasePath) else {
+                throw NodeStartupError(
+                    "cannot restore into \(directory.path): it already holds a node's database; --restore needs a new data directory, and a restored node starts again without --restore"
+                )
+            }
+            guard Self.durablyCreate(restoring, in: directory.path) else {
+                throw NodeStartupError("cannot write \(restoring): \(String(cString: strerror(errno)))")
+            }
+        }
         let store: SQLiteStore
         let identity: SQLiteStore.Identity
         do {
@@ -360,6 +383,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         }
         if let restore, let backup {
             try await restoreBackup(restore, backup, into: store, path: databasePath, logger: logger)
+            guard unlink(restoring) == 0, Self.syncDirectory(directory.path) else {
+                throw NodeStartupError("cannot remove \(restoring): \(String(cString: strerror(errno)))")
+            }
         }
         let incarnation = String(identity.incarnation, radix: 16)
         if identity.created, !join {
@@ -580,7 +606,10 @@ extension PaxosNodeCommand {
         } catch {
             throw NodeStartupError("cannot restore into \(path): \(error)")
         }
-        guard state.applied == 0, state.records.isEmpty, state.promised == nil, state.machine.isEmpty else {
+        let rows = try await store.machineRows()
+        guard state.applied == 0, state.records.isEmpty, state.promised == nil, rows.isEmpty,
+            state.membership == nil
+        else {
             throw NodeStartupError(
                 "cannot restore into \(path): it already holds the state of a node (applied slot \(state.applied)); --restore needs a new data directory, and a restored node starts again without --restore"
             )
@@ -588,7 +617,10 @@ extension PaxosNodeCommand {
         let me = NodeID(id)
         var first = true
         do {
-            let summary = try await SnapshotFile.read(path: file) { rows in
+            let summary = try await SnapshotFile.read(
+                path: file, maxValueBytes: max(maxValueBytes, maxKeyBytes)
+            ) {
+                rows in
                 try await store.commitLog([
                     .stageSnapshot(
                         SnapshotChunk(source: me, token: 1, applied: backup.applied, rows: rows, first: first)
@@ -614,6 +646,24 @@ extension PaxosNodeCommand {
         logger.notice(
             "restored \(backup.rows) rows of cluster '\(backup.clusterID)' applied through slot \(backup.applied) from \(file) (sha256 \(backup.sha256)): node \(me) bootstraps the new cluster '\(clusterId)' from them"
         )
+    }
+}
+
+extension PaxosNodeCommand {
+    /// Creates an empty file and makes its name durable (file and directory fsynced).
+    static func durablyCreate(_ path: String, in directory: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT, 0o644)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0 && syncDirectory(directory)
+    }
+
+    /// fsyncs a directory, so that the names created or removed in it survive a crash.
+    static func syncDirectory(_ directory: String) -> Bool {
+        let fd = open(directory, O_RDONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
     }
 }
 

@@ -52,12 +52,17 @@ struct SnapshotProcessTests {
         let rows = try #require(summary?["rows"] as? Int)
         #expect(rows >= expected.count + 1, "the keys and the client sessions: \(status.1)")
 
-        // A new cluster from the file: every node starts once with --restore.
+        // A new cluster from the file: nodes 1 and 2 start once with --restore, node 3 empty (it
+        // catches up from a snapshot, as any node restored or not may).
         let new = try NodeProcesses(count: 3, cluster: "backup-new")
-        for node in 1...3 { try await new.start(node, flags: ["--restore", file]) }
+        for node in 1...2 { try await new.start(node, flags: ["--restore", file]) }
+        try await new.start(3)
         try await eventually("the new cluster serves") { try await put(new, 1, "after", "restore") == 200 }
+        #expect(!new.log("node-3.log").contains("restored"))
         for node in 1...3 {
-            #expect(new.log("node-\(node).log").contains("restored \(rows) rows of cluster 'backup-old'"))
+            #expect(
+                node == 3
+                    || new.log("node-\(node).log").contains("restored \(rows) rows of cluster 'backup-old'"))
             for (key, wanted) in expected.sorted(by: { $0.key < $1.key }) {
                 let got = try await value(new, node, key)
                 #expect(got == wanted, "\(key) through node \(node)")
@@ -84,13 +89,13 @@ struct SnapshotProcessTests {
             ], log: "again.log")
         again.waitUntilExit()
         #expect(again.terminationStatus != 0)
-        #expect(new.log("again.log").contains("already holds the state of a node"), "\(new.log("again.log"))")
+        #expect(new.log("again.log").contains("already holds a node's database"), "\(new.log("again.log"))")
         try await new.start(2)
         #expect(try await value(new, 2, "key-59") == expected["key-59"])
     }
 
     @Test(
-        "a damaged, cut-off, foreign or same-cluster backup is refused with the reason before anything is written"
+        "a damaged, cut-off, foreign or same-cluster backup is refused with the reason before anything is written; a node whose restore was cut off refuses to start without --restore"
     )
     func badBackupsAreRefused() async throws {
         let nodes = try NodeProcesses(count: 1, cluster: "backup-source")
@@ -129,6 +134,20 @@ struct SnapshotProcessTests {
             foreign.0 != 0 && !foreign.2 && foreign.1.contains("not a swift-paxos backup"), "\(foreign.1)")
         let same = try restore(good, cluster: "backup-source", "same")
         #expect(same.0 != 0 && !same.2 && same.1.contains("another --cluster-id"), "\(same.1)")
+        // A restore cut off before its install leaves a mark: the node refuses to start as an
+        // empty member until it is restored again.
+        let cutOff = nodes.directory.appendingPathComponent("restore-interrupted").path
+        try FileManager.default.createDirectory(atPath: cutOff, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: cutOff + "/RESTORING", contents: nil))
+        let plain = try nodes.launch(
+            [
+                "--id", "1", "--peers", "1=127.0.0.1:\(try freePort())", "--http",
+                "127.0.0.1:\(try freePort())",
+                "--data-dir", cutOff, "--cluster-id", "backup-target", "--insecure-peers",
+            ], log: "interrupted.log")
+        plain.waitUntilExit()
+        #expect(plain.terminationStatus != 0)
+        #expect(nodes.log("interrupted.log").contains("was interrupted"), "\(nodes.log("interrupted.log"))")
         let status = try runPaxosctl([
             "snapshot", "status", nodes.directory.appendingPathComponent("damaged.snap").path,
         ])
