@@ -362,10 +362,16 @@ public actor PaxosKVClient {
         var lastNoLeader: String?
         var backoff = configuration.noLeaderBackoff
         var failuresInARow = 0
+        // How long the last 503 no_leader took to come back (a node waits for an election first).
+        var noLeaderTook: Duration?
         for attempt in 1...attempts {
             if attempt > 1, clock.now >= deadline { break }
-            let endpoint = targets[index % targets.count]
             let remaining = deadline - clock.now
+            // An attempt the deadline would cut before its answer could come turns "certainly not
+            // executed" into "unknown": better to stop with the no_leader already known.
+            if let noLeaderTook, remaining < noLeaderTook { break }
+            let endpoint = targets[index % targets.count]
+            let started = clock.now
             switch await self.attempt(
                 endpoint, method, path, body: body, session: session,
                 timeout: min(configuration.requestTimeout, max(remaining, .milliseconds(100))))
@@ -378,6 +384,7 @@ public actor PaxosKVClient {
                 {
                     // Not executed: an election may be under way, or this node is stopping.
                     lastNoLeader = "\(endpoint): \(answer.message)"
+                    noLeaderTook = clock.now - started
                     index += 1
                     await Self.pause(min(backoff, deadline - clock.now))
                     backoff = min(backoff * 2, .seconds(2))
