@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "PaxosHistory", targets: ["PaxosHistory"]),
         .library(name: "PaxosCertificates", targets: ["PaxosCertificates"]),
         .library(name: "PaxosFrames", targets: ["PaxosFrames"]),
+        .library(name: "PaxosAPI", targets: ["PaxosAPI"]),
+        .library(name: "PaxosKVClient", targets: ["PaxosKVClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -74,11 +76,29 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The HTTP API's request and answer bodies (Codable, Foundation only), shared by the server
+        // and its clients.
+        .target(name: "PaxosAPI"),
+        // The release and the git commit of the build, recorded by the GitCommitPlugin.
+        .target(name: "PaxosBuildInfo", plugins: ["GitCommitPlugin"]),
+        .plugin(name: "GitCommitPlugin", capability: .buildTool()),
+        // The Swift client of the key-value store: sessions, retries, endpoint failover, typed errors.
+        .target(
+            name: "PaxosKVClient",
+            dependencies: [
+                "PaxosAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // The HTTP/JSON client API (Hummingbird) over a PaxosPeer.
         .target(
             name: "PaxosServer",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosKV", "PaxosWire",
+                "Paxos", "PaxosCore", "PaxosKV", "PaxosWire", "PaxosAPI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -94,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "paxos-node",
             dependencies: [
-                "Paxos", "PaxosCore", "PaxosKV", "PaxosSQLite", "PaxosNIO", "PaxosServer",
+                "Paxos", "PaxosCore", "PaxosKV", "PaxosSQLite", "PaxosNIO", "PaxosServer", "PaxosBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -106,7 +126,9 @@ let package = Package(
         .executableTarget(
             name: "paxosctl",
             dependencies: [
-                "PaxosSQLite", "PaxosHistory", "PaxosCertificates", "PaxosServer",
+                "PaxosSQLite", "PaxosHistory", "PaxosCertificates", "PaxosServer", "PaxosAPI",
+                "PaxosKVClient",
+                "PaxosBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -156,6 +178,7 @@ let package = Package(
             name: "PaxosNodeTests",
             dependencies: [
                 "PaxosServer", "Paxos", "PaxosCore", "PaxosKV", "PaxosTesting", "PaxosCertificates",
+                "PaxosKVClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

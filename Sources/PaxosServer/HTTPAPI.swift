@@ -16,10 +16,40 @@ public struct NodeInfo: Sendable {
     /// The node's other replicas in the same process (the key-value log): `/health` and
     /// `/v1/status` report the node as not serving when any of them stopped.
     public var components: [ComponentHealth]
+    /// The replicated log's state for `GET /v1/status` (role, leader, applied, first unchosen);
+    /// `nil`: the status has no log fields.
+    public var log: (@Sendable () async -> LogSummary)?
+    /// The SQLite database, whose size (with its write-ahead log) `GET /v1/status` reports.
+    public var databasePath: String?
+
+    /// What `GET /v1/status` shows of the replicated log.
+    public struct LogSummary: Sendable {
+        public var role: String
+        public var leader: UInt32?
+        public var applied: Int
+        public var firstUnchosen: Int
+
+        public init(role: String, leader: UInt32?, applied: Int, firstUnchosen: Int) {
+            self.role = role
+            self.leader = leader
+            self.applied = applied
+            self.firstUnchosen = firstUnchosen
+        }
+
+        /// The summary of a replica of the log.
+        public static func of<Machine: StateMachine>(_ log: LogPeer<Machine>) async -> LogSummary {
+            await log.inspect {
+                LogSummary(
+                    role: "\($0.role)", leader: $0.leader?.rawValue, applied: $0.applied,
+                    firstUnchosen: $0.firstUnchosen)
+            }
+        }
+    }
 
     public init(
         clusterID: String, dataDirectory: String, version: String, peerAddresses: [NodeID: String],
-        isReachable: @escaping @Sendable (NodeID) async -> Bool, components: [ComponentHealth] = []
+        isReachable: @escaping @Sendable (NodeID) async -> Bool, components: [ComponentHealth] = [],
+        log: (@Sendable () async -> LogSummary)? = nil, databasePath: String? = nil
     ) {
         self.clusterID = clusterID
         self.dataDirectory = dataDirectory
@@ -27,6 +57,17 @@ public struct NodeInfo: Sendable {
         self.peerAddresses = peerAddresses
         self.isReachable = isReachable
         self.components = components
+        self.log = log
+        self.databasePath = databasePath
+    }
+
+    /// The database file and its write-ahead log, in bytes; `nil` without a database.
+    func databaseBytes() -> Int? {
+        guard let databasePath else { return nil }
+        let sizes = [databasePath, databasePath + "-wal"].compactMap {
+            (try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? Int
+        }
+        return sizes.isEmpty ? nil : sizes.reduce(0, +)
     }
 }
 
@@ -87,60 +128,6 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(status.code) \(code): \(message)" }
-}
-
-/// The JSON bodies of the API.
-public enum APIBody {
-    public struct Instance: ResponseEncodable, Codable, Equatable, Sendable {
-        public var seq: Int
-        public var fate: String
-        /// The decided value as text, when it is UTF-8.
-        public var value: String?
-        /// The decided value, base64.
-        public var valueBase64: String?
-    }
-
-    public struct Started: ResponseEncodable, Codable, Equatable, Sendable {
-        public var seq: Int
-        public var status: String
-    }
-
-    public struct Done: ResponseEncodable, Codable, Equatable, Sendable {
-        public var done: Int
-        public var min: Int
-    }
-
-    public struct Peer: Codable, Equatable, Sendable {
-        public var id: UInt32
-        public var address: String
-        public var isSelf: Bool
-        public var reachable: Bool
-    }
-
-    public struct Status: ResponseEncodable, Codable, Equatable, Sendable {
-        public var node: UInt32
-        public var cluster: String
-        public var min: Int
-        public var max: Int
-        public var serving: Bool
-        public var failure: String?
-        public var peers: [Peer]
-        public var dataDir: String
-        public var version: String
-    }
-
-    public struct Health: ResponseEncodable, Codable, Equatable, Sendable {
-        public var status: String
-    }
-
-    public struct ErrorDetail: Codable, Equatable, Sendable {
-        public var code: String
-        public var message: String
-    }
-
-    public struct ErrorEnvelope: ResponseEncodable, Codable, Equatable, Sendable {
-        public var error: ErrorDetail
-    }
 }
 
 /// The HTTP/JSON client API of one node: the 6.824 calls over HTTP.
@@ -205,10 +192,13 @@ public enum PaxosHTTPAPI {
                         reachable: isSelf ? await peer.isServing : await info.isReachable(id)))
             }
             let stopped = await firstStopped(components)
+            let log = await info.log?()
             return APIBody.Status(
                 node: peer.me.rawValue, cluster: info.clusterID, min: await peer.min(), max: await peer.max(),
                 serving: stopped == nil, failure: stopped.map { "\($0.name): \($0.state.reason)" },
-                peers: peers, dataDir: info.dataDirectory, version: info.version)
+                peers: peers, dataDir: info.dataDirectory, version: info.version, role: log?.role,
+                leader: log?.leader, applied: log?.applied, firstUnchosen: log?.firstUnchosen,
+                dbSizeBytes: info.databaseBytes())
         }
 
         router.get("/health") { _, _ -> APIBody.Health in

@@ -5,48 +5,6 @@ import Paxos
 import PaxosCore
 import PaxosKV
 
-extension APIBody {
-    public struct KVWrite: ResponseEncodable, Codable, Equatable, Sendable {
-        public var key: String
-        public var status: String
-        /// For append: the value after it.
-        public var value: String?
-    }
-
-    public struct CompareAndSet: Codable, Equatable, Sendable {
-        /// The value the key must have; `null`: the key must be absent.
-        public var expected: String?
-        public var value: String
-    }
-
-    public struct CompareAndSetResult: ResponseEncodable, Codable, Equatable, Sendable {
-        public var key: String
-        public var swapped: Bool
-        /// The value found when the comparison failed (`null`: absent).
-        public var current: String?
-    }
-
-    public struct Session: ResponseEncodable, Codable, Equatable, Sendable {
-        public var clientId: UInt64
-    }
-
-    public struct LogStatus: ResponseEncodable, Codable, Equatable, Sendable {
-        public var node: UInt32
-        public var role: String
-        public var leader: UInt32?
-        public var firstUnchosen: Int
-        public var applied: Int
-        public var logStart: Int
-        public var records: Int
-        /// Batches committed to the store since start (one fsync each).
-        public var commits: Int
-        /// This node's client commands applied since start.
-        public var appliedCommands: Int
-        public var serving: Bool
-        public var failure: String?
-    }
-}
-
 /// The key-value API, on any node (a non-leader forwards to the leader inside the cluster):
 ///
 /// - `PUT /v1/kv/{key}` (body: the value): `{"status": "ok"}`; `GET /v1/kv/{key}` (body: the value; 404 when
@@ -194,10 +152,10 @@ public enum KVHTTPAPI {
 
     /// The largest `X-Request-Id`: request numbers stay within a signed 64-bit integer, so every
     /// client language and SQLite can hold them.
-    public static let maxRequestID = UInt64(Int64.max)
+    public static let maxRequestID = SessionHeaders.maxRequestID
 
-    static let clientIDHeader = HTTPField.Name("X-Client-Id")!
-    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    static let clientIDHeader = HTTPField.Name(SessionHeaders.clientID)!
+    static let requestIDHeader = HTTPField.Name(SessionHeaders.requestID)!
 
     static func sessionHeaders(_ request: Request) throws -> (client: UInt64, request: UInt64)? {
         let clientText = request.headers[clientIDHeader]

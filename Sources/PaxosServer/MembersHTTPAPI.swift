@@ -4,53 +4,6 @@ import Hummingbird
 import Paxos
 import PaxosCore
 
-extension APIBody {
-    /// One member as `GET /v1/members` shows it.
-    public struct MemberInfo: Codable, Equatable, Sendable {
-        public var id: UInt32
-        /// The data directory's incarnation, in hex (`0`: not heard from yet).
-        public var incarnation: String
-        public var address: String
-        /// `voter` or `learner`.
-        public var role: String
-        public var voter: Bool
-        /// Its applied index, as the leader last heard it (this node's own for itself); `null`
-        /// when not known here (ask the leader).
-        public var applied: Int?
-        /// Whether this node has a connection to it now (`true` for itself).
-        public var reachable: Bool
-    }
-
-    public struct Members: ResponseEncodable, Codable, Equatable, Sendable {
-        /// The node that answered.
-        public var node: UInt32
-        public var leader: UInt32?
-        /// The slot of the entry that made this membership (0: the provisional one of a new
-        /// cluster, not yet recorded in the log).
-        public var membershipSlot: Int
-        public var members: [MemberInfo]
-    }
-
-    public struct AddMember: Codable, Equatable, Sendable {
-        public var id: UInt32
-        /// Where its peers dial it, `HOST:PORT`.
-        public var address: String
-
-        public init(id: UInt32, address: String) {
-            self.id = id
-            self.address = address
-        }
-    }
-
-    public struct MembershipResult: ResponseEncodable, Codable, Equatable, Sendable {
-        public var status: String
-        /// Whether a majority of the new voters had applied the change when the answer left (see
-        /// ``MembersHTTPAPI``); `false` after waiting ``MembersHTTPAPI/propagationWait`` in vain.
-        public var propagated: Bool
-        public var members: [MemberInfo]
-    }
-}
-
 /// The membership API: `GET /v1/members`; `POST /v1/members` with `{"id", "address"}` adds a
 /// learner; `POST /v1/members/{id}/promote` makes a learner that has caught up a voter;
 /// `DELETE /v1/members/{id}` removes a member. Changes go through the log, one at a time; 200

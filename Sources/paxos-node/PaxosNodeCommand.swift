@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOSSL
 import Paxos
+import PaxosBuildInfo
 import PaxosCore
 import PaxosKV
 import PaxosNIO
@@ -11,8 +12,8 @@ import PaxosSQLite
 import PaxosServer
 import ServiceLifecycle
 
-/// The version `paxos-node --version` and `GET /v1/status` report.
-let paxosVersion = "0.1.0"
+/// The version `paxos-node --version` and `GET /v1/status` report: the release and the git commit.
+let paxosVersion = BuildInfo.version
 
 @main
 struct PaxosNodeCommand: AsyncParsableCommand {
@@ -482,7 +483,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             clusterID: clusterId, dataDirectory: directory.path, version: paxosVersion,
             peerAddresses: addresses.mapValues(\.description),
             isReachable: { [transport] id in await transport.isConnected(to: id) },
-            components: [.log(log)])
+            components: [.log(log)], log: { await NodeInfo.LogSummary.of(log) }, databasePath: databasePath)
         let router = PaxosHTTPAPI.router(
             peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
         KVHTTPAPI.add(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import PaxosServer
+import PaxosAPI
+import PaxosKVClient
 
 /// `paxosctl member list | add ID PEER_ADDR | promote ID | remove ID`: the cluster's membership,
 /// changed through the log one member at a time (see the README's "Replacing a failed node").
@@ -51,20 +52,6 @@ struct MemberOutput: ParsableArguments {
     }
 }
 
-extension Endpoint {
-    func decoded<T: Decodable>(_ type: T.Type, _ method: String, _ path: String, body: Data? = nil)
-        async throws -> T
-    {
-        let (status, data) = try await perform(method, path, body: body)
-        guard status == 200 else { throw Endpoint.failure(method, path, status, data) }
-        do {
-            return try JSONDecoder().decode(type, from: data)
-        } catch {
-            throw CommandFailure("\(method) \(path): the answer does not decode: \(error)")
-        }
-    }
-}
-
 struct MemberList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
@@ -74,7 +61,7 @@ struct MemberList: AsyncParsableCommand {
     @OptionGroup var output: MemberOutput
 
     func run() async throws {
-        let answer = try await endpoint.decoded(APIBody.Members.self, "GET", "/v1/members")
+        let answer = try await endpoint.withClient { try await $0.members() }
         try output.show(answer.members, leader: answer.leader)
     }
 }
@@ -93,9 +80,8 @@ struct MemberAdd: AsyncParsableCommand {
         String
 
     func run() async throws {
-        let body = try JSONEncoder().encode(APIBody.AddMember(id: id, address: peerAddress))
-        let answer = try await endpoint.decoded(
-            APIBody.MembershipResult.self, "POST", "/v1/members", body: body)
+        let answer = try await endpoint.withClient { try await $0.addMember(id: id, address: peerAddress) }
+        warnUnlessPropagated(answer)
         try output.show(answer.members, leader: nil, status: "added node \(id) as a learner")
     }
 }
@@ -108,8 +94,8 @@ struct MemberPromote: AsyncParsableCommand {
     @Argument var id: UInt32
 
     func run() async throws {
-        let answer = try await endpoint.decoded(
-            APIBody.MembershipResult.self, "POST", "/v1/members/\(id)/promote")
+        let answer = try await endpoint.withClient { try await $0.promoteMember(id) }
+        warnUnlessPropagated(answer)
         try output.show(answer.members, leader: nil, status: "node \(id) is a voter")
     }
 }
@@ -122,7 +108,18 @@ struct MemberRemove: AsyncParsableCommand {
     @Argument var id: UInt32
 
     func run() async throws {
-        let answer = try await endpoint.decoded(APIBody.MembershipResult.self, "DELETE", "/v1/members/\(id)")
+        let answer = try await endpoint.withClient { try await $0.removeMember(id) }
+        warnUnlessPropagated(answer)
         try output.show(answer.members, leader: nil, status: "removed node \(id)")
     }
+}
+
+/// A change the cluster made but whose propagation the node could not confirm: stopping a voter
+/// right now could leave the others counting in the old membership (README, "Membership").
+func warnUnlessPropagated(_ answer: APIBody.MembershipResult) {
+    guard answer.propagated == false else { return }
+    FileHandle.standardError.write(
+        Data(
+            "Warning: the change is made, but the node could not confirm that a majority of the new voters applied it; check `paxosctl member list` (applied) before stopping a voter\n"
+                .utf8))
 }

@@ -1,9 +1,6 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
-import NIOSSL
+import PaxosKVClient
 import PaxosServer
 
 struct Snapshot: AsyncParsableCommand {
@@ -27,48 +24,19 @@ struct SnapshotSave: AsyncParsableCommand {
     var file: String
 
     func run() async throws {
-        let target = try endpoint.url("/v1/snapshot")
         let partial = file + ".partial"
         guard FileManager.default.createFile(atPath: partial, contents: nil),
             let output = FileHandle(forWritingAtPath: partial)
         else {
             throw CommandFailure("cannot write \(partial)")
         }
-        var configuration = HTTPClient.Configuration()
-        if let cacert = endpoint.cacert {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .file(cacert)
-            configuration.tlsConfiguration = tls
-        }
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        var written = 0
+        let written: Int
         do {
-            var request = HTTPClientRequest(url: target.absoluteString)
-            request.method = .GET
-            if let token = endpoint.bearerToken {
-                request.headers.add(name: "Authorization", value: "Bearer \(token)")
-            }
-            let response: HTTPClientResponse
-            do {
-                response = try await client.execute(request, timeout: .hours(24))
-            } catch {
-                throw CommandFailure("cannot reach \(endpoint.endpoint): \(error)")
-            }
-            guard response.status == .ok else {
-                let body = try await response.body.collect(upTo: 1 << 20)
-                throw Endpoint.failure("GET", "/v1/snapshot", Int(response.status.code), Data(buffer: body))
-            }
-            for try await buffer in response.body {
-                try output.write(contentsOf: Data(buffer: buffer))
-                written += buffer.readableBytes
-            }
+            written = try await endpoint.withClient { client in try await client.saveSnapshot(to: output) }
             try output.synchronize()
             try output.close()
-            try? await client.shutdown()
         } catch {
             try? output.close()
-            try? await client.shutdown()
             try? FileManager.default.removeItem(atPath: partial)
             throw error
         }

@@ -464,7 +464,8 @@ func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) thr
     let process = Process()
     process.executableURL = try builtExecutable("paxosctl")
     process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PAXOSCTL_TOKEN" }
+    // Only the settings a test gives: none of the caller's PAXOSCTL_ENDPOINTS, _TOKEN, _CACERT…
+    process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAXOSCTL_") }
         .merging(environment) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe
