@@ -50,7 +50,9 @@ struct SnapshotProcessTests {
         #expect(status.0 == 0, "\(status.1)")
         let summary = try JSONSerialization.jsonObject(with: Data(status.1.utf8)) as? [String: Any]
         let rows = try #require(summary?["rows"] as? Int)
-        #expect(rows >= expected.count, "every key written before the save, and any written during it: \(status.1)")
+        #expect(
+            rows >= expected.count,
+            "every key written before the save, and any written during it: \(status.1)")
 
         // A new cluster from the file: nodes 1 and 2 start once with --restore, node 3 empty (it
         // catches up from a snapshot, as any node restored or not may).
