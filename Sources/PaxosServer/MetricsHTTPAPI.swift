@@ -127,10 +127,12 @@ public enum MetricsHTTPAPI {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// Adds `GET /metrics` for `metrics`, reading the gauges from `log` and, for peers,
-    /// `isReachable` (whether this node holds a connection to the peer).
+    /// `isReachable` (whether this node holds a connection to the peer). `sessions` counts the
+    /// key-value sessions the state machine holds (nil: unknown, the gauge keeps its value).
     public static func add<Machine: StateMachine>(
         to router: Router<BasicRequestContext>, metrics: NodeMetrics, log: LogPeer<Machine>,
-        isReachable: @escaping @Sendable (NodeID) async -> Bool
+        isReachable: @escaping @Sendable (NodeID) async -> Bool,
+        sessions: @escaping @Sendable () async -> Int? = { nil }
     ) {
         let factory = metrics.factory
         let hasLeader = CoreMetrics.Gauge(label: "paxos_server_has_leader", factory: factory)
@@ -139,6 +141,7 @@ public enum MetricsHTTPAPI {
         let firstUnchosen = CoreMetrics.Gauge(label: "paxos_log_first_unchosen_slot", factory: factory)
         let pending = CoreMetrics.Gauge(label: "paxos_server_proposals_pending", factory: factory)
         let serving = CoreMetrics.Gauge(label: "paxos_server_serving", factory: factory)
+        let sessionsHeld = CoreMetrics.Gauge(label: "paxos_kv_sessions", factory: factory)
         let reachable = GaugesByPeer()
         router.get("/metrics") { _, _ -> Response in
             let state = await log.inspect { core in
@@ -154,6 +157,7 @@ public enum MetricsHTTPAPI {
             firstUnchosen.record(state.firstUnchosen)
             pending.record(await log.pendingProposals)
             serving.record(await log.isServing ? 1 : 0)
+            if let held = await sessions() { sessionsHeld.record(held) }
             for peer in state.peers {
                 let gauge = reachable.gauges.withLock { gauges in
                     if let gauge = gauges[peer] { return gauge }

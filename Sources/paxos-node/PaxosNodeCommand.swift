@@ -428,7 +428,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             openPaths: openPaths, metrics: metrics)
         MetricsHTTPAPI.add(
             to: router, metrics: metrics, log: log,
-            isReachable: { [transport] id in await transport.isConnected(to: id) })
+            isReachable: { [transport] id in await transport.isConnected(to: id) },
+            sessions: { [store] in try? await store.machineRowCount(in: KVStateMachine.sessionSpace) })
         HealthHTTPAPI.add(
             to: router, log: log, components: [.peer(peer)] + info.components,
             isReachable: { [transport] id in await transport.isConnected(to: id) })

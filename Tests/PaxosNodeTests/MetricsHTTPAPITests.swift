@@ -36,7 +36,10 @@ struct MetricsHTTPAPITests {
             openPaths: openPaths, metrics: registries[served])
         KVHTTPAPI.add(to: router, service: KVService(peer: log), maxValueBytes: 1024)
         let isReachable: @Sendable (NodeID) async -> Bool = { id in cluster.peer(Int(id.rawValue)) != nil }
-        MetricsHTTPAPI.add(to: router, metrics: registries[served], log: log, isReachable: isReachable)
+        let store = try #require(cluster.store(served))
+        MetricsHTTPAPI.add(
+            to: router, metrics: registries[served], log: log, isReachable: isReachable,
+            sessions: { try? await store.machineRowCount(in: KVStateMachine.sessionSpace) })
         HealthHTTPAPI.add(to: router, log: log, components: components, isReachable: isReachable)
         do {
             try await withServer(router) { base in try await body(base, cluster, served) }
@@ -77,7 +80,7 @@ struct MetricsHTTPAPITests {
                 ("paxos_network_peer_round_trip_time_seconds", "histogram"),
                 ("paxos_network_peer_reachable", "gauge"),
                 ("paxos_snapshot_sends_total", "counter"), ("paxos_snapshot_receives_total", "counter"),
-                ("paxos_http_requests_total", "counter"),
+                ("paxos_http_requests_total", "counter"), ("paxos_kv_sessions", "gauge"),
                 ("paxos_http_request_duration_seconds", "histogram"),
             ]
             for (name, type) in required {
@@ -166,6 +169,19 @@ struct MetricsHTTPAPITests {
                 try await http("GET", "\(base)/ready").status == 200
             }
             #expect(try await http("GET", "\(base)/health").status == 200)
+        }
+    }
+
+    @Test("paxos_kv_sessions counts the sessions the state machine holds")
+    func sessions() async throws {
+        try await withNode(follower: true) { base, _, _ in
+            let before = try await Scrape(base)
+            #expect(before.value("paxos_kv_sessions") == 0)
+            _ = try await openSession(base)
+            _ = try await openSession(base)
+            let after = try await Scrape(base)
+            // Each session was applied here before its answer came back.
+            #expect(after.value("paxos_kv_sessions") == 2)
         }
     }
 

@@ -13,7 +13,9 @@ struct MetricsProcessTests {
                 try await http("GET", "\(nodes.url(node))/ready", timeout: 2).status == 200
             }
         }
+        _ = try await openSession(nodes.url(1))
         let before = try await Scrape(nodes.url(1))
+        #expect(before.value("paxos_kv_sessions") == 1, "counted in SQLite")
         let n = 10.0
         for index in 0..<Int(n) {
             let put = try await http("PUT", "\(nodes.url(1))/v1/kv/k\(index)", body: Data("v".utf8))
