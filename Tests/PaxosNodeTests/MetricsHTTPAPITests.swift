@@ -185,6 +185,41 @@ struct MetricsHTTPAPITests {
         }
     }
 
+    @Test("a replica cut off past the retained log installs a snapshot: one send and one receive counted")
+    func snapshotCounters() async throws {
+        let registries = (0..<3).map { _ in NodeMetrics() }
+        let cluster = try await KVCluster(
+            3, seed: 73, metrics: { LogMetrics(factory: registries[$0].factory) })
+        defer { Task { await cluster.shutdown() } }
+        func scrape(_ index: Int) -> Scrape {
+            Scrape(text: String(decoding: registries[index].exposition(), as: UTF8.self))
+        }
+        #expect((0..<3).allSatisfy { scrape($0).value("paxos_snapshot_receives_total") == 0 })
+        // Replica 2 cut off while the others choose more entries than they retain (200 here).
+        cluster.network.partition([[NodeID(0), NodeID(1)], [NodeID(2)]])
+        let clerks = (0..<8).map { _ in cluster.clerk([0, 1]) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (client, clerk) in clerks.enumerated() {
+                group.addTask {
+                    for index in 0..<120 { try await clerk.put("key\(client)-\(index % 10)", "\(index)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let leaderStart = await cluster.peer(0)!.inspect { $0.logStart }
+        let laggard = await cluster.peer(2)!.inspect { $0.firstUnchosen }
+        try #require(leaderStart > laggard, "the others released the entries replica 2 lacks")
+        cluster.network.heal()
+        try await eventually("replica 2 installed a snapshot") {
+            scrape(2).value("paxos_snapshot_receives_total") ?? 0 >= 1
+        }
+        let sends = (0..<2).map { scrape($0).value("paxos_snapshot_sends_total") ?? 0 }
+        #expect(sends.reduce(0, +) >= 1, "\(sends)")
+        #expect(scrape(2).value("paxos_snapshot_sends_total") == 0)
+        #expect(scrape(0).value("paxos_snapshot_receives_total") == 0)
+        #expect(scrape(1).value("paxos_snapshot_receives_total") == 0)
+    }
+
     @Test("/ready is 503 on a leader that reaches no majority: it could not commit a request")
     func readyLeaderCutOff() async throws {
         try await withNode { base, cluster, served in
@@ -254,8 +289,15 @@ struct Scrape {
     init(_ base: String) async throws {
         let answer = try await http("GET", "\(base)/metrics")
         guard answer.status == 200 else { throw TestError("GET /metrics: \(answer.status)") }
-        text = String(decoding: answer.body, as: UTF8.self)
-        contentType = answer.headers["content-type"] ?? ""
+        self.init(
+            text: String(decoding: answer.body, as: UTF8.self),
+            contentType: answer.headers["content-type"] ?? "")
+    }
+
+    /// The exposition `text`, as a registry emits it.
+    init(text: String, contentType: String = "") {
+        self.text = text
+        self.contentType = contentType
         for line in text.split(separator: "\n") {
             if line.hasPrefix("# TYPE ") {
                 let parts = line.split(separator: " ")
