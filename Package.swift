@@ -29,6 +29,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // Metrics: the shell records through swift-metrics' API; the node exports Prometheus text.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // Without the swift-configuration trait: the node reads its settings from flags.
         .package(
             url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0",
@@ -41,7 +44,11 @@ let package = Package(
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
         // The shell: PaxosPeer actor (core + store + transport + ticks) and the Transport protocol.
         .target(
-            name: "Paxos", dependencies: ["PaxosCore", .product(name: "Logging", package: "swift-log")]),
+            name: "Paxos",
+            dependencies: [
+                "PaxosCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]),
         // The replicated key-value state machine and its command codec (pure).
         .target(name: "PaxosKV", dependencies: ["Paxos", "PaxosCore", "PaxosWire"]),
         // Recorded client histories and the linearizability checker.
@@ -108,6 +115,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // The production node: flags, wiring, lifecycle.

@@ -70,6 +70,8 @@ public actor LogPeer<Machine: StateMachine> {
     private var openingSnapshots: Set<NodeID> = []
     private let snapshotIdleTicks: UInt64
     private let logger: Logger
+    private let metrics: LogMetrics
+    private var observed: LogMetrics.Observed
     /// The tick each kind of event was last logged, by peer: refusals repeat with every message.
     private var lastLogged: [String: UInt64] = [:]
     /// Why the replica stopped, when a commit failed.
@@ -81,9 +83,11 @@ public actor LogPeer<Machine: StateMachine> {
 
     private init(
         core: LogReplica, machine: Machine, store: any LogStore, transport: any LogTransport,
-        submitTimeoutTicks: UInt64, snapshotIdleTicks: UInt64, logger: Logger
+        submitTimeoutTicks: UInt64, snapshotIdleTicks: UInt64, logger: Logger, metrics: LogMetrics
     ) {
         self.logger = logger
+        self.metrics = metrics
+        self.observed = LogMetrics.Observed(leader: nil, firstUnchosen: core.firstUnchosen)
         self.me = core.me
         self.core = core
         self.machine = machine
@@ -104,12 +108,14 @@ public actor LogPeer<Machine: StateMachine> {
     ///   - addresses: the bootstrap peers' addresses, recorded in a new cluster's membership.
     ///   - joining: the node joins an existing cluster (see ``LogReplica/init``).
     ///   - logger: where membership events and refusals are reported.
+    ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
     public static func make(
         me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any LogTransport,
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
         submitTimeout: Duration = .seconds(5), snapshotIdle: Duration = .seconds(30), seed: UInt64 = 1,
         incarnation: UInt64? = nil, addresses: [NodeID: String] = [:], joining: Bool = false,
         logger: Logger = Logger(label: "paxos.log", factory: { _ in SwiftLogNoOpLogHandler() }),
+        metrics: LogMetrics = .disabled,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) async throws -> LogPeer {
         var state = try await store.loadLog()
@@ -122,7 +128,8 @@ public actor LogPeer<Machine: StateMachine> {
         let peer = LogPeer(
             core: core, machine: machine, store: store, transport: transport,
             submitTimeoutTicks: timeoutTicks,
-            snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), logger: logger)
+            snapshotIdleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), logger: logger,
+            metrics: metrics)
         await peer.startUp()
         await transport.serveLog { [weak peer] request in await peer?.handle(request) }
         await peer.startTicking(every: tickInterval, sleep: sleep)
@@ -135,12 +142,17 @@ public actor LogPeer<Machine: StateMachine> {
     /// outcome is unknown.
     /// `resendable`: applying the command twice is harmless (see ``LogReplica/submit(_:resendable:)``).
     public func submit(_ command: Value, resendable: Bool = false) async -> SubmitOutcome {
-        guard isServing else { return .failed(failure ?? "the replica is stopped") }
+        guard isServing else {
+            metrics.proposalsFailed.increment()
+            return .failed(failure ?? "the replica is stopped")
+        }
         let (id, ready) = core.submit(command, resendable: resendable)
-        return await withCheckedContinuation { continuation in
+        let outcome = await withCheckedContinuation { continuation in
             waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
             enqueue(ready)
         }
+        if case .applied = outcome {} else { metrics.proposalsFailed.increment() }
+        return outcome
     }
 
     /// Proposes a membership change and waits for its answer: `ok`, `refused: REASON`, or an
@@ -166,6 +178,9 @@ public actor LogPeer<Machine: StateMachine> {
     /// A consistent view of the state machine as this replica applied it (a backup reads it while
     /// the replica goes on committing); the caller closes it.
     public func openSnapshot() async throws -> any LogSnapshotSource { try await store.openSnapshot() }
+
+    /// This replica's proposals waiting for their outcome (``submit(_:resendable:)`` calls).
+    public var pendingProposals: Int { waiters.count }
 
     /// Snapshots peers are fetching from this replica now.
     public var openSnapshots: Int { snapshotReaders.count }
@@ -250,6 +265,7 @@ public actor LogPeer<Machine: StateMachine> {
         }
         for message in ready.eagerMessages { send(message) }
         if !ready.events.isEmpty { report(ready.events) }
+        metrics.observe(core, since: &observed)
         pending.mutations += ready.mutations
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
@@ -296,6 +312,7 @@ public actor LogPeer<Machine: StateMachine> {
 
     private func commit(_ batch: Batch) async {
         let outputs: [(ProposalID, Value)]
+        let started = ContinuousClock.now
         do {
             outputs = try await store.commitLog(batch.mutations, machine: machine, outputsFor: me) {
                 [weak self] early in
@@ -320,6 +337,7 @@ public actor LogPeer<Machine: StateMachine> {
         }
         committing = false
         commits += 1
+        metrics.committed(batch.mutations, duration: ContinuousClock.now - started)
         if isServing {
             release(batch)
             if let through = batch.appliedThrough, isServing {
@@ -398,6 +416,7 @@ public actor LogPeer<Machine: StateMachine> {
                 snapshotReaders[peer] = nil
                 await reader.source.close()
             }
+            if done { metrics.snapshotSends.increment() }
             return LogReplyEnvelope(
                 from: me, incarnation: core.memberIncarnation,
                 reply: .snapshotChunk(
@@ -427,9 +446,13 @@ public actor LogPeer<Machine: StateMachine> {
 
     private func send(_ message: LogOutbound) {
         let transport = self.transport
+        let roundTrip =
+            LogMetrics.measuresRoundTrip(message.envelope.request) ? metrics.peerRoundTrip(message.to) : nil
         Task { [weak self] in
             do {
+                let started = ContinuousClock.now
                 let reply = try await transport.call(message.envelope, to: message.to)
+                roundTrip?.recordNanoseconds(LogMetrics.nanoseconds(ContinuousClock.now - started))
                 guard reply.from == message.to else {
                     await self?.onSendFailure(message)
                     return

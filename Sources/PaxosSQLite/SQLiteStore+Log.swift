@@ -141,6 +141,15 @@ extension SQLiteStore: LogStore {
         }
     }
 
+    /// From the primary key's index: a scrape of the sessions held costs no table scan.
+    public func machineRowCount(in space: UInt8) async throws -> Int {
+        try await onQueue { () throws(SQLiteError) -> Int in
+            Int(
+                try self.openConnection().scalar(
+                    "SELECT count(*) FROM machine_rows WHERE space = ?1", [.integer(Int64(space))]) ?? 0)
+        }
+    }
+
     public func openSnapshot() async throws -> any LogSnapshotSource {
         try await SQLiteSnapshotSource.open(path: path)
     }

@@ -2,22 +2,31 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Requires `Authorization: Bearer TOKEN` on every route but `GET /health` (a load balancer's
-/// probe learns nothing from it): 401 `unauthorized` with a `WWW-Authenticate` challenge
-/// otherwise. Install it after ``JSONErrorMiddleware`` and before the routes.
+/// Requires `Authorization: Bearer TOKEN` on every route but `GET` of the open paths (by
+/// default `/health` and `/ready`: a load balancer's probe learns nothing from them): 401
+/// `unauthorized` with a `WWW-Authenticate` challenge otherwise. Install it after
+/// ``JSONErrorMiddleware`` and before the routes.
 public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     private let token: [UInt8]
+    private let openPaths: Set<String>
 
-    /// `token`: the secret clients send; must not be empty.
-    public init(token: String) {
+    /// The paths a `GET` of needs no token: the health and readiness probes.
+    public static var defaultOpenPaths: Set<String> { ["/health", "/ready"] }
+
+    /// `token`: the secret clients send; must not be empty. `openPaths`: exact paths whose
+    /// `GET` is let through without it.
+    public init(token: String, openPaths: Set<String> = defaultOpenPaths) {
         precondition(!token.isEmpty, "an empty token would admit everyone")
         self.token = Array(token.utf8)
+        self.openPaths = openPaths
     }
 
     public func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        if request.method == .get, request.uri.path == "/health" { return try await next(request, context) }
+        if request.method == .get, openPaths.contains(request.uri.path) {
+            return try await next(request, context)
+        }
         let prefix = Array("Bearer ".utf8)
         guard let header = request.headers[.authorization].map({ Array($0.utf8) }),
             header.count > prefix.count,

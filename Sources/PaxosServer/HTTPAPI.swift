@@ -143,14 +143,24 @@ public enum PaxosHTTPAPI {
     /// The largest value a client may propose by default (1 MiB).
     public static let defaultMaxValueBytes = 1 << 20
 
-    /// - Parameter clientToken: when set, every route but `GET /health` (the key-value routes
-    ///   added later included) wants `Authorization: Bearer clientToken`.
+    /// - Parameters:
+    ///   - clientToken: when set, every route but `openPaths` (the key-value routes added later
+    ///     included) wants `Authorization: Bearer clientToken`.
+    ///   - metrics: when set, every request of this router (routes added later included) is
+    ///     counted and timed there.
     public static func router(
-        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes, clientToken: String? = nil
+        peer: PaxosPeer, info: NodeInfo, maxValueBytes: Int = defaultMaxValueBytes,
+        clientToken: String? = nil,
+        openPaths: Set<String> = BearerTokenMiddleware<BasicRequestContext>.defaultOpenPaths,
+        metrics: NodeMetrics? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
+        // Outermost: it sees the status the client gets, 401s and error envelopes included.
+        if let metrics { router.add(middleware: HTTPMetricsMiddleware(factory: metrics.factory)) }
         router.add(middleware: JSONErrorMiddleware())
-        if let clientToken { router.add(middleware: BearerTokenMiddleware(token: clientToken)) }
+        if let clientToken {
+            router.add(middleware: BearerTokenMiddleware(token: clientToken, openPaths: openPaths))
+        }
         let components = [ComponentHealth.peer(peer)] + info.components
 
         router.put("/v1/instances/:seq") { request, context -> EditedResponse<APIBody.Started> in
@@ -315,6 +325,8 @@ enum KnownRoutes {
         ("/v1/done/*", ["POST"]),
         ("/v1/status", ["GET"]),
         ("/health", ["GET"]),
+        ("/ready", ["GET"]),
+        ("/metrics", ["GET"]),
         ("/v1/kv/*", ["DELETE", "GET", "POST", "PUT"]),
         ("/v1/sessions", ["POST"]),
         ("/v1/log", ["GET"]),

@@ -12,14 +12,17 @@ public final class KVCluster: Sendable {
     public let count: Int
     public let configuration: LogConfiguration
     private let makeStore: StoreFactory
+    private let makeMetrics: @Sendable (Int) -> LogMetrics
     private let slots: Mutex<[LogPeer<KVStateMachine>?]>
     private let stores: Mutex<[Int: any LogStore]>
     private let restarts = Mutex(0)
 
     public init(
         _ count: Int, seed: UInt64 = 1, configuration: LogConfiguration = KVCluster.testConfiguration,
-        stores: @escaping StoreFactory = { _ in InMemoryLogStore() }
+        stores: @escaping StoreFactory = { _ in InMemoryLogStore() },
+        metrics: @escaping @Sendable (Int) -> LogMetrics = { _ in .disabled }
     ) async throws {
+        self.makeMetrics = metrics
         self.network = SimulatedNetwork(seed: seed)
         self.count = count
         self.configuration = configuration
@@ -69,7 +72,7 @@ public final class KVCluster: Sendable {
             me: NodeID(UInt32(index)), peers: ids, machine: KVStateMachine(), store: store,
             transport: network.transport(for: NodeID(UInt32(index))),
             configuration: configuration, tickInterval: .milliseconds(5), submitTimeout: .milliseconds(500),
-            seed: generation &* 7919 &+ UInt64(index))
+            seed: generation &* 7919 &+ UInt64(index), metrics: makeMetrics(index))
         slots.withLock { $0[index] = peer }
         return peer
     }

@@ -141,6 +141,12 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "file"))
     var clientTokenFile: String?
 
+    @Flag(
+        help: ArgumentHelp(
+            "Serve GET /metrics without the --client-token-file token, for a Prometheus that has none "
+                + "(the metrics tell an attacker the cluster's shape and load, never keys or values)."))
+    var metricsUnauthenticated = false
+
     @Option(
         help: ArgumentHelp(
             "Seconds an HTTP client has from a request's first byte to the end of its headers.",
@@ -443,6 +449,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         }
 
         // The replicated log with the key-value store, on the same database and connections.
+        let metrics = NodeMetrics()
         let log: LogPeer<KVStateMachine>
         do {
             var configuration = LogConfiguration()
@@ -454,7 +461,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 transport: transport, configuration: configuration,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
-                joining: identity.joined, logger: logger)
+                joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory))
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
@@ -484,8 +491,18 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             peerAddresses: addresses.mapValues(\.description),
             isReachable: { [transport] id in await transport.isConnected(to: id) },
             components: [.log(log)], log: { await NodeInfo.LogSummary.of(log) }, databasePath: databasePath)
+        var openPaths = BearerTokenMiddleware<BasicRequestContext>.defaultOpenPaths
+        if metricsUnauthenticated { openPaths.insert("/metrics") }
         let router = PaxosHTTPAPI.router(
-            peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken)
+            peer: peer, info: info, maxValueBytes: maxValueBytes, clientToken: clientToken,
+            openPaths: openPaths, metrics: metrics)
+        MetricsHTTPAPI.add(
+            to: router, metrics: metrics, log: log,
+            isReachable: { [transport] id in await transport.isConnected(to: id) },
+            sessions: { [store] in try? await store.machineRowCount(in: KVStateMachine.sessionSpace) })
+        HealthHTTPAPI.add(
+            to: router, log: log, components: [.peer(peer)] + info.components,
+            isReachable: { [transport] id in await transport.isConnected(to: id) })
         KVHTTPAPI.add(
             to: router, service: KVService(peer: log), maxValueBytes: maxValueBytes, maxKeyBytes: maxKeyBytes)
         MembersHTTPAPI.add(

@@ -139,6 +139,13 @@ struct LogStoreConformanceTests {
         #expect(installed > 5, "the generator installs snapshots")
         #expect(try await store.loadLog().withoutRows == model.withoutRows)
         #expect(try await store.machineRows() == model.machine)
+        // What a metrics scrape counts (the sessions held), per space, empty ones included.
+        let spaces = Set(model.machine.keys.map(\.space)).union([0, 2, 255])
+        for space in spaces {
+            let expected = model.machine.keys.count(where: { $0.space == space })
+            #expect(try await store.machineRowCount(in: space) == expected, "space \(space)")
+        }
+        #expect(model.machine.keys.contains { $0.space == 1 }, "the machine wrote rows")
         if backend == "sqlite" {
             await (store as! SQLiteStore).close()
             let reopened = try SQLiteStore(path: dir.path("node.db"))

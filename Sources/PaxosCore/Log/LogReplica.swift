@@ -239,6 +239,13 @@ public struct LogReplica: Sendable {
 
     public var isLeader: Bool { leadership != nil }
 
+    /// Whether this replica knows a leader it heard from within an election timeout (a leader
+    /// hears itself at every tick): what a readiness probe asks before sending clients here.
+    public var heardLeaderRecently: Bool {
+        guard leader != nil, let lastHeardLeader else { return false }
+        return now - lastHeardLeader < UInt64(configuration.electionTicks)
+    }
+
     /// Each member's applied index as this leader last heard it (empty unless leading).
     public var peerApplied: [NodeID: Slot] { leadership?.appliedByPeer ?? [:] }
 

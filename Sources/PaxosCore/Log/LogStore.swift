@@ -265,9 +265,16 @@ public protocol LogStore: Sendable {
     func openSnapshot() async throws -> any LogSnapshotSource
     /// Every row of the state machine (reads the whole store: for tests and inspection only).
     func machineRows() async throws -> [MachineKey: [UInt8]]
+    /// How many rows of the state machine are in `space` (for metrics: the sessions held).
+    func machineRowCount(in space: UInt8) async throws -> Int
 }
 
 extension LogStore {
+    /// Counts by reading every row; a store with an index answers from it instead.
+    public func machineRowCount(in space: UInt8) async throws -> Int {
+        try await machineRows().keys.count(where: { $0.space == space })
+    }
+
     /// Commits a batch that applies no entries.
     public func commitLog(_ mutations: [LogMutation]) async throws {
         _ = try await commitLog(mutations, machine: NoStateMachine(), outputsFor: NodeID(0))
