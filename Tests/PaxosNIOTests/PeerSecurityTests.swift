@@ -94,8 +94,11 @@ struct PeerSecurityTests {
         } catch {}
         #expect(counter.value == 0)
         #expect(Self.refusals(recorder, containing: "node 1's certificate cannot speak as node 2"))
-        // The real node 2 is not affected.
-        #expect(try await ours[2].call(asTwo, to: 0).reply == .decidedAck(seq: 0))
+        // The real node 2 is not affected. It retries as real peers do: one debug TLS handshake
+        // in the loaded full suite outlasted a 2 s call in CI.
+        var answer: ReplyEnvelope?
+        for _ in 0..<5 where answer == nil { answer = try? await ours[2].call(asTwo, to: 0) }
+        #expect(answer?.reply == .decidedAck(seq: 0))
         await impostor.shutdown()
         for transport in ours { await transport.shutdown() }
     }
