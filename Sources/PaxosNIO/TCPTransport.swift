@@ -63,6 +63,9 @@ public final class TCPTransport: PaxosTransport, LogTransport {
         public var tls: PeerTLS?
         /// A connection whose hello (and TLS handshake) has not completed after this long closes.
         public var handshakeTimeout = Duration.seconds(5)
+        /// Warnings about unauthenticated connections (anyone can open them) are logged at most
+        /// 20 per this window, then one line says how many were left out.
+        public var unauthenticatedLogWindow = Duration.seconds(10)
         /// The largest frame accepted before the peer is authenticated (a hello is a few hundred
         /// bytes), so that unauthenticated connections hold little memory.
         public var handshakeFrameBytes = 16 * 1024
@@ -108,13 +111,14 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     private let book: AddressBook
     private let admission: Admission
     /// What unauthenticated connections cause is logged at a bounded rate: anyone can open them.
-    private let unauthenticatedLog = LogThrottle(perWindow: 20, window: .seconds(10))
+    private let unauthenticatedLog: LogThrottle
 
     public init(
         configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.configuration = configuration
+        unauthenticatedLog = LogThrottle(perWindow: 20, window: configuration.unauthenticatedLogWindow)
         self.group = group
         let book = AddressBook(configuration.peers)
         self.book = book
