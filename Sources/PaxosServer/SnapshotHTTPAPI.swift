@@ -98,6 +98,12 @@ actor OpenBackup {
         self.onClose = onClose
     }
 
+    deinit {
+        // A response whose body never ran (its client went away first) still frees its place;
+        // the source's own deinit ends its read transaction.
+        if !closed { onClose() }
+    }
+
     func chunk(after: MachineKey?, maxBytes: Int) async throws -> (rows: [MachineRow], done: Bool) {
         guard !closed else {
             throw APIError(.serviceUnavailable, "backup_stalled", "the backup's reader stalled")
