@@ -66,14 +66,14 @@ public final class LogMetrics: Sendable {
     }
 
     /// Whether `request` writes nothing at the peer by itself, so that its round trip measures
-    /// the network and the peer's queue: a heartbeat (an accept without entries), a pre-vote or
-    /// a fetch. (One that arrives while the peer has mutations waiting still waits for their
+    /// the network and the peer's queue: a heartbeat (an accept without entries), a pre-vote, a
+    /// read confirmation or a fetch. (One that arrives while the peer has mutations waiting still waits for their
     /// commit.) An accept with entries or a prepare waits for the peer's fsync, a forward for
     /// the leader's accept of it, a snapshot chunk for a read of the peer's disk.
     static func measuresRoundTrip(_ request: LogRequest) -> Bool {
         switch request {
         case .accept(_, let entries, _, _): entries.isEmpty
-        case .preVote, .fetch: true
+        case .preVote, .fetch, .confirm: true
         case .prepare, .forward, .snapshotChunk: false
         }
     }

@@ -13,6 +13,18 @@ public enum SubmitOutcome: Hashable, Sendable {
     case unknown(String)
 }
 
+/// How a read is answered (``LogPeer/read(_:consistency:)``).
+public enum ReadConsistency: String, Hashable, Sendable, CaseIterable {
+    /// Reflects every write completed before the read began, on any node (etcd's default): the
+    /// leader confirms it still leads with one round of messages and answers once applied
+    /// through the read index, without a log write or an fsync. A non-leader sends the read
+    /// through the log.
+    case linearizable
+    /// This replica's committed state, at once, whatever its role: may be stale (behind writes
+    /// another node has answered), never ahead of what is chosen.
+    case serializable
+}
+
 /// One replica of the replicated log: a ``LogReplica`` (the pure protocol) driven with a durable
 /// ``LogStore``, a ``LogTransport``, a clock and the state machine the store applies entries with.
 ///
@@ -52,6 +64,19 @@ public actor LogPeer<Machine: StateMachine> {
         var deadline: UInt64
     }
 
+    private enum ReadGrant: Sendable {
+        /// Confirmed and applied through its index: read the store now.
+        case ready
+        /// Not confirmed here (this replica does not lead, or stopped leading): nothing was read.
+        case notLeader
+        case failed(String)
+    }
+
+    private struct ReadWaiter {
+        var continuation: CheckedContinuation<ReadGrant, Never>
+        var deadline: UInt64
+    }
+
     public nonisolated let me: NodeID
     private var core: LogReplica
     private let machine: Machine
@@ -63,6 +88,7 @@ public actor LogPeer<Machine: StateMachine> {
     private var killed = false
     private var tickTask: Task<Void, Never>?
     private var waiters: [ProposalID: Waiter] = [:]
+    private var readWaiters: [ReadID: ReadWaiter] = [:]
     private var ticks: UInt64 = 0
     private var snapshotReaders: [NodeID: SnapshotReader] = [:]
     /// Peers whose new snapshot is being opened: one at a time per peer, so a peer that repeats
@@ -166,6 +192,51 @@ public actor LogPeer<Machine: StateMachine> {
         }
     }
 
+    /// Answers a command that only reads (``StateMachine/read(_:rows:)``) with `consistency`; a
+    /// command the machine does not answer without the log, and a linearizable read on a replica
+    /// that does not lead, go through the log like ``submit(_:resendable:)`` (as resendable).
+    ///
+    /// Nonisolated: the store read runs on the store's reader, not on this actor.
+    public nonisolated func read(_ command: Value, consistency: ReadConsistency = .linearizable) async
+        -> SubmitOutcome
+    {
+        if consistency == .linearizable {
+            switch await confirmRead() {
+            case .ready: break
+            case .notLeader: return await submit(command, resendable: true)
+            case .failed(let reason): return .failed(reason)
+            }
+        } else if await !isServing {
+            return .failed("the replica is stopped")
+        }
+        do {
+            guard let answer = try await store.read(command, machine: machine) else {
+                return await submit(command, resendable: true)
+            }
+            return .applied(answer)
+        } catch {
+            return .failed("reading the store failed: \(error)")
+        }
+    }
+
+    /// Waits until the core confirms a read and has applied through its index.
+    private func confirmRead() async -> ReadGrant {
+        guard isServing else { return .failed(failure ?? "the replica is stopped") }
+        let (id, ready) = core.read()
+        if ready.failedReads.contains(id) {
+            enqueue(ready)
+            return .notLeader
+        }
+        if let index = core.waitingReadIndex, let through = pending.appliedThrough, index <= through {
+            // The applies it waits for are pending without a client of their own: commit them now.
+            pending.prompt = true
+        }
+        return await withCheckedContinuation { continuation in
+            readWaiters[id] = ReadWaiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+            enqueue(ready)
+        }
+    }
+
     /// Whether the replica serves: false once killed or after a failed commit.
     public var isServing: Bool { !killed && failure == nil }
 
@@ -238,6 +309,11 @@ public actor LogPeer<Machine: StateMachine> {
             core.forget(id)
             waiter.continuation.resume(returning: .unknown("timed out waiting for the command to be applied"))
         }
+        for (id, waiter) in readWaiters where waiter.deadline <= ticks {
+            readWaiters[id] = nil
+            core.forgetRead(id)
+            waiter.continuation.resume(returning: .failed("timed out confirming the read with a majority"))
+        }
         enqueue(core.tick())
         flush(force: true)
     }
@@ -279,9 +355,18 @@ public actor LogPeer<Machine: StateMachine> {
             if !pending.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
                 pending.prompt = true
             }
+            if !pending.prompt, !readWaiters.isEmpty, let index = core.waitingReadIndex, index <= slot {
+                // A read waits for this apply to be reported.
+                pending.prompt = true
+            }
         }
         // Results depend only on chosen entries, durable at a majority (LogReady's contract).
         deliver(results: ready.results, failed: ready.failed, unknown: ready.unknown)
+        // Confirmed reads wait for an applied index reported after its commit: serve them now.
+        for id in ready.reads { readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .ready) }
+        for id in ready.failedReads {
+            readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .notLeader)
+        }
         if let continuation { pending.replies.append((continuation, ready.reply)) }
         flush()
     }
@@ -574,5 +659,8 @@ public actor LogPeer<Machine: StateMachine> {
         let all = waiters
         waiters = [:]
         for (_, waiter) in all { waiter.continuation.resume(returning: .unknown(reason)) }
+        let reads = readWaiters
+        readWaiters = [:]
+        for (_, waiter) in reads { waiter.continuation.resume(returning: .failed(reason)) }
     }
 }

@@ -12,18 +12,25 @@ public enum KVOutcome: Hashable, Sendable {
 }
 
 /// The key-value store on one replica: encodes requests, runs them through the log, decodes
-/// the answers. Every operation, reads included, goes through the log, so every answer is
-/// linearizable: it reflects exactly the commands chosen before it.
+/// the answers. Writes go through the log; a get is answered by read index on the leader (no
+/// log write: ``LogPeer/read(_:consistency:)``), through the log on any other node, so every
+/// answer is linearizable unless the client asks for a serializable read.
 public struct KVService: Sendable {
     public let peer: LogPeer<KVStateMachine>
 
     public init(peer: LogPeer<KVStateMachine>) { self.peer = peer }
 
-    public func execute(_ command: KVCommand) async -> KVOutcome {
-        // A session makes a command safe to resend (the machine answers a repeat from the
-        // session); so does being a read.
-        let resendable = command.client != 0 || command.operation.isReadOnly
-        switch await peer.submit(command.encode(), resendable: resendable) {
+    /// - Parameter consistency: how a get is answered; other commands ignore it.
+    public func execute(_ command: KVCommand, consistency: ReadConsistency = .linearizable) async -> KVOutcome
+    {
+        let outcome: SubmitOutcome
+        if command.operation.isReadOnly {
+            outcome = await peer.read(command.encode(), consistency: consistency)
+        } else {
+            // A session makes a command safe to resend (the machine answers a repeat from it).
+            outcome = await peer.submit(command.encode(), resendable: command.client != 0)
+        }
+        switch outcome {
         case .applied(let output):
             guard let result = try? KVResult.decode(output) else { return .failed("undecodable answer") }
             return .done(result)

@@ -93,19 +93,11 @@ public struct KVStateMachine: StateMachine {
         guard command.client != 0 else {
             return try execute(command.operation, &rows).encode()
         }
-        guard let row = try rows.value(Self.sessionKey(command.client)),
-            let (_, session) = Self.session(key: u64(command.client), value: row)
-        else {
-            return KVResult(.sessionExpired).encode()
+        let session: Session
+        switch try sessionCheck(command, encoded: proposal.command, rows) {
+        case .answer(let answer): return answer
+        case .run(let current): session = current
         }
-        if command.request == session.request {
-            let fingerprint = KVCommand.fingerprint(encoded: proposal.command)
-            guard session.fingerprint == nil || session.fingerprint == fingerprint else {
-                return KVResult(.requestMismatch).encode()
-            }
-            return session.output
-        }
-        if command.request < session.request { return KVResult(.staleRequest).encode() }
         let output = try execute(command.operation, &rows).encode()
         // A read leaves the session alone: it is safe to repeat, and every session field must be
         // durable (eviction order depends on it, and must be the same on every replica).
@@ -117,6 +109,47 @@ public struct KVStateMachine: StateMachine {
                 fingerprint: KVCommand.fingerprint(encoded: proposal.command)),
             replacing: session.slot, &rows)
         return output
+    }
+
+    /// A get, from the rows alone: exactly what ``apply(_:slot:rows:)`` would answer for it at
+    /// this point of the log (a get changes no row, its session's included), so it needs no slot.
+    public func read<Rows: MachineRows>(_ command: Value, rows: Rows) throws -> Value? {
+        guard let decoded = try? KVCommand.decode(command), case .get(let key) = decoded.operation else {
+            return nil
+        }
+        if decoded.client != 0, case .answer(let answer) = try sessionCheck(decoded, encoded: command, rows) {
+            return answer
+        }
+        guard let value = try rows.value(Self.dataKey(key)) else { return KVResult(.notFound).encode() }
+        return KVResult(.ok, value).encode()
+    }
+
+    private enum SessionCheck {
+        /// The command does not run: this is its answer (a retry's, or why it is refused).
+        case answer(Value)
+        /// The command runs, in this session.
+        case run(Session)
+    }
+
+    /// What a command of a session (`client` ≠ 0) meets before it runs: the same for writes
+    /// applied and for gets read without the log. Reads no more than the session's row.
+    private func sessionCheck<Rows: MachineRows>(_ command: KVCommand, encoded: Value, _ rows: Rows) throws
+        -> SessionCheck
+    {
+        guard let row = try rows.value(Self.sessionKey(command.client)),
+            let (_, session) = Self.session(key: u64(command.client), value: row)
+        else {
+            return .answer(KVResult(.sessionExpired).encode())
+        }
+        if command.request == session.request {
+            let fingerprint = KVCommand.fingerprint(encoded: encoded)
+            guard session.fingerprint == nil || session.fingerprint == fingerprint else {
+                return .answer(KVResult(.requestMismatch).encode())
+            }
+            return .answer(session.output)
+        }
+        if command.request < session.request { return .answer(KVResult(.staleRequest).encode()) }
+        return .run(session)
     }
 
     private func execute<Rows: MachineRows>(_ operation: KVOperation, _ rows: inout Rows) throws -> KVResult {

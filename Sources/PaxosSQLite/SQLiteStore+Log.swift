@@ -154,6 +154,23 @@ extension SQLiteStore: LogStore {
         try await SQLiteSnapshotSource.open(path: path)
     }
 
+    /// On the reader's read-only connection and queue, so a read never waits behind a commit's
+    /// fsync; in one read transaction, so a machine that reads several rows sees one state.
+    public func read(_ command: Value, machine: some StateMachine) async throws -> Value? {
+        let path = self.path
+        return try await reader.run { (connection) throws(SQLiteError) -> Value? in
+            try connection.execute("BEGIN")
+            defer { try? connection.execute("COMMIT") }
+            do {
+                return try machine.read(command, rows: SQLiteRows(connection: connection))
+            } catch let error as SQLiteError {
+                throw error
+            } catch {
+                throw SQLiteError(.sqlite, "\(path): reading failed: \(error)")
+            }
+        }
+    }
+
     private func commitLogOnQueue(
         _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID,
         _ beforeDurable: @Sendable ([(ProposalID, Value)]) -> Void
@@ -355,6 +372,50 @@ struct SQLiteRows: MachineRows {
         try connection.run(
             "DELETE FROM machine_rows WHERE space = ?1 AND key = ?2",
             [.integer(Int64(key.space)), .blob(key.key)])
+    }
+}
+
+/// A read-only connection of its own on its own serial queue, for reads that must not wait
+/// behind the store's commits (WAL lets them run while a commit writes). Opened at the first
+/// read; closed with the store.
+final class SQLiteReader: @unchecked Sendable {
+    private let path: String
+    private let queue = DispatchQueue(label: "swift-paxos.sqlite-reader")
+    // Guarded by `queue`.
+    private var connection: SQLiteConnection?
+    private var closed = false
+
+    init(path: String) { self.path = path }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws(SQLiteError) -> T)
+        async throws(SQLiteError) -> T
+    {
+        let result: Result<T, SQLiteError> = await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(
+                    returning: Result { () throws(SQLiteError) -> T in
+                        guard !self.closed else {
+                            throw SQLiteError(.sqlite, "\(self.path): the store is closed")
+                        }
+                        if self.connection == nil {
+                            self.connection = try SQLiteConnection(path: self.path, readOnly: true)
+                        }
+                        return try body(self.connection!)
+                    })
+            }
+        }
+        return try result.get()
+    }
+
+    func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.closed = true
+                self.connection?.close()
+                self.connection = nil
+                continuation.resume()
+            }
+        }
     }
 }
 

@@ -32,6 +32,8 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     /// The database file.
     public let path: String
     private let queue: DispatchQueue
+    /// Reads that bypass the log (``read(_:machine:)``), beside the commits.
+    let reader: SQLiteReader
     // Guarded by `queue`.
     var connection: SQLiteConnection?
     private var forgottenBelow: Int
@@ -47,6 +49,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     init(path: String, options: Options, migrations: [Migration]) throws {
         self.path = path
         self.queue = DispatchQueue(label: "swift-paxos.sqlite-store")
+        self.reader = SQLiteReader(path: path)
         let connection = try SQLiteConnection(
             path: path, busyTimeoutMilliseconds: Int32(clamping: options.busyTimeoutMilliseconds))
         do {
@@ -61,6 +64,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     /// Closes the connection. Later calls fail.
     public func close() async {
+        await reader.close()
         await onQueue {
             self.connection?.close(); self.connection = nil
         }

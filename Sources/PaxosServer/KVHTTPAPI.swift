@@ -14,7 +14,10 @@ import PaxosKV
 /// - `POST /v1/sessions` opens a session: `{"clientId": N}`. Requests that carry `X-Client-Id`
 ///   and `X-Request-Id` (numbers increasing per client, one request at a time) execute once
 ///   however often they are retried; a retry gets the original answer.
-/// - Every request, reads included, goes through the log, so answers are linearizable.
+/// - Writes go through the log. `GET` is linearizable by default: the leader answers by read index
+///   (a confirmation round, no log write), another node through the log.
+///   `GET /v1/kv/{key}?consistency=serializable` answers from this node's committed state at once,
+///   possibly stale.
 /// - 503 `storage_failed`: this node's commit failed and it stopped; not executed.
 /// - 413 `value_too_large`, 414 `key_too_long` (above `maxKeyBytes`), 400 `bad_key`.
 /// - 503 `no_leader`: certainly not executed. 504 `outcome_unknown`: may or may not have been
@@ -43,7 +46,9 @@ public enum KVHTTPAPI {
         router.get("/v1/kv/:key") { request, context -> Response in
             let key = try keyParameter(context, maxKeyBytes: maxKeyBytes)
             let session = try sessionHeaders(request)
-            let result = try await run(service, session, .get(key: Array(key.utf8)))
+            let consistency = try consistencyParameter(request)
+            let result = try await run(
+                service, session, .get(key: Array(key.utf8)), consistency: consistency)
             guard result.status == .ok, let value = result.value else {
                 throw APIError(.notFound, "key_not_found", "no key '\(key)'")
             }
@@ -184,14 +189,26 @@ public enum KVHTTPAPI {
         }
     }
 
+    /// `?consistency=linearizable` (the default) or `serializable`; anything else is a 400.
+    static func consistencyParameter(_ request: Request) throws -> ReadConsistency {
+        guard let value = request.uri.queryParameters.get("consistency") else { return .linearizable }
+        guard let consistency = ReadConsistency(rawValue: value) else {
+            throw APIError(
+                .badRequest, "bad_consistency",
+                "consistency must be 'linearizable' or 'serializable', got '\(value.prefix(64))'")
+        }
+        return consistency
+    }
+
     static func run(
-        _ service: KVService, _ session: (client: UInt64, request: UInt64)?, _ operation: KVOperation
+        _ service: KVService, _ session: (client: UInt64, request: UInt64)?, _ operation: KVOperation,
+        consistency: ReadConsistency = .linearizable
     )
         async throws -> KVResult
     {
         let command = KVCommand(
             client: session?.client ?? 0, request: session?.request ?? 0, operation: operation)
-        switch await service.execute(command) {
+        switch await service.execute(command, consistency: consistency) {
         case .done(let result):
             switch result.status {
             case .sessionExpired:

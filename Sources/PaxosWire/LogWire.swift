@@ -14,14 +14,16 @@ import PaxosCore
 ///
 /// Requests: prepare (0x21) ballot from:slot; accept (0x22) ballot firstUnchosen:slot
 /// releasable:slot count:u32 (slot entry)*; fetch (0x23) from:slot; forward (0x24) entry;
-/// pre-vote (0x25) ballot; snapshot chunk (0x26) token:u64 has-after:u8 [space:u8 key:bytes].
+/// pre-vote (0x25) ballot; snapshot chunk (0x26) token:u64 has-after:u8 [space:u8 key:bytes];
+/// confirm (0x27) ballot round:u64.
 /// Replies: promise (0xA1) ballot firstUnchosen:slot membershipSlot:slot count:u32 record*; accepted (0xA2) ballot
 /// firstUnchosen applied count:u32 slot*; rejected (0xA3) ballot promised:ballot; chosen (0xA4)
 /// firstUnchosen count:u32 (slot entry)*; forwarded (0xA6) taken:u8; pre-vote (0xA7) ballot
 /// granted:u8 has-promised:u8 [promised:ballot]; snapshot available (0xA8) applied:slot;
 /// snapshot chunk (0xA9) token:u64 applied:slot done:u8 has-after:u8 [space:u8 key:bytes] rows
 /// (in strictly rising key order);
-/// snapshot gone (0xAA); refused (0xAB) known:u64. (0xA5 was the whole snapshot in one message, which no longer exists.)
+/// snapshot gone (0xAA); refused (0xAB) known:u64; confirmed (0xAC) ballot round:u64
+/// has-promised:u8 [promised:ballot]. (0xA5 was the whole snapshot in one message, which no longer exists.)
 public enum LogWire {
     /// 2: the sender's incarnation in every message, the promise's membership slot, `refused`.
     public static let version: UInt8 = 2
@@ -35,6 +37,7 @@ public enum LogWire {
         case forward = 0x24
         case preVote = 0x25
         case snapshotChunkRequest = 0x26
+        case confirm = 0x27
         case promise = 0xA1
         case accepted = 0xA2
         case rejected = 0xA3
@@ -45,6 +48,7 @@ public enum LogWire {
         case snapshotChunk = 0xA9
         case snapshotGone = 0xAA
         case refused = 0xAB
+        case confirmed = 0xAC
     }
 
     /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
@@ -80,6 +84,10 @@ public enum LogWire {
             header(&writer, .snapshotChunkRequest, envelope.from, envelope.incarnation)
             writer.write(token)
             writeAfter(after, &writer)
+        case .confirm(let ballot, let round):
+            header(&writer, .confirm, envelope.from, envelope.incarnation)
+            write(ballot, &writer)
+            writer.write(round)
         }
         return writer.bytes
     }
@@ -141,12 +149,12 @@ public enum LogWire {
             header(&writer, .preVoteReply, envelope.from, envelope.incarnation)
             write(ballot, &writer)
             writer.write(UInt8(granted ? 1 : 0))
-            if let promised {
-                writer.write(UInt8(1))
-                write(promised, &writer)
-            } else {
-                writer.write(UInt8(0))
-            }
+            writeOptional(promised, &writer)
+        case .confirmed(let ballot, let round, let promised):
+            header(&writer, .confirmed, envelope.from, envelope.incarnation)
+            write(ballot, &writer)
+            writer.write(round)
+            writeOptional(promised, &writer)
         }
         return writer.bytes
     }
@@ -195,6 +203,8 @@ public enum LogWire {
         case .snapshotChunkRequest:
             let token = try reader.readUInt64("token")
             request = .snapshotChunk(token: token, after: try readAfter(&reader, maxValueBytes))
+        case .confirm:
+            request = .confirm(ballot: try readBallot(&reader), round: try reader.readUInt64("round"))
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a request")
         }
@@ -265,6 +275,11 @@ public enum LogWire {
             let granted = try readFlag(&reader, "granted")
             let promised = try readFlag(&reader, "has promised") ? try readBallot(&reader) : nil
             reply = .preVote(ballot: ballot, granted: granted, promised: promised)
+        case .confirmed:
+            let ballot = try readBallot(&reader)
+            let round = try reader.readUInt64("round")
+            let promised = try readFlag(&reader, "has promised") ? try readBallot(&reader) : nil
+            reply = .confirmed(ballot: ballot, round: round, promised: promised)
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a reply")
         }
@@ -273,6 +288,15 @@ public enum LogWire {
     }
 
     // MARK: Pieces
+
+    private static func writeOptional(_ ballot: Ballot?, _ writer: inout ByteWriter) {
+        if let ballot {
+            writer.write(UInt8(1))
+            write(ballot, &writer)
+        } else {
+            writer.write(UInt8(0))
+        }
+    }
 
     private static func header(
         _ writer: inout ByteWriter, _ type: MessageType, _ from: NodeID, _ incarnation: UInt64

@@ -352,7 +352,7 @@ struct LogReplicaTests {
     }
 
     @Test(
-        "agreement holds, and no failed proposal is chosen, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks, a node lost for good and surprising ballots and slots from peers; the healed cluster makes progress and a returning follower deposes nobody",
+        "agreement holds, no failed proposal is chosen, and every read served sees every write acknowledged before it began, under loss, duplication, reordering, partitions, crashes between any two steps, stalled disks, a node lost for good and surprising ballots and slots from peers; the healed cluster makes progress and a returning follower deposes nobody",
         .serialized, arguments: Array(UInt64(1)...UInt64(40)))
     func agreementUnderFaults(seed: UInt64) async throws {
         try await simulating {
@@ -371,8 +371,13 @@ struct LogReplicaTests {
                     simulation.commitOne()
                 case 50..<78:
                     simulation.tick(anyNode())
-                case 78..<93:
+                case 78..<89:
                     simulation.submit(at: anyNode(), resendable: Bool.random(using: &random))
+                case 89..<93:
+                    // Often at the leader, which serves it; elsewhere it fails, or the leader's
+                    // confirmation round is what a partition or a new leader cuts short.
+                    simulation.read(
+                        at: Bool.random(using: &random) ? (simulation.leaders.first ?? anyNode()) : anyNode())
                 case 93:
                     // Surprising values from a peer: a campaign at a far higher round (its replies
                     // reach a node that never ran it), a pre-vote, or a fetch from any slot.
@@ -381,7 +386,13 @@ struct LogReplicaTests {
                     guard from != to else { break }
                     let round = UInt64.random(in: 1...(1 << 20), using: &random)
                     let slot = Slot.random(in: 0...200, using: &random)
-                    switch Int.random(in: 0..<4, using: &random) {
+                    switch Int.random(in: 0..<5, using: &random) {
+                    case 4:
+                        // A confirmation nobody asked for, at any ballot and round.
+                        simulation.inject(
+                            .confirm(ballot: Ballot(round: round, node: from), round: UInt64(slot)),
+                            from: from,
+                            to: to)
                     case 0:
                         simulation.inject(
                             .prepare(ballot: Ballot(round: round, node: from), from: slot), from: from, to: to
@@ -433,6 +444,7 @@ struct LogReplicaTests {
                 }
             }
             #expect(simulation.violations.isEmpty, "\(simulation.violations.prefix(3))")
+            #expect(simulation.readsServed > 0, "no read was served: the run checks no read")
 
             // Heal: every node that is not lost up, no faults. A command submitted now is applied on
             // every replica that is up within a bound of ticks.

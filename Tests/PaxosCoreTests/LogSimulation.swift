@@ -37,7 +37,9 @@ struct ListMachine: StateMachine {
 ///
 /// After every step it checks agreement (no slot is ever known chosen with two entries, and
 /// every replica's applied commands are a prefix of one sequence), and that no proposal a
-/// replica reported `failed` is ever chosen.
+/// replica reported `failed` is ever chosen. A linearizable read (``read(at:)``) is served, as
+/// LogPeer serves it, from the replica's durable rows when its Ready hands it out; it must hold
+/// every command whose result any client had before the read began.
 struct LogSimulation {
     enum Item {
         case request(LogOutbound)
@@ -117,6 +119,13 @@ struct LogSimulation {
     /// The largest message sent, in bytes (as ``LogReplica`` counts them).
     private(set) var largestMessageBytes = 0
     private var submitted = 0
+    /// Each proposal's command, to tell which commands a read must see.
+    private var commands: [ProposalID: Value] = [:]
+    /// Reads in flight at each replica: the commands whose results clients had when each began.
+    private var openReads: [NodeID: [ReadID: Set<Value>]] = [:]
+    /// Reads served, and reads a replica could not confirm.
+    private(set) var readsServed = 0
+    private(set) var readsFailed = 0
     /// Commands are padded to at least this many bytes (for tests of message bounds).
     var commandBytes = 0
 
@@ -152,6 +161,7 @@ struct LogSimulation {
 
     mutating func crash(_ node: NodeID) {
         replicas[node] = nil
+        openReads[node] = nil
         pending[node] = nil
         snapshotSources[node] = nil
         network.removeAll { item in
@@ -214,6 +224,17 @@ struct LogSimulation {
             command += Array(repeating: UInt8(ascii: "."), count: commandBytes - command.count)
         }
         let (id, ready) = replicas[node]!.submit(command, resendable: resendable)
+        commands[id] = command
+        carryOut(ready, at: node, answering: nil)
+        return id
+    }
+
+    /// Starts a linearizable read at `node` (``LogReplica/read()``).
+    @discardableResult
+    mutating func read(at node: NodeID) -> ReadID? {
+        guard replicas[node] != nil else { return nil }
+        let (id, ready) = replicas[node]!.read()
+        openReads[node, default: [:]][id] = Set(results.keys.compactMap { commands[$0] })
         carryOut(ready, at: node, answering: nil)
         return id
     }
@@ -368,6 +389,28 @@ struct LogSimulation {
         for event in ready.events { events.append((node, event)) }
         for message in ready.eagerMessages { send(message) }
         for (id, output) in ready.results { results[id] = output }
+        for id in ready.reads {
+            guard let mustSee = openReads[node]?.removeValue(forKey: id) else {
+                violations.append(
+                    "node \(node) served read \(id), which it was never asked or already served")
+                continue
+            }
+            readsServed += 1
+            // What LogPeer's store read returns: the durable rows, as of this moment.
+            let seen = Set(ListMachine.commands(durable[node]?.machine ?? [:]))
+            let missed = mustSee.subtracting(seen)
+            if !missed.isEmpty {
+                violations.append(
+                    "node \(node) served read \(id) without \(missed.count) acknowledged writes (e.g. \(String(decoding: missed.first!, as: UTF8.self)))"
+                )
+            }
+        }
+        for id in ready.failedReads {
+            if openReads[node]?.removeValue(forKey: id) == nil {
+                violations.append("node \(node) failed read \(id), which it was never asked or already ended")
+            }
+            readsFailed += 1
+        }
         for id in ready.unknown { unknown.insert(id) }
         for id in ready.failed {
             failed.insert(id)
@@ -439,6 +482,7 @@ struct LogSimulation {
             kind = entries.isEmpty ? "heartbeat" : "accept"
             bytes = entries.reduce(0) { $0 + LogReplica.wireSize($1.entry) + 8 }
         case .fetch: kind = "fetch"
+        case .confirm: kind = "confirm"
         case .snapshotChunk: kind = "snapshotChunk"
         case .forward(let proposals):
             kind = "forward"

@@ -30,6 +30,13 @@ struct EchoMachine: StateMachine {
         if proposal.command.isEmpty { try rows.delete(key) } else { try rows.put(key, proposal.command) }
         return old
     }
+
+    /// A read of the key named by the command's only byte (its value, empty when absent); `nil`
+    /// for any other command, which must go through the log.
+    func read<Rows: MachineRows>(_ command: Value, rows: Rows) throws -> Value? {
+        guard command.count == 1 else { return nil }
+        return try rows.value(MachineKey(space: 1, key: command)) ?? []
+    }
 }
 
 /// Random log mutations in an order a replica could produce them: applies right after the
@@ -135,7 +142,13 @@ struct LogStoreConformanceTests {
             }
             #expect(outputs.map(\.0) == expected.map(\.0))
             #expect(outputs.map(\.1) == expected.map(\.1))
+            // A read after the commit returned sees it (SQLite: on the reader's own connection).
+            let key = UInt8.random(in: 0...255, using: &random)
+            let read = try await store.read([key], machine: EchoMachine())
+            #expect(read == (model.machine[MachineKey(space: 1, key: [key])] ?? []), "key \(key)")
         }
+        #expect(try await store.read([], machine: EchoMachine()) == nil)
+        #expect(try await store.read([1], machine: NoStateMachine()) == nil, "the default reads nothing")
         #expect(installed > 5, "the generator installs snapshots")
         #expect(try await store.loadLog().withoutRows == model.withoutRows)
         #expect(try await store.machineRows() == model.machine)
@@ -148,6 +161,7 @@ struct LogStoreConformanceTests {
         #expect(model.machine.keys.contains { $0.space == 1 }, "the machine wrote rows")
         if backend == "sqlite" {
             await (store as! SQLiteStore).close()
+            await #expect(throws: SQLiteError.self) { try await store.read([1], machine: EchoMachine()) }
             let reopened = try SQLiteStore(path: dir.path("node.db"))
             #expect(try await reopened.loadLog() == model.withoutRows)
             #expect(try await reopened.machineRows() == model.machine)

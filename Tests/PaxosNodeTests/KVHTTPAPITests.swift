@@ -52,6 +52,29 @@ struct KVHTTPAPITests {
         }
     }
 
+    @Test(
+        "GET ?consistency=linearizable|serializable reads the value; any other consistency is a 400 bad_consistency"
+    )
+    func consistencyParameter() async throws {
+        try await withKV { base, _ in
+            #expect(try await http("PUT", "\(base)/v1/kv/c", body: Data("v1".utf8)).status == 200)
+            for consistency in ["linearizable", "serializable"] {
+                var got = try await http("GET", "\(base)/v1/kv/c?consistency=\(consistency)")
+                // Node 0 may be a follower: its serializable read sees the write once it applied it.
+                for _ in 0..<50 where got.status != 200 {
+                    try await Task.sleep(for: .milliseconds(20))
+                    got = try await http("GET", "\(base)/v1/kv/c?consistency=\(consistency)")
+                }
+                #expect(
+                    got.status == 200 && String(decoding: got.body, as: UTF8.self) == "v1", "\(consistency)")
+            }
+            for bad in ["", "strong", "LINEARIZABLE", String(repeating: "x", count: 5000)] {
+                let got = try await http("GET", "\(base)/v1/kv/c?consistency=\(bad)")
+                #expect(got.status == 400 && got.errorCode == "bad_consistency", "\(bad.prefix(20))")
+            }
+        }
+    }
+
     @Test("a percent-encoded key is decoded: a%20b and 'a b' are one key")
     func percentEncodedKey() async throws {
         try await withKV { base, cluster in

@@ -22,6 +22,7 @@ struct LogWireTests {
         LogRequestEnvelope(from: NodeID(3), request: .fetch(from: 12)),
         LogRequestEnvelope(from: NodeID(3), request: .forward(entry)),
         LogRequestEnvelope(from: NodeID(3), request: .preVote(ballot: ballot)),
+        LogRequestEnvelope(from: NodeID(3), request: .confirm(ballot: ballot, round: .max)),
         LogRequestEnvelope(from: NodeID(3), request: .snapshotChunk(token: 0, after: nil)),
         LogRequestEnvelope(
             from: NodeID(3), request: .snapshotChunk(token: .max, after: MachineKey(space: 2, key: [0, 9]))),
@@ -59,6 +60,10 @@ struct LogWireTests {
         LogReplyEnvelope(from: NodeID(1), reply: .snapshotGone),
         LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
         LogReplyEnvelope(from: NodeID(1), reply: .preVote(ballot: ballot, granted: true, promised: nil)),
+        LogReplyEnvelope(from: NodeID(1), reply: .confirmed(ballot: ballot, round: 1, promised: nil)),
+        LogReplyEnvelope(
+            from: NodeID(3),
+            reply: .confirmed(ballot: ballot, round: 7, promised: Ballot(round: 9, node: NodeID(2)))),
         LogReplyEnvelope(
             from: NodeID(2),
             reply: .preVote(ballot: ballot, granted: false, promised: Ballot(round: 9, node: NodeID(3)))),

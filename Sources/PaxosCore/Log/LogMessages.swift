@@ -20,6 +20,11 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
     /// sender's earlier chunks came from, with the rows after `after`. Answered by the driver (it
     /// reads the store), never by the replica.
     case snapshotChunk(token: UInt64, after: MachineKey?)
+    /// A leader asks whether the receiver has promised any ballot above `ballot`, for its read
+    /// confirmation `round` (``LogReplica/read()``). Changes nothing on the receiver: a majority
+    /// answering "no" after a read arrived proves that no later leader could have chosen
+    /// anything before it (etcd/raft's ReadIndex heartbeat round).
+    case confirm(ballot: Ballot, round: UInt64)
 
     public var description: String {
         switch self {
@@ -31,6 +36,7 @@ public enum LogRequest: Hashable, Sendable, CustomStringConvertible {
         case .preVote(let ballot): "preVote(\(ballot))"
         case .snapshotChunk(let token, let after):
             "snapshotChunk(\(token), after: \(after.map { "\($0.space):\($0.key.count) bytes" } ?? "-"))"
+        case .confirm(let ballot, let round): "confirm(\(ballot), round: \(round))"
         }
     }
 }
@@ -66,6 +72,9 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     /// a member there, or its incarnation is not the one recorded for it (`known`, 0 when the id
     /// is not a member): its data directory is not the one the cluster knows.
     case refused(known: UInt64)
+    /// Answer to `confirm`: the highest ballot the responder has promised (`nil`: none). It
+    /// confirms `ballot` when that is not above it.
+    case confirmed(ballot: Ballot, round: UInt64, promised: Ballot?)
 
     public var description: String {
         switch self {
@@ -83,6 +92,8 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
         case .preVote(let ballot, let granted, let promised):
             "preVote(\(ballot), \(granted ? "granted" : "refused"), promised: \(promised.map(\.description) ?? "-"))"
         case .refused(let known): "refused(known: \(String(known, radix: 16)))"
+        case .confirmed(let ballot, let round, let promised):
+            "confirmed(\(ballot), round: \(round), promised: \(promised.map(\.description) ?? "-"))"
         }
     }
 }
@@ -177,6 +188,14 @@ public struct LogReady: Sendable, CustomStringConvertible {
     /// This node's proposals that this replica gives up on although they left it (forwarded to
     /// a leader that may have chosen them): their outcome is unknown, never failed.
     public var unknown: [ProposalID] = []
+    /// Linearizable reads (``LogReplica/read()``) confirmed and covered: a majority confirmed this
+    /// leader after each arrived, and the replica has applied their read index. The driver MAY
+    /// SERVE THEM AT ONCE from the store's committed rows: the applied index they wait for was
+    /// reported by ``LogReplica/onApplied(through:outputs:)``, after its commit.
+    public var reads: [ReadID] = []
+    /// Reads this replica cannot confirm (it does not lead, or stopped leading): nothing was
+    /// read; the driver may send them through the log or to the leader instead.
+    public var failedReads: [ReadID] = []
     /// What an operator should hear about (the driver logs them). Carry no obligation.
     public var events: [ReplicaEvent] = []
 
@@ -185,6 +204,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
     public var isEmpty: Bool {
         mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
             && reply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty && events.isEmpty
+            && reads.isEmpty && failedReads.isEmpty
     }
 
     mutating func append(_ other: LogReady) {
@@ -196,6 +216,8 @@ public struct LogReady: Sendable, CustomStringConvertible {
         results += other.results
         failed += other.failed
         unknown += other.unknown
+        reads += other.reads
+        failedReads += other.failedReads
         events += other.events
     }
 
@@ -209,6 +231,8 @@ public struct LogReady: Sendable, CustomStringConvertible {
         for (id, output) in results { lines.append("result \(id) = \(renderValue(output))") }
         for id in failed { lines.append("failed \(id)") }
         for id in unknown { lines.append("unknown \(id)") }
+        for id in reads { lines.append("read \(id) ready") }
+        for id in failedReads { lines.append("read \(id) failed") }
         for event in events { lines.append("event \(event)") }
         return lines.joined(separator: "\n")
     }

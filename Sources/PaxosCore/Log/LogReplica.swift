@@ -117,6 +117,27 @@ public struct LogReplica: Sendable {
         /// The first unchosen slot when catch-up last made progress, and the tick it did.
         var catchUpSlot: Slot
         var catchUpSince: UInt64
+        /// One past the highest slot an earlier leader may have chosen: what its phase 1 found
+        /// (accepted entries, and first-unchosen slots reported). A read must wait for every
+        /// slot below it, since a client may have been told about any of them.
+        var takeoverEnd: Slot
+        /// Read confirmation: the round last started, the last one a majority confirmed, who
+        /// confirmed the one in flight, when it was sent, and whether reads wait for another.
+        var readRound: UInt64 = 0
+        var confirmedRound: UInt64 = 0
+        var readConfirmations: Set<NodeID> = []
+        var readRoundSentAt: UInt64 = 0
+        var readRoundWanted = false
+        /// Reads waiting for their round to be confirmed and their index to be applied, in order.
+        var reads: [PendingRead] = []
+    }
+
+    struct PendingRead: Sendable {
+        var id: ReadID
+        /// The highest slot the read must see applied.
+        var index: Slot
+        /// The confirmation round that must complete: one started after the read arrived.
+        var round: UInt64
     }
 
     public let me: NodeID
@@ -165,6 +186,7 @@ public struct LogReplica: Sendable {
     private var lastHeardLeader: UInt64?
     private var releasable: Slot = 1
     private var nextNumber: UInt64 = 0
+    private var nextReadID: ReadID = 0
     /// Proposals waiting for a leader to be known, with the tick they arrived.
     private var outbox: [(proposal: Proposal, since: UInt64)] = []
     private var fetchDeadline: UInt64?
@@ -299,6 +321,104 @@ public struct LogReplica: Sendable {
         return (proposal.id, ready)
     }
 
+    /// Starts a linearizable read without a log write (etcd/raft's ReadIndex). The read comes
+    /// back in a later Ready's ``LogReady/reads`` once this replica, as leader, has (1) heard a
+    /// majority of its voters confirm, in a round that started after the read arrived, that none
+    /// promised a ballot above its own (so no later leader can have chosen anything before the
+    /// read arrived), and (2) applied every slot that may have been chosen before it arrived.
+    /// The driver then reads the state machine's committed rows. A replica that does not lead
+    /// reports the read in ``LogReady/failedReads`` (at once, or when it stops leading).
+    ///
+    /// Reads that arrive while a round is in flight wait for the next one, which starts when
+    /// that one completes: one round of messages serves every read that arrived during the last.
+    public mutating func read() -> (ReadID, LogReady) {
+        nextReadID += 1
+        let id = nextReadID
+        var ready = LogReady()
+        guard let leadership, leadership.reads.count < configuration.maxQueuedProposals else {
+            ready.failedReads.append(id)
+            return (id, ready)
+        }
+        // Every slot a client may have heard about before now: below this leader's first unchosen
+        // slot (it learns its own slots chosen first), or an earlier leader's (its takeover).
+        let index = Swift.max(firstUnchosen, leadership.takeoverEnd) - 1
+        let round: UInt64
+        if leadership.readRound == leadership.confirmedRound {
+            startReadRound(&ready)
+            round = self.leadership!.readRound
+        } else {
+            // The round in flight may have been answered before this read arrived.
+            self.leadership!.readRoundWanted = true
+            round = leadership.readRound + 1
+        }
+        self.leadership!.reads.append(PendingRead(id: id, index: index, round: round))
+        finish(&ready)
+        return (id, ready)
+    }
+
+    /// The lowest read index a read waits to see applied (`nil`: none waits for an apply), so
+    /// a driver commits the apply that serves it at once instead of with a later batch.
+    public var waitingReadIndex: Slot? {
+        leadership?.reads.lazy.map(\.index).filter { $0 > applied }.min()
+    }
+
+    /// The driver stopped waiting for read `id`.
+    public mutating func forgetRead(_ id: ReadID) {
+        leadership?.reads.removeAll { $0.id == id }
+    }
+
+    /// Asks every voter to confirm this leader's ballot, in a new round.
+    private mutating func startReadRound(_ ready: inout LogReady) {
+        guard let leadership else { return }
+        let round = leadership.readRound + 1
+        self.leadership!.readRound = round
+        self.leadership!.readConfirmations = [me]
+        self.leadership!.readRoundSentAt = now
+        self.leadership!.readRoundWanted = false
+        if isQuorum([me], of: leadership.voters, unanimous: false) {
+            self.leadership!.confirmedRound = round
+            return
+        }
+        // May leave at once: it depends on this leader's promise, durable before it led.
+        for peer in leadership.voters.sorted() where peer != me {
+            ready.eagerMessages.append(outbound(to: peer, .confirm(ballot: leadership.ballot, round: round)))
+        }
+    }
+
+    private mutating func onConfirmed(
+        _ from: NodeID, _ ballot: Ballot, _ round: UInt64, _ theirPromise: Ballot?, _ ready: inout LogReady
+    ) {
+        if let theirPromise { observe(theirPromise.round) }
+        guard let leadership, leadership.ballot == ballot else { return }
+        if let theirPromise, theirPromise > ballot {
+            stepDown("node \(from.rawValue) promised the higher ballot \(theirPromise)", &ready)
+            return
+        }
+        guard round == leadership.readRound, round > leadership.confirmedRound,
+            leadership.voters.contains(from)
+        else { return }
+        self.leadership!.readConfirmations.insert(from)
+        guard isQuorum(self.leadership!.readConfirmations, of: leadership.voters, unanimous: false) else {
+            return
+        }
+        self.leadership!.confirmedRound = round
+        if self.leadership!.readRoundWanted { startReadRound(&ready) }
+    }
+
+    /// Hands out the reads whose round is confirmed and whose index is applied.
+    private mutating func serveReads(_ ready: inout LogReady) {
+        guard let leadership, !leadership.reads.isEmpty else { return }
+        var waiting: [PendingRead] = []
+        for read in leadership.reads {
+            if read.round <= leadership.confirmedRound, read.index <= applied {
+                ready.reads.append(read.id)
+            } else {
+                waiting.append(read)
+            }
+        }
+        self.leadership!.reads = waiting
+    }
+
     private mutating func route(_ proposals: [Proposal], _ ready: inout LogReady) {
         if leadership != nil {
             enqueue(proposals, &ready)
@@ -384,6 +504,10 @@ public struct LogReplica: Sendable {
             ready.reply = reply(onFetch(fromSlot))
         case .preVote(let ballot):
             ready.reply = reply(onPreVote(ballot))
+        case .confirm(let ballot, let round):
+            // Answered from the durable promise alone: nothing changes, nothing to persist.
+            observe(ballot.round)
+            ready.reply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
         case .snapshotChunk:
             // The driver answers these from its store.
             break
@@ -505,7 +629,7 @@ public struct LogReplica: Sendable {
         let from = envelope.from
         let (admitted, known) = admits(from, envelope.incarnation)
         switch envelope.reply {
-        case .promise, .accepted, .preVote:
+        case .promise, .accepted, .preVote, .confirmed:
             // A vote counts only from the member the membership records: a node that lost its
             // disk comes back with another incarnation, and its promises and votes are void.
             if !admitted {
@@ -600,6 +724,8 @@ public struct LogReplica: Sendable {
             ready.eagerMessages.append(outbound(to: from, .snapshotChunk(token: 0, after: nil)))
         case .forwarded:
             break
+        case .confirmed(let ballot, let round, let theirPromise):
+            onConfirmed(from, ballot, round, theirPromise, &ready)
         }
         finish(&ready)
         return ready
@@ -680,6 +806,7 @@ public struct LogReplica: Sendable {
                 }
             }
             resendStale(&ready)
+            resendReadRound(&ready)
         }
         if let fetchDeadline, now >= fetchDeadline { self.fetchDeadline = nil }
         if let download, now >= download.deadline { self.download = nil }
@@ -800,11 +927,11 @@ public struct LogReplica: Sendable {
             resetElectionTimer()
             return
         }
+        let takeoverEnd = Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen)
         var leadership = Leadership(
             ballot: ballot, voters: candidacy.voters, incarnations: candidacy.incarnations,
-            nextSlot: Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen),
-            catchUpTarget: catchUpTarget, lastHeartbeat: now, ownVoteProgress: now,
-            catchUpSlot: firstUnchosen, catchUpSince: now)
+            nextSlot: takeoverEnd, catchUpTarget: catchUpTarget, lastHeartbeat: now, ownVoteProgress: now,
+            catchUpSlot: firstUnchosen, catchUpSince: now, takeoverEnd: takeoverEnd)
         leadership.incarnations[me] = memberIncarnation
         let waiting = outbox.map(\.proposal)
         outbox = []
@@ -840,6 +967,7 @@ public struct LogReplica: Sendable {
     private mutating func stepDown(_ reason: String, _ ready: inout LogReady) {
         if let leadership {
             outbox += (leadership.changes + leadership.queue).map { ($0, now) }
+            ready.failedReads += leadership.reads.map(\.id)
             ready.events.append(.steppedDown(leadership.ballot, reason: reason))
         }
         if let candidacy { ready.events.append(.electionLost(candidacy.ballot, reason: reason)) }
@@ -986,6 +1114,20 @@ public struct LogReplica: Sendable {
             } else {
                 self.leadership!.changeSlot = nil
             }
+        }
+    }
+
+    /// Asks again the voters that have not confirmed the read round in flight: the confirmations
+    /// may be lost. The round keeps its number: every read it serves arrived before it started.
+    private mutating func resendReadRound(_ ready: inout LogReady) {
+        guard let leadership, leadership.readRound > leadership.confirmedRound,
+            now - leadership.readRoundSentAt >= UInt64(configuration.resendTicks)
+        else { return }
+        self.leadership!.readRoundSentAt = now
+        for peer in leadership.voters.sorted()
+        where peer != me && !leadership.readConfirmations.contains(peer) {
+            ready.eagerMessages.append(
+                outbound(to: peer, .confirm(ballot: leadership.ballot, round: leadership.readRound)))
         }
     }
 
@@ -1172,6 +1314,7 @@ public struct LogReplica: Sendable {
         }
         countVotes(&ready)
         checkMembership(&ready)
+        serveReads(&ready)
         if membershipChanged {
             membershipChanged = false
             ready.events.append(.membership(membership))

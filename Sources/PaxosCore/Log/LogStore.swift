@@ -267,6 +267,10 @@ public protocol LogStore: Sendable {
     func machineRows() async throws -> [MachineKey: [UInt8]]
     /// How many rows of the state machine are in `space` (for metrics: the sessions held).
     func machineRowCount(in space: UInt8) async throws -> Int
+    /// Answers a command that only reads (``StateMachine/read(_:rows:)``) from the committed rows,
+    /// without a commit: every commit that returned before this call is visible to it. `nil`
+    /// when the machine does not answer the command without the log.
+    func read(_ command: Value, machine: some StateMachine) async throws -> Value?
 }
 
 extension LogStore {
@@ -352,6 +356,10 @@ public actor InMemoryLogStore: LogStore {
     }
 
     public func machineRows() -> [MachineKey: [UInt8]] { state.machine }
+
+    public func read(_ command: Value, machine: some StateMachine) throws -> Value? {
+        try machine.read(command, rows: MemoryRows(state.machine, counted: false))
+    }
 
     /// Makes the next commit fail and leave the state untouched.
     public func failNextCommit() {

@@ -1,6 +1,10 @@
 /// A position in the replicated log. Slots start at 1; 0 means "none".
 public typealias Slot = Int
 
+/// Names one linearizable read on the replica that was asked (``LogReplica/read()``); reads
+/// never leave that replica, so a counter is enough.
+public typealias ReadID = UInt64
+
 /// Names one proposal uniquely across the cluster's whole history: the proposing node, that
 /// node's incarnation (bumped durably at every start, so a restarted node never reuses an id) and
 /// a counter within the incarnation. The proposer matches applied entries to waiting clients by it.
@@ -135,6 +139,15 @@ public protocol MachineRows {
 public protocol StateMachine: Sendable {
     /// Applies one chosen proposal in slot `slot` and returns the client's answer.
     func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value
+    /// The answer to `command` from `rows` alone, when the command only reads: what applying it
+    /// would answer at this point of the log, without changing a row. `nil` when the command
+    /// must go through the log (it writes, or the machine does not know it). The default
+    /// answers `nil` for every command.
+    func read<Rows: MachineRows>(_ command: Value, rows: Rows) throws -> Value?
+}
+
+extension StateMachine {
+    public func read<Rows: MachineRows>(_ command: Value, rows: Rows) throws -> Value? { nil }
 }
 
 /// Rows in a dictionary: the in-memory store's, and the test double for a machine's rows. It

@@ -290,6 +290,10 @@ public struct ClusterMachine<Machine: StateMachine>: StateMachine {
         }
         return try machine.apply(proposal, slot: slot, rows: &rows)
     }
+
+    public func read<Rows: MachineRows>(_ command: Value, rows: Rows) throws -> Value? {
+        MembershipChange.isChange(command) ? nil : try machine.read(command, rows: rows)
+    }
 }
 
 private func append(_ value: UInt64, to bytes: inout [UInt8]) {
