@@ -122,10 +122,14 @@ public actor PaxosKVClient {
         try await put(key, Data(value.utf8))
     }
 
-    /// The value of `key` (linearizable: the read goes through the log); ``PaxosKVError/notFound(key:)``
-    /// when it has none.
-    public func get(_ key: String) async throws(PaxosKVError) -> Data {
-        let answer = try await call(.GET, try Self.keyPath(key), policy: .repeatable)
+    /// The value of `key`; ``PaxosKVError/notFound(key:)`` when it has none.
+    ///
+    /// - Parameter serializable: read the answering node's own committed state at once, which
+    ///   may be stale (`?consistency=serializable`); by default the read is linearizable (the
+    ///   leader confirms it still leads, or the read goes through the log).
+    public func get(_ key: String, serializable: Bool = false) async throws(PaxosKVError) -> Data {
+        let path = try Self.keyPath(key) + (serializable ? "?consistency=serializable" : "")
+        let answer = try await call(.GET, path, policy: .repeatable)
         switch answer.status {
         case 200: return answer.body
         case 404 where answer.errorCode == "key_not_found": throw .notFound(key: key)

@@ -19,12 +19,16 @@ struct Put: AsyncParsableCommand {
 
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print KEY's value (linearizable: read through the log). Exits 3 when absent.")
+        abstract: "Print KEY's value (linearizable unless --serializable). Exits 3 when absent.")
     @OptionGroup var endpoint: Endpoint
+    @Flag(help: "Read the endpoint's own committed state at once: possibly stale, works without a leader.")
+    var serializable = false
     @Argument var key: String
 
     func run() async throws {
-        let value = try await endpoint.withClient { try await $0.get(key) }
+        let value = try await endpoint.withClient { [serializable] in
+            try await $0.get(key, serializable: serializable)
+        }
         print(String(decoding: value, as: UTF8.self))
     }
 }

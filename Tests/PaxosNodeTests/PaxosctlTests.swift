@@ -46,6 +46,8 @@ struct PaxosctlTests {
         #expect(try paxosctl(["cas", "k", "one", "two"]).0 == 0)
         #expect(try paxosctl(["get", "k"]).1 == "two\n")
         #expect(try paxosctl(["append", "k", "!"]).1 == "two!\n")
+        let serializable = try paxosctl(["get", "k", "--serializable"])
+        #expect(serializable.0 == 0 && serializable.1 == "two!\n", "\(serializable.1)")
         #expect(try paxosctl(["delete", "k"]).0 == 0)
 
         let closed = "http://127.0.0.1:\(try freePort())"
