@@ -42,14 +42,16 @@ let package = Package(
         .target(name: "PaxosCore"),
         // Versioned binary codec for peer messages.
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
-        // The shell: PaxosPeer actor (core + store + transport + ticks) and the Transport protocol.
+        // The runtimes: the PaxosPeer and LogPeer actors (core + store + transport + ticks) and
+        // their transport protocols, PaxosTransport and LogTransport.
         .target(
             name: "Paxos",
             dependencies: [
                 "PaxosCore", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
-        // The replicated key-value state machine and its command codec (pure).
+        // The replicated key-value state machine (pure), its command codec, and KVService, which
+        // drives it through a LogPeer.
         .target(name: "PaxosKV", dependencies: ["Paxos", "PaxosCore", "PaxosWire"]),
         // Recorded client histories and the linearizability checker.
         .target(name: "PaxosHistory"),
@@ -101,7 +103,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
-        // The HTTP/JSON client API (Hummingbird) over a PaxosPeer.
+        // The HTTP/JSON API (Hummingbird): the lab routes over a PaxosPeer, the key-value store,
+        // members, snapshots, health and metrics over a LogPeer.
         .target(
             name: "PaxosServer",
             dependencies: [

@@ -11,7 +11,8 @@ import PaxosWire
 /// its answer and, since sessions are checked for reused request numbers, the fingerprint of
 /// its operation); space 3 indexes the sessions by the slot they were last used in (key: slot
 /// and client, 8 bytes each, big-endian; empty value), so the least recently used one is found
-/// without reading them all; space 0 holds the next sequential client id (for `register` only).
+/// without reading them all; space 0 holds the next sequential client id (for `register` only),
+/// beside the cluster's membership row (``Membership/rowKey``, which ``ClusterMachine`` writes).
 ///
 /// A session row written before fingerprints existed has none: a retry of its last request is
 /// answered from the session as before, whatever its operation.

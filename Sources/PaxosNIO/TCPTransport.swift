@@ -32,7 +32,7 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// The production ``PaxosTransport``: length-prefixed, versioned frames over TCP (SwiftNIO).
+/// The production ``PaxosTransport`` and ``LogTransport``: length-prefixed, versioned frames over TCP (SwiftNIO).
 ///
 /// Every connection starts with a handshake that names the cluster and both node ids; a node of
 /// another cluster, an unknown node id, or a connection meant for another node is refused and

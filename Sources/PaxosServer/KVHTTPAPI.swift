@@ -10,7 +10,7 @@ import PaxosKV
 /// - `PUT /v1/kv/{key}` (body: the value): `{"status": "ok"}`; `GET /v1/kv/{key}` (body: the value; 404 when
 ///   absent); `DELETE /v1/kv/{key}`; `POST /v1/kv/{key}?op=append` (body: the suffix);
 ///   `POST /v1/kv/{key}?op=cas` (body: `{"expected": "old" or null, "value": "new"}`: 200 with
-///   `swapped`, or 409 `compare_failed`).
+///   `{"swapped": true}`, or 409 with `{"swapped": false, "current": ...}`).
 /// - `POST /v1/sessions` opens a session: `{"clientId": N}`. Requests that carry `X-Client-Id`
 ///   and `X-Request-Id` (numbers increasing per client, one request at a time) execute once
 ///   however often they are retried; a retry gets the original answer.
@@ -245,11 +245,16 @@ public enum KVHTTPAPI {
     }
 
     /// A command refused because this replica's own commit failed is not a missing leader:
-    /// 503 `storage_failed`, so whoever runs the node looks at its disk.
+    /// 503 `storage_failed`, so whoever runs the node looks at its disk; one refused because the
+    /// replica is stopping is 503 `not_serving`.
     static func throwIfStorageFailed(_ service: KVService, executed: String) async throws {
         if let failure = await service.peer.failure {
             throw APIError(
                 .serviceUnavailable, "storage_failed", "\(executed): this node stopped serving: \(failure)")
+        }
+        if await !service.peer.isServing {
+            // Shutting down: not a missing leader, and another node may serve.
+            throw APIError(.serviceUnavailable, "not_serving", "\(executed): this node is shutting down")
         }
     }
 

@@ -137,7 +137,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "A file holding the bearer token clients must send (Authorization: Bearer TOKEN) on every "
-                + "route but GET /health. Without it the HTTP API is open to anyone who can reach it.",
+                + "route but GET /health and GET /ready (and /metrics with --metrics-unauthenticated). Without it the HTTP API is open to anyone who can reach it.",
             valueName: "file"))
     var clientTokenFile: String?
 

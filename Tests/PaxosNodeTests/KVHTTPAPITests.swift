@@ -75,6 +75,19 @@ struct KVHTTPAPITests {
         }
     }
 
+    @Test("a node whose replica stopped answers 503 not_serving, not no_leader, for reads and writes")
+    func stoppedReplica() async throws {
+        try await withKV { base, cluster in
+            await cluster.kill(0)
+            for (method, url) in [("GET", "\(base)/v1/kv/k"), ("PUT", "\(base)/v1/kv/k")] {
+                let got = try await http(method, url, body: method == "PUT" ? Data("v".utf8) : nil)
+                #expect(
+                    got.status == 503 && got.errorCode == "not_serving",
+                    "\(method): \(got.status) \(got.errorCode ?? "-")")
+            }
+        }
+    }
+
     @Test("a percent-encoded key is decoded: a%20b and 'a b' are one key")
     func percentEncodedKey() async throws {
         try await withKV { base, cluster in
