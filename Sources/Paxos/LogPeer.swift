@@ -281,7 +281,7 @@ public actor LogPeer<Machine: StateMachine> {
         let ready = core.onRequest(request)
         guard ready.reply != nil else {
             enqueue(ready)
-            return nil
+            return ready.eagerReply
         }
         return await withCheckedContinuation { continuation in
             enqueue(ready, replyTo: continuation)

@@ -388,6 +388,7 @@ struct LogSimulation {
     private mutating func carryOut(_ ready: LogReady, at node: NodeID, answering request: LogOutbound?) {
         for event in ready.events { events.append((node, event)) }
         for message in ready.eagerMessages { send(message) }
+        if let reply = ready.eagerReply, let request { network.append(.reply(request, reply)) }
         for (id, output) in ready.results { results[id] = output }
         for id in ready.reads {
             guard let mustSee = openReads[node]?.removeValue(forKey: id) else {

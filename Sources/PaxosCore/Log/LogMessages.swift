@@ -180,6 +180,11 @@ public struct LogReady: Sendable, CustomStringConvertible {
     public var localReplies: [LogReplyEnvelope] = []
     /// The reply to the request being handled. SEND ONLY AFTER ``mutations`` ARE DURABLE.
     public var reply: LogReplyEnvelope?
+    /// The reply to the request being handled, when it MAY BE SENT AT ONCE, before any commit
+    /// in flight or pending: a confirmation reports the acceptor's promise as it is in memory,
+    /// which is never below the durable one, so it can only confirm a ballot that the durable
+    /// state confirms too (a higher promise not yet durable only refuses, which is always safe).
+    public var eagerReply: LogReplyEnvelope?
     /// Outputs of this node's proposals that were applied. May be released at once: they depend
     /// only on chosen entries (see the type's contract).
     public var results: [(ProposalID, Value)] = []
@@ -203,7 +208,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
 
     public var isEmpty: Bool {
         mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
-            && reply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty && events.isEmpty
+            && reply == nil && eagerReply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty && events.isEmpty
             && reads.isEmpty && failedReads.isEmpty
     }
 
@@ -213,6 +218,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
         messages += other.messages
         localReplies += other.localReplies
         if other.reply != nil { reply = other.reply }
+        if other.eagerReply != nil { eagerReply = other.eagerReply }
         results += other.results
         failed += other.failed
         unknown += other.unknown
@@ -224,6 +230,7 @@ public struct LogReady: Sendable, CustomStringConvertible {
     public var description: String {
         var lines: [String] = []
         for message in eagerMessages { lines.append("send now \(message)") }
+        if let eagerReply { lines.append("reply now \(eagerReply)") }
         for mutation in mutations { lines.append("persist \(mutation)") }
         for message in messages { lines.append("send \(message)") }
         for reply in localReplies { lines.append("local \(reply)") }

@@ -505,9 +505,9 @@ public struct LogReplica: Sendable {
         case .preVote(let ballot):
             ready.reply = reply(onPreVote(ballot))
         case .confirm(let ballot, let round):
-            // Answered from the durable promise alone: nothing changes, nothing to persist.
+            // Nothing changes, nothing to persist; sent at once (see LogReady.eagerReply).
             observe(ballot.round)
-            ready.reply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
+            ready.eagerReply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
         case .snapshotChunk:
             // The driver answers these from its store.
             break
