@@ -894,7 +894,10 @@ public struct LogReplica: Sendable {
         let ballot = candidacy.ballot
         var catchUpTarget = firstUnchosen
         var catchUpSource = me
-        for (peer, promise) in candidacy.promises where promise.firstUnchosen > catchUpTarget {
+        // In id order: among promisers equally far ahead, the one fetched from must not depend on
+        // the dictionary's hash order (one run, one transcript).
+        for (peer, promise) in candidacy.promises.sorted(by: { $0.key < $1.key })
+        where promise.firstUnchosen > catchUpTarget {
             catchUpTarget = promise.firstUnchosen
             catchUpSource = peer
         }
