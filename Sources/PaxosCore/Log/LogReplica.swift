@@ -904,7 +904,9 @@ public struct LogReplica: Sendable {
         // The highest-ballot accepted entry per slot; chosen ones are simply learned.
         var highest: [Slot: LogRecord] = [:]
         var maxSlot = firstUnchosen - 1
-        for (_, promise) in candidacy.promises {
+        // In id order: the chosen slots promisers report are learned in this order, which orders
+        // the `choose` mutations; hash order would make them differ from process to process.
+        for (_, promise) in candidacy.promises.sorted(by: { $0.key < $1.key }) {
             for reported in promise.records {
                 maxSlot = Swift.max(maxSlot, reported.slot)
                 if reported.record.chosen {
