@@ -875,9 +875,11 @@ public struct LogReplica: Sendable {
     private mutating func becomeLeader(_ ready: inout LogReady) {
         guard let candidacy else { return }
         self.candidacy = nil
-        if let (peer, _) = candidacy.promises.first(where: {
+        // In id order, so the peer named (and fetched from) does not depend on hash order.
+        let promisers = candidacy.promises.sorted(by: { $0.key < $1.key })
+        if let (peer, _) = promisers.first(where: {
             $0.value.membershipSlot > candidacy.membershipSlot
-        }) ?? (membership.slot != candidacy.membershipSlot ? candidacy.promises.first : nil) {
+        }) ?? (membership.slot != candidacy.membershipSlot ? promisers.first : nil) {
             // A promiser knows a membership change chosen at or above the first unchosen slot
             // this campaign started from, or this replica learned one while campaigning: the
             // quorum was counted in a membership no longer in force there. Catch up first (the
