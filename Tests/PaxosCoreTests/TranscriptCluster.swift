@@ -200,9 +200,8 @@ struct TranscriptCluster {
         }
         for setting in arguments.dropFirst() {
             let parts = setting.split(separator: "=").map(String.init)
-            guard parts.count == 2, let value = Int(parts[1]), value >= 0 else {
-                throw CommandError("a setting is NAME=NUMBER: \(setting)")
-            }
+            guard parts.count == 2 else { throw CommandError("a setting is NAME=NUMBER: \(setting)") }
+            let value = try number(parts[1])
             switch parts[0] {
             case "electionTicks": configuration.electionTicks = value
             case "heartbeatTicks": configuration.heartbeatTicks = value
@@ -273,7 +272,7 @@ struct TranscriptCluster {
         let state = durable[node]!
         let commands = ListMachine.commands(state.machine).map { String(decoding: $0, as: UTF8.self) }
         emit(
-            "\(node) \(replica.role), leader \(replica.leader.map(\.description) ?? "-"), firstUnchosen \(replica.firstUnchosen), applied \(replica.applied), logStart \(replica.logStart), promised \(replica.promised.map(\.description) ?? "-"); durable: applied \(state.applied), promised \(state.promised.map(\.description) ?? "-"), commands [\(commands.joined(separator: ", "))]"
+            "\(node) \(replica.role), leader \(replica.leader.map(\.description) ?? "-"), firstUnchosen \(replica.firstUnchosen), applied \(replica.applied), logStart \(replica.logStart), promised \(replica.promised.map(\.description) ?? "-"); durable: applied \(state.applied), promised \(state.promised.map(\.description) ?? "-"), maxRound \(state.maxRound), commands [\(commands.joined(separator: ", "))]"
         )
     }
 
