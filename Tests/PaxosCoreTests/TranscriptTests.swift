@@ -61,6 +61,30 @@ struct TranscriptTests {
                 == "# a comment\nstatus 1\n----\nline a\nline b\n\nheal\n----\n")
     }
 
+    @Test("a bad command prints an error and changes nothing; it never crashes the interpreter")
+    func badCommands() {
+        var cluster = TranscriptCluster()
+        #expect(cluster.run("tick 1").first?.hasPrefix("error: no nodes yet") == true)
+        #expect(cluster.run("add-nodes 0").first?.hasPrefix("error: ") == true)
+        #expect(cluster.run("add-nodes 3 electionTicks=99999999999").first?.hasPrefix("error: ") == true)
+        #expect(cluster.run("add-nodes 3 colour=3").first?.hasPrefix("error: unknown setting") == true)
+        #expect(cluster.run("add-nodes 3").count == 3)
+        for line in [
+            "add-nodes 3", "frobnicate", "tick 4", "tick 1 -1", "tick 1 x", "deliver 1->", "deliver 1-2",
+            "drop", "restart 1", "submit 1", "inject 1->2 bogus 3", "inject 1->2 accept 1", "status 0",
+            "persist 12", "crash 1 2", "log",
+        ] {
+            let output = cluster.run(line)
+            #expect(output.count == 1 && output[0].hasPrefix("error: "), "\(line): \(output)")
+        }
+        // Still the same healthy cluster of three followers.
+        #expect(
+            cluster.run("status").allSatisfy {
+                $0.contains(" follower, leader -, firstUnchosen 1, applied 0")
+            })
+        #expect(cluster.violations.isEmpty)
+    }
+
     @Test("a malformed script is refused with its line number")
     func malformedScript() {
         #expect(throws: TranscriptScript.ParseError.self) {
