@@ -121,6 +121,13 @@ struct TranscriptCluster {
             let text = arguments.dropFirst().joined(separator: " ")
             let (id, ready) = replicas[node]!.submit(Array(text.utf8))
             carryOut(ready, at: node, header: "\(node) submit \"\(text)\" as \(id)")
+        case "read":
+            // A linearizable read by read index: a leader confirms its ballot with a round of
+            // messages and reports the read ready once applied through its index; no log write.
+            guard arguments.count == 1 else { throw CommandError("usage: read NODE") }
+            let node = try upNode(arguments[0])
+            let (id, ready) = replicas[node]!.read()
+            carryOut(ready, at: node, header: "\(node) read \(id)")
         case "tick":
             guard (1...2).contains(arguments.count) else {
                 throw CommandError("usage: tick NODE[,NODE…]|all [COUNT]")
