@@ -164,7 +164,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PaxosCoreTests", dependencies: ["PaxosCore"]),
+        // testdata/ holds the transcript scripts, read from the source tree (#filePath), not bundled.
+        .testTarget(name: "PaxosCoreTests", dependencies: ["PaxosCore"], exclude: ["testdata"]),
         .testTarget(
             name: "PaxosKVTests",
             dependencies: [

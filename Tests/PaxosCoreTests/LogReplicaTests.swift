@@ -40,23 +40,6 @@ struct LogReplicaTests {
         [Proposal(id: ProposalID(node: NodeID(node), incarnation: 1, number: 1), command: Array(text.utf8))]
     }
 
-    @Test("a stable leader sends only accepts: later commands cost no prepare")
-    func stableLeaderSkipsPhaseOne() throws {
-        var simulation = stableCluster()
-        let leader = try #require(simulation.leaders.first)
-        let preparesBefore = simulation.sent["prepare"] ?? 0
-        let acceptsBefore = simulation.sent["accept"] ?? 0
-        for _ in 0..<5 {
-            let id = simulation.submit(at: leader)
-            simulation.deliverAll()
-            #expect(id.map { simulation.results[$0] != nil } == true)
-        }
-        #expect(simulation.sent["prepare"] ?? 0 == preparesBefore)
-        // One accept to each of the two others per command: one round trip, no phase 1.
-        #expect((simulation.sent["accept"] ?? 0) - acceptsBefore == 10)
-        #expect(simulation.violations.isEmpty)
-    }
-
     @Test("the leader keeps at most maxSlotsInFlight slots open and puts at most maxProposalsPerSlot in one")
     func pipeliningAndBatchingAreBounded() throws {
         var simulation = stableCluster()
@@ -68,35 +51,6 @@ struct LogReplicaTests {
         #expect(simulation.mostSlotsInFlight == LogConfiguration.simulation.maxSlotsInFlight)
         #expect(simulation.largestBatch == LogConfiguration.simulation.maxProposalsPerSlot)
         #expect(simulation.violations.isEmpty)
-    }
-
-    @Test("while a slot is in flight, a small batch waits for it and shares the next slot")
-    func smallBatchesWaitForTheSlotInFlight() throws {
-        var configuration = LogConfiguration.simulation
-        configuration.minPipelinedBatch = 3
-        var simulation = stableCluster(configuration: configuration)
-        let leader = try #require(simulation.leaders.first)
-        simulation.network.removeAll()
-        func acceptedSlots(_ ready: LogReady) -> [Slot] {
-            ready.eagerMessages.flatMap { message -> [Slot] in
-                guard case .accept(_, let entries, _, _) = message.envelope.request else { return [] }
-                return entries.map(\.slot)
-            }
-        }
-        let first = acceptedSlots(simulation.replicas[leader]!.submit(Array("a".utf8)).1)
-        #expect(Set(first).count == 1)
-        // Two more are fewer than minPipelinedBatch: no new slot while the first is in flight.
-        #expect(acceptedSlots(simulation.replicas[leader]!.submit(Array("b".utf8)).1).isEmpty)
-        #expect(acceptedSlots(simulation.replicas[leader]!.submit(Array("c".utf8)).1).isEmpty)
-        // The third queued command makes a batch worth pipelining: one new slot carries all three.
-        let (_, ready) = simulation.replicas[leader]!.submit(Array("d".utf8))
-        let pipelined = ready.eagerMessages.compactMap { message -> [SlotEntry]? in
-            guard case .accept(_, let entries, _, _) = message.envelope.request else { return nil }
-            return entries
-        }
-        #expect(pipelined.count == 2)
-        #expect(
-            pipelined.allSatisfy { $0.count == 1 && $0[0].slot == first[0] + 1 && $0[0].entry.count == 3 })
     }
 
     @Test("an acceptor refuses an accept below its promise, and says what it promised")
@@ -151,73 +105,6 @@ struct LogReplicaTests {
         #expect(simulation.chosen[2] == [])
         #expect(simulation.chosen[3] == entry("z"))
         #expect(simulation.violations.isEmpty)
-    }
-
-    @Test("a new leader behind its followers asks again when its catch-up fetch is lost")
-    func leaderRetriesALostCatchUpFetch() throws {
-        // Nodes 2 and 3 know slots 1...3 chosen; node 1 knows nothing and wins the election.
-        var ahead = LogDurableState()
-        for slot in 1...3 { ahead.apply(.choose(slot: slot, entry: entry("s\(slot)"))) }
-        var simulation = LogSimulation(count: 3, seed: 5, configuration: .simulation, bootstrapped: false)
-        for node: NodeID in [2, 3] {
-            simulation.durable[node] = ahead
-            simulation.crash(node)
-            simulation.restart(node)
-        }
-        var fetches = 0
-        for _ in 0..<400 where !simulation.replicas[1]!.isLeader {
-            simulation.tick(1)
-            // Deliver everything but fetches, which are lost (the sender hears nothing back).
-            while let index = simulation.network.firstIndex(where: {
-                if case .request(let outbound) = $0, case .fetch = outbound.envelope.request { return false }
-                return true
-            }) {
-                let item = simulation.network.remove(at: index)
-                simulation.network.insert(item, at: 0)
-                simulation.deliverAll(limit: 1)
-            }
-            fetches += simulation.network.count
-            simulation.network.removeAll()
-        }
-        #expect(simulation.replicas[1]!.isLeader)
-        #expect(simulation.replicas[1]!.firstUnchosen == 1)
-        #expect(fetches >= 1)
-        // Now the network works again: ticks alone must bring the leader up to its followers.
-        for _ in 0..<100 where simulation.replicas[1]!.firstUnchosen < 4 {
-            simulation.tick(1)
-            simulation.deliverAll()
-        }
-        #expect(simulation.replicas[1]!.firstUnchosen >= 4)
-        #expect(
-            Array((simulation.appliedCommands[1] ?? []).prefix(3))
-                == ["s1", "s2", "s3"].map { Array($0.utf8) })
-        #expect(simulation.violations.isEmpty)
-    }
-
-    @Test("a restarted replica's next ballot is above every ballot it promised or used")
-    func restartNeverReusesABallot() {
-        var state = LogDurableState()
-        state.apply(.promise(ballot(41, 3)))
-        state.apply(.maxRound(7))
-        state.membership = .bootstrapped([1, 2, 3])
-        var replica = LogReplica(
-            me: 1, peers: [1, 2, 3], state: state, configuration: .simulation)
-        var prepare: Ballot?
-        for _ in 0..<100 where prepare == nil {
-            var ready = replica.tick()
-            for message in ready.eagerMessages where message.to == 2 {
-                // Peer 2 grants the pre-vote: the replica campaigns for real.
-                if case .preVote(let asked) = message.envelope.request {
-                    ready = replica.onReply(
-                        LogReplyEnvelope(
-                            from: 2, reply: .preVote(ballot: asked, granted: true, promised: nil)))
-                }
-            }
-            for message in ready.messages {
-                if case .prepare(let ballot, _) = message.envelope.request { prepare = ballot }
-            }
-        }
-        #expect(prepare == ballot(42, 1))
     }
 
     // Serialized: each seed is seconds of synchronous work. Run side by side they would hold

@@ -875,9 +875,11 @@ public struct LogReplica: Sendable {
     private mutating func becomeLeader(_ ready: inout LogReady) {
         guard let candidacy else { return }
         self.candidacy = nil
-        if let (peer, _) = candidacy.promises.first(where: {
+        // In id order, so the peer named (and fetched from) does not depend on hash order.
+        let promisers = candidacy.promises.sorted(by: { $0.key < $1.key })
+        if let (peer, _) = promisers.first(where: {
             $0.value.membershipSlot > candidacy.membershipSlot
-        }) ?? (membership.slot != candidacy.membershipSlot ? candidacy.promises.first : nil) {
+        }) ?? (membership.slot != candidacy.membershipSlot ? promisers.first : nil) {
             // A promiser knows a membership change chosen at or above the first unchosen slot
             // this campaign started from, or this replica learned one while campaigning: the
             // quorum was counted in a membership no longer in force there. Catch up first (the
@@ -894,14 +896,19 @@ public struct LogReplica: Sendable {
         let ballot = candidacy.ballot
         var catchUpTarget = firstUnchosen
         var catchUpSource = me
-        for (peer, promise) in candidacy.promises where promise.firstUnchosen > catchUpTarget {
+        // In id order: among promisers equally far ahead, the one fetched from must not depend on
+        // the dictionary's hash order (one run, one transcript).
+        for (peer, promise) in candidacy.promises.sorted(by: { $0.key < $1.key })
+        where promise.firstUnchosen > catchUpTarget {
             catchUpTarget = promise.firstUnchosen
             catchUpSource = peer
         }
         // The highest-ballot accepted entry per slot; chosen ones are simply learned.
         var highest: [Slot: LogRecord] = [:]
         var maxSlot = firstUnchosen - 1
-        for (_, promise) in candidacy.promises {
+        // In id order: the chosen slots promisers report are learned in this order, which orders
+        // the `choose` mutations; hash order would make them differ from process to process.
+        for (_, promise) in candidacy.promises.sorted(by: { $0.key < $1.key }) {
             for reported in promise.records {
                 maxSlot = Swift.max(maxSlot, reported.slot)
                 if reported.record.chosen {
