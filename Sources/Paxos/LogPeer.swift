@@ -225,7 +225,9 @@ public actor LogPeer<Machine: StateMachine> {
         let (id, ready) = core.read()
         if ready.failedReads.contains(id) {
             enqueue(ready)
-            return .notLeader
+            // A leader refuses a read only when too many wait: not a reason to send it through
+            // the log, which is busier still.
+            return core.isLeader ? .failed("too many reads waiting for confirmation") : .notLeader
         }
         if let index = core.waitingReadIndex, let through = pending.appliedThrough, index <= through {
             // The applies it waits for are pending without a client of their own: commit them now.
@@ -346,12 +348,14 @@ public actor LogPeer<Machine: StateMachine> {
         pending.messages += ready.messages
         pending.localReplies += ready.localReplies
         for mutation in ready.mutations {
-            if case .installSnapshot = mutation {
-                // Installing stands for many applies: the replica serves from it once durable.
+            if case .installSnapshot(let applied) = mutation {
+                // Installing stands for many applies: the replica serves from it once durable,
+                // and reports it applied through its slot after the commit (reads wait for that).
                 pending.prompt = true
+                pending.appliedThrough = Swift.max(pending.appliedThrough ?? 0, applied)
             }
             guard case .apply(let slot, let entry) = mutation else { continue }
-            pending.appliedThrough = slot
+            pending.appliedThrough = Swift.max(pending.appliedThrough ?? 0, slot)
             if !pending.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
                 pending.prompt = true
             }
@@ -626,6 +630,10 @@ public actor LogPeer<Machine: StateMachine> {
                     metadata: ["from": "\(from)", "their_applied": "\(theirApplied)"])
             case .snapshotInstalled(let from, let applied):
                 logger.info("snapshot installed", metadata: ["from": "\(from)", "applied": "\(applied)"])
+            case .conflictingChosen(let slot):
+                logger.critical(
+                    "a peer reported another entry chosen in a slot than the one this node knows chosen: a broken or hostile peer; the known entry is kept",
+                    metadata: ["slot": "\(slot)"])
             }
         }
     }

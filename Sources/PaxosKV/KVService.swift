@@ -25,7 +25,11 @@ public struct KVService: Sendable {
     {
         let outcome: SubmitOutcome
         if command.operation.isReadOnly {
-            outcome = await peer.read(command.encode(), consistency: consistency)
+            // A serializable read may run on a node behind the session's last write, where the
+            // session's checks would misjudge it (an expired session for one opened a moment
+            // ago); a read needs no session, so it goes without.
+            let read = consistency == .serializable ? KVCommand(operation: command.operation) : command
+            outcome = await peer.read(read.encode(), consistency: consistency)
         } else {
             // A session makes a command safe to resend (the machine answers a repeat from it).
             outcome = await peer.submit(command.encode(), resendable: command.client != 0)

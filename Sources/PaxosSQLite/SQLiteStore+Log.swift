@@ -27,6 +27,16 @@ extension SQLiteStore: LogStore {
                 state.logStart = Slot(row.integer(4))
                 state.incarnation = UInt64(bitPattern: row.integer(5))
             }
+            // The replica takes these as given and asserts what they must satisfy: a file that
+            // breaks it was damaged or edited, and is refused here rather than crashing it later.
+            guard state.applied >= 0, state.applied < LogWire.maxSlot, state.logStart >= 1,
+                state.logStart <= state.applied + 1
+            else {
+                throw SQLiteError(
+                    .corrupt,
+                    "\(self.path): log_state is inconsistent (applied \(state.applied), log_start \(state.logStart)): the file was damaged or edited"
+                )
+            }
             var undecodable: Slot?
             try connection.run("SELECT slot, ballot_round, ballot_node, chosen, entry FROM log_entries") {
                 (row: SQLiteRow) throws(SQLiteError) in

@@ -445,11 +445,13 @@ struct LogSimulation {
             let after = durable[node]!.applied
             switch mutation {
             case .apply(let slot, let entry):
-                appliedThrough = slot
+                appliedThrough = Swift.max(appliedThrough ?? 0, slot)
                 if after > before {
                     sequence += entry.map(\.command).filter { !MembershipChange.isChange($0) }
                 }
-            case .installSnapshot:
+            case .installSnapshot(let slot):
+                // Reported like an apply through its slot: reads wait for it.
+                appliedThrough = Swift.max(appliedThrough ?? 0, slot)
                 if after > before {
                     snapshotsInstalled += 1
                     sequence = ListMachine.commands(durable[node]!.machine)

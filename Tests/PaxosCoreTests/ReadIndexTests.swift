@@ -187,6 +187,57 @@ struct ReadIndexTests {
         }
     }
 
+    @Test(
+        "a leader that catches up by snapshot serves no read from the rows before the install is committed (found by review)"
+    )
+    func snapshotOnLeaderWaitsForTheInstall() throws {
+        var reached = 0
+        for seed in UInt64(1)...UInt64(40) {
+            var simulation = stableCluster(seed: seed)
+            let old = try #require(simulation.leaders.first)
+            let lagging = simulation.peers.first { $0 != old }!
+            let other = simulation.peers.first { $0 != old && $0 != lagging }!
+            // The lagging node misses 80 writes, which the others release.
+            simulation.isolated = [lagging]
+            for _ in 0..<80 {
+                simulation.submit(at: old)
+                simulation.deliverAll()
+            }
+            for _ in 0..<4 {
+                simulation.tick(old)
+                simulation.deliverAll()
+            }
+            #expect(simulation.replicas[other]!.logStart > simulation.replicas[lagging]!.firstUnchosen)
+            // The old leader is cut off; when the lagging node wins, it reads at once, and catches
+            // up from the other's snapshot while the read's round completes.
+            simulation.isolated = [old]
+            var issued = false
+            for _ in 0..<200_000 {
+                if let node = simulation.peers.first(where: {
+                    $0 != old && !(simulation.pending[$0]?.isEmpty ?? true)
+                }) {
+                    simulation.commit(node, mayCrash: false)
+                } else if !simulation.deliverFirst(where: { _ in true }) {
+                    if issued, simulation.readsServed + simulation.readsFailed > 0 { break }
+                    simulation.tick(lagging)
+                    simulation.tick(other)
+                }
+                if !issued, simulation.replicas[lagging]!.isLeader {
+                    if simulation.replicas[lagging]!.applied + 1 >= simulation.replicas[other]!.firstUnchosen
+                    {
+                        break
+                    }
+                    simulation.read(at: lagging)
+                    issued = true
+                }
+                if !issued, simulation.replicas[other]!.isLeader { break }
+            }
+            if issued, simulation.snapshotsInstalled > 0 { reached += 1 }
+            #expect(simulation.violations.isEmpty, "seed \(seed): \(simulation.violations.prefix(2))")
+        }
+        #expect(reached >= 5, "only \(reached) seeds read at a leader that installed a snapshot")
+    }
+
     @Test("lost confirmations are asked again after resendTicks, under the same round")
     func lostConfirmationsAreResent() throws {
         var simulation = stableCluster()
@@ -286,6 +337,23 @@ struct ReadIndexTests {
             #expect(simulation.readsServed > 20, "seed \(seed): too few reads served to mean anything")
             #expect(servedAtCutOff == 0, "seed \(seed): a cut-off node served a read at once")
         }
+    }
+
+    @Test(
+        "a peer that reports another entry chosen in a slot known chosen is reported, and the known entry stays"
+    )
+    func conflictingChosenIsRefused() {
+        let known: LogEntry = [Proposal(id: ProposalID(node: 1, incarnation: 1, number: 1), command: [1])]
+        let other: LogEntry = [Proposal(id: ProposalID(node: 3, incarnation: 1, number: 1), command: [2])]
+        var state = LogDurableState()
+        state.apply(.choose(slot: 3, entry: known))
+        var replica = LogReplica(me: 2, peers: [1, 2, 3], state: state, configuration: .simulation)
+        let ready = replica.onReply(
+            LogReplyEnvelope(
+                from: 3, reply: .chosen(entries: [SlotEntry(slot: 3, entry: other)], firstUnchosen: 4)))
+        #expect(ready.events.contains(.conflictingChosen(slot: 3)))
+        #expect(!ready.mutations.contains(.choose(slot: 3, entry: other)))
+        #expect(replica.records[3]?.entry == known)
     }
 
     @Test("an acceptor answers a confirmation with its promise and changes nothing")

@@ -327,6 +327,13 @@ struct TranscriptCluster {
             for line in ready.description.split(separator: "\n") { emit("  " + line) }
         }
         for message in ready.eagerMessages { network.append(.request(message)) }
+        if let reply = ready.eagerReply {
+            if let request {
+                network.append(.reply(request, reply))
+            } else {
+                violations.append("\(header): a reply with no request to answer")
+            }
+        }
         var batch = pending[node] ?? Pending()
         batch.mutations += ready.mutations
         batch.messages += ready.messages
@@ -353,7 +360,10 @@ struct TranscriptCluster {
             } catch {
                 violations.append("\(node) could not persist \(mutation): \(error)")
             }
-            if case .apply(let slot, _) = mutation { appliedThrough = slot }
+            if case .apply(let slot, _) = mutation { appliedThrough = Swift.max(appliedThrough ?? 0, slot) }
+            if case .installSnapshot(let slot) = mutation {
+                appliedThrough = Swift.max(appliedThrough ?? 0, slot)
+            }
         }
         emit(
             "\(node) persisted \(batch.mutations.count) mutations; releases \(batch.messages.count) messages, \(batch.replies.count) replies, \(batch.localReplies.count) local replies"

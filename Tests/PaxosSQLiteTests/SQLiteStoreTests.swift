@@ -177,6 +177,34 @@ struct SQLiteStoreTests {
         #expect(openError(dir.url.path)?.code == .cannotOpen)
     }
 
+    @Test(
+        "a log_state edited out of its invariants (log start past applied + 1, a negative applied) is refused with a clear error"
+    )
+    func inconsistentLogStateRefused() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path("n.db")
+        let store = try SQLiteStore(path: path)
+        _ = try await store.loadLog()
+        await store.close()
+        for edit in [
+            "UPDATE log_state SET log_start = 50, applied = 3", "UPDATE log_state SET applied = -2",
+            "UPDATE log_state SET log_start = 0",
+        ] {
+            _ = try sqlite(path, "UPDATE log_state SET log_start = 1, applied = 0")
+            _ = try sqlite(path, edit)
+            let reopened = try SQLiteStore(path: path)
+            do {
+                _ = try await reopened.loadLog()
+                Issue.record("loaded an inconsistent log_state after \(edit)")
+            } catch let error as SQLiteError {
+                #expect(
+                    error.code == .corrupt && error.message.contains("log_state is inconsistent"), "\(error)")
+            }
+            await reopened.close()
+        }
+    }
+
     @Test("a corrupt file is refused instead of being used as if it were empty")
     func corruptFile() async throws {
         let dir = try TempDir()

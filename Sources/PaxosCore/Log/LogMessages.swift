@@ -161,8 +161,9 @@ public struct LogOutbound: Hashable, Sendable, CustomStringConvertible {
 ///    `apply` mutations among them run the state machine inside that same transaction.
 /// 3. SEND: only after that commit returned, send ``messages`` and ``reply``, and feed
 ///    ``localReplies`` back with ``LogReplica/onReply(_:)``.
-/// 4. APPLY: after that commit, report the highest slot it applied and the outputs of this
-///    replica's proposals with ``LogReplica/onApplied(through:outputs:)``. Applied mutations that
+/// 4. APPLY: after that commit, report the highest slot it applied (an `installSnapshot` applies
+///    through its slot) and the outputs of this replica's proposals with
+///    ``LogReplica/onApplied(through:outputs:)``. Applied mutations that
 ///    gate no client MAY wait for a later commit: the chosen entries are safe at a majority, and
 ///    a restart applies them again from the durable applied index.
 ///
@@ -208,7 +209,8 @@ public struct LogReady: Sendable, CustomStringConvertible {
 
     public var isEmpty: Bool {
         mutations.isEmpty && eagerMessages.isEmpty && messages.isEmpty && localReplies.isEmpty
-            && reply == nil && eagerReply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty && events.isEmpty
+            && reply == nil && eagerReply == nil && results.isEmpty && failed.isEmpty && unknown.isEmpty
+            && events.isEmpty
             && reads.isEmpty && failedReads.isEmpty
     }
 
@@ -273,6 +275,9 @@ public enum ReplicaEvent: Hashable, Sendable, CustomStringConvertible {
     case snapshotStarted(from: NodeID, theirApplied: Slot, resuming: Bool)
     /// This replica installed the snapshot from `from`, which applied the log up to `applied`.
     case snapshotInstalled(from: NodeID, applied: Slot)
+    /// A peer reported an entry chosen in `slot` other than the one this replica knows chosen
+    /// there: a broken or hostile peer (Paxos rules it out). The known entry stays.
+    case conflictingChosen(slot: Slot)
 
     public var description: String {
         switch self {
@@ -287,6 +292,8 @@ public enum ReplicaEvent: Hashable, Sendable, CustomStringConvertible {
             "\(resuming ? "resuming" : "fetching") a snapshot from node \(from.rawValue) (applied up to \(applied))"
         case .snapshotInstalled(let from, let applied):
             "installed the snapshot from node \(from.rawValue): applied up to slot \(applied)"
+        case .conflictingChosen(let slot):
+            "a peer reported another entry chosen in slot \(slot) than the one known chosen: kept the known one"
         case .membership(let membership): "membership \(membership)"
         case .refusedPeer(let peer, let incarnation, let known):
             "refused node \(peer.rawValue) with incarnation \(String(incarnation, radix: 16)) (known: \(String(known, radix: 16)))"

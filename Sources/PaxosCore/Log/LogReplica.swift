@@ -165,6 +165,10 @@ public struct LogReplica: Sendable {
     public private(set) var maxRound: UInt64
     public private(set) var records: [Slot: LogRecord]
     public private(set) var applied: Slot
+    /// The highest slot the driver reported applied after its commit (``onApplied``): what a
+    /// read of the store sees. ``applied`` runs ahead of it while a snapshot install is not yet
+    /// committed, so reads wait for this one.
+    public private(set) var committedApplied: Slot
     public private(set) var logStart: Slot
     /// Entries through this slot were handed to the driver to apply (``applied`` trails it
     /// until the driver reports back).
@@ -238,6 +242,7 @@ public struct LogReplica: Sendable {
         self.maxRound = Swift.max(state.maxRound, state.promised?.round ?? 0)
         self.records = state.records
         self.applied = state.applied
+        self.committedApplied = state.applied
         self.logStart = state.logStart
         self.handedOut = state.applied
         self.staging = state.staging
@@ -359,7 +364,7 @@ public struct LogReplica: Sendable {
     /// The lowest read index a read waits to see applied (`nil`: none waits for an apply), so
     /// a driver commits the apply that serves it at once instead of with a later batch.
     public var waitingReadIndex: Slot? {
-        leadership?.reads.lazy.map(\.index).filter { $0 > applied }.min()
+        leadership?.reads.lazy.map(\.index).filter { $0 > committedApplied }.min()
     }
 
     /// The driver stopped waiting for read `id`.
@@ -410,7 +415,7 @@ public struct LogReplica: Sendable {
         guard let leadership, !leadership.reads.isEmpty else { return }
         var waiting: [PendingRead] = []
         for read in leadership.reads {
-            if read.round <= leadership.confirmedRound, read.index <= applied {
+            if read.round <= leadership.confirmedRound, read.index <= committedApplied {
                 ready.reads.append(read.id)
             } else {
                 waiting.append(read)
@@ -1127,7 +1132,8 @@ public struct LogReplica: Sendable {
     /// Asks again the voters that have not confirmed the read round in flight: the confirmations
     /// may be lost. The round keeps its number: every read it serves arrived before it started.
     private mutating func resendReadRound(_ ready: inout LogReady) {
-        guard let leadership, leadership.readRound > leadership.confirmedRound,
+        // A round whose reads were all given up on waits for the next read to ask again.
+        guard let leadership, leadership.readRound > leadership.confirmedRound, !leadership.reads.isEmpty,
             now - leadership.readRoundSentAt >= UInt64(configuration.resendTicks)
         else { return }
         self.leadership!.readRoundSentAt = now
@@ -1184,6 +1190,13 @@ public struct LogReplica: Sendable {
 
     private mutating func learn(_ slot: Slot, _ entry: LogEntry, _ ready: inout LogReady) {
         guard slot >= firstUnchosen, slot >= logStart else { return }
+        if let known = records[slot], known.chosen, known.entry != entry {
+            // Two entries chosen in one slot is what Paxos rules out: whoever reports another
+            // one is broken or hostile. Keep the one known; never apply both. (An input, so
+            // reported, not asserted.)
+            ready.events.append(.conflictingChosen(slot: slot))
+            return
+        }
         let held = records[slot]?.entry == entry
         records[slot] = LogRecord(ballot: held ? records[slot]?.ballot : nil, entry: entry, chosen: true)
         // When the slot already holds this entry, knowing it is chosen is a cache: the applied
@@ -1287,11 +1300,13 @@ public struct LogReplica: Sendable {
         if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
     }
 
-    /// The driver committed the `apply` mutations through `slot`; `outputs` are the state
-    /// machine's answers to this replica's proposals among them.
+    /// The driver committed the `apply` mutations through `slot` (or an `installSnapshot` of
+    /// the state after `slot`); `outputs` are the state machine's answers to this replica's
+    /// proposals among them.
     public mutating func onApplied(through slot: Slot, outputs: [(ProposalID, Value)]) -> LogReady {
         var ready = LogReady()
         let through = Swift.min(slot, handedOut)
+        committedApplied = Swift.max(committedApplied, through)
         if through > applied {
             for applying in (applied + 1)...through {
                 retainedBytes += records[applying].map { Self.wireSize($0.entry) } ?? 0
@@ -1356,6 +1371,28 @@ public struct LogReplica: Sendable {
             ready.mutations.append(.release(below: target))
         }
         drive(&ready)
+        checkInvariants()
+    }
+
+    /// What every step leaves true, whatever its input; a break is a bug in this type, so it
+    /// stops the process rather than go on from a state nothing was proven for. (The driver
+    /// checks durable state against the same rules when it loads it.)
+    private func checkInvariants() {
+        precondition(
+            applied <= handedOut && handedOut < firstUnchosen,
+            "applied \(applied) ≤ handed out \(handedOut) < first unchosen \(firstUnchosen)")
+        precondition(logStart <= applied + 1, "log start \(logStart) ≤ applied \(applied) + 1")
+        precondition(
+            committedApplied <= applied, "committed applied \(committedApplied) ≤ applied \(applied)")
+        precondition(promised.map { $0.round <= maxRound } ?? true, "maxRound \(maxRound) below the promise")
+        if let leadership {
+            precondition(leadership.ballot == promised, "a leader's promise is its own ballot")
+            precondition(
+                candidacy == nil && preVote == nil, "a leader neither campaigns nor asks for pre-votes")
+            precondition(
+                leadership.confirmedRound <= leadership.readRound, "a read round confirmed before it began")
+            precondition(leader == me, "a leader knows itself as the leader")
+        }
     }
 
     // MARK: - Helpers
