@@ -79,7 +79,12 @@ func randomLogMutations(_ random: inout SplitMix64, count: Int) -> [[LogMutation
                 applied += 1
                 batch.append(.apply(slot: applied, entry: entry))
             case 6:
-                batch.append(.release(below: Swift.max(1, slot - Int.random(in: 0..<5, using: &random))))
+                // A replica releases only what it applied (below applied + 1): the store refuses a
+                // log_state past that when it loads it.
+                batch.append(
+                    .release(
+                        below: Swift.max(
+                            1, Swift.min(slot, applied + 1) - Int.random(in: 0..<5, using: &random))))
             case 7:
                 if staging == nil || Int.random(in: 0..<5, using: &random) == 0 {
                     // A new snapshot, ahead of the applied index or (sometimes) stale.
