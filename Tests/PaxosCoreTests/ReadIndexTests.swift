@@ -279,7 +279,7 @@ struct ReadIndexTests {
 
     @Test(
         "every read served sees every write acknowledged before it began, while leaders are cut off for long enough that others replace them and write, and nodes crash and return",
-        .serialized, arguments: Array(UInt64(1)...UInt64(16)))
+        .serialized, arguments: seeds)
     func readsUnderLongPartitions(seed: UInt64) async {
         await simulating {
             var simulation = LogSimulation(
