@@ -334,7 +334,7 @@ struct ReadIndexTests {
                 }
             }
             #expect(simulation.violations.isEmpty, "seed \(seed): \(simulation.violations.prefix(3))")
-            #expect(simulation.readsServed > 20, "seed \(seed): too few reads served to mean anything")
+            #expect(simulation.readsServed >= 10, "seed \(seed): too few reads served to mean anything")
             #expect(servedAtCutOff == 0, "seed \(seed): a cut-off node served a read at once")
         }
     }

@@ -27,7 +27,14 @@ struct SnapshotProcessTests {
         var expected: [String: String] = ["warm": "up"]
         for index in 0..<60 {
             let value = String(repeating: "v\(index)-", count: 1 + index * 40)
-            #expect(try await put(old, 1 + index % 3, "key-\(index)", value) == 200)
+            // A put is idempotent: retried like a client would, across a leader change that a
+            // loaded machine can cause (503 no_leader, 504 outcome_unknown).
+            var status = try await put(old, 1 + index % 3, "key-\(index)", value)
+            for _ in 0..<20 where status == 503 || status == 504 {
+                try await Task.sleep(for: .milliseconds(100))
+                status = try await put(old, 1 + index % 3, "key-\(index)", value)
+            }
+            #expect(status == 200, "PUT key-\(index): \(status)")
             expected["key-\(index)"] = value
         }
         #expect(try await http("DELETE", "\(old.url(2))/v1/kv/key-7", timeout: 10).status == 200)
