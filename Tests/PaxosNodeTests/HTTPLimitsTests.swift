@@ -161,11 +161,17 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// Reads what is there within `timeout`: nil when nothing came, empty when the peer closed.
-    private func read(timeout: Duration) -> [UInt8]? {
+    ///
+    /// Polls without blocking and sleeps between polls: a blocking `poll` would hold one of the
+    /// cooperative pool's threads (two on a 2-core CI machine) for the whole wait, and the
+    /// server under test answers on that pool, as do the other suites running beside this one.
+    private func read(timeout: Duration) async -> [UInt8]? {
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let milliseconds = Int32(
-            timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        guard poll(&poller, 1, milliseconds) > 0 else { return nil }
+        let end = ContinuousClock.now + timeout
+        while poll(&poller, 1, 0) <= 0 {
+            guard ContinuousClock.now < end else { return nil }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
         var buffer = [UInt8](repeating: 0, count: 65536)
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         return n > 0 ? Array(buffer[0..<n]) : []
@@ -177,7 +183,7 @@ final class RawConnection: @unchecked Sendable {
         let end = ContinuousClock.now + within
         while ContinuousClock.now < end {
             if (try? send(chunk)) == nil { return true }
-            if let bytes = read(timeout: interval) {
+            if let bytes = await read(timeout: interval) {
                 if bytes.isEmpty { return true }
             }
         }
@@ -188,7 +194,7 @@ final class RawConnection: @unchecked Sendable {
     func waitForClose(within: Duration) async throws -> Bool {
         let end = ContinuousClock.now + within
         while ContinuousClock.now < end {
-            if let bytes = read(timeout: .milliseconds(100)), bytes.isEmpty { return true }
+            if let bytes = await read(timeout: .milliseconds(100)), bytes.isEmpty { return true }
             await Task.yield()
         }
         return false
@@ -199,7 +205,7 @@ final class RawConnection: @unchecked Sendable {
         var data: [UInt8] = []
         let end = ContinuousClock.now + within
         while ContinuousClock.now < end {
-            guard let bytes = read(timeout: .milliseconds(100)) else { continue }
+            guard let bytes = await read(timeout: .milliseconds(100)) else { continue }
             if bytes.isEmpty { break }
             data += bytes
         }
@@ -212,7 +218,7 @@ final class RawConnection: @unchecked Sendable {
         var data: [UInt8] = []
         let end = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < end {
-            guard let bytes = read(timeout: .milliseconds(100)) else {
+            guard let bytes = await read(timeout: .milliseconds(100)) else {
                 if !data.isEmpty { break }
                 continue
             }
