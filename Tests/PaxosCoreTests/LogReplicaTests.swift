@@ -4,16 +4,10 @@ import Testing
 /// Claims about the Multi-Paxos replica, one per test, on the pure core.
 @Suite("Replicated log (LogReplica)")
 struct LogReplicaTests {
-    /// A cluster with a leader elected and every message delivered.
     func stableCluster(_ count: Int = 3, seed: UInt64 = 7, configuration: LogConfiguration = .simulation)
         -> LogSimulation
     {
-        var simulation = LogSimulation(count: count, seed: seed, configuration: configuration)
-        for _ in 0..<200 where simulation.leaders.isEmpty {
-            for node in simulation.peers { simulation.tick(node) }
-            simulation.deliverAll()
-        }
-        return simulation
+        LogSimulation.elected(count, seed: seed, configuration: configuration)
     }
 
     func ballot(_ round: UInt64, _ node: UInt32) -> Ballot { Ballot(round: round, node: NodeID(node)) }

@@ -153,6 +153,18 @@ struct LogSimulation {
         for peer in peers { restart(peer) }
     }
 
+    /// A cluster with a leader elected and every message delivered.
+    static func elected(_ count: Int = 3, seed: UInt64 = 7, configuration: LogConfiguration = .simulation)
+        -> LogSimulation
+    {
+        var simulation = LogSimulation(count: count, seed: seed, configuration: configuration)
+        for _ in 0..<200 where simulation.leaders.isEmpty {
+            for node in simulation.peers { simulation.tick(node) }
+            simulation.deliverAll()
+        }
+        return simulation
+    }
+
     var up: [NodeID] { peers.filter { replicas[$0] != nil } }
 
     var leaders: [NodeID] { up.filter { replicas[$0]!.isLeader } }

@@ -8,14 +8,8 @@ import Testing
 /// confirmation would serve such a read.
 @Suite("Read index (LogReplica.read)")
 struct ReadIndexTests {
-    /// A cluster with a leader elected and every message delivered.
     func stableCluster(_ count: Int = 3, seed: UInt64 = 7) -> LogSimulation {
-        var simulation = LogSimulation(count: count, seed: seed, configuration: .simulation)
-        for _ in 0..<200 where simulation.leaders.isEmpty {
-            for node in simulation.peers { simulation.tick(node) }
-            simulation.deliverAll()
-        }
-        return simulation
+        LogSimulation.elected(count, seed: seed)
     }
 
     @Test("a read at the leader costs one round of confirmations: no log write, no slot, no fsync")
