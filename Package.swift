@@ -42,12 +42,12 @@ let package = Package(
         .target(name: "PaxosCore"),
         // Versioned binary codec for peer messages.
         .target(name: "PaxosWire", dependencies: ["PaxosCore"]),
-        // The runtimes: the PaxosPeer and LogPeer actors (core + store + transport + ticks) and
-        // their transport protocols, PaxosTransport and LogTransport.
+        // The runtime (ReplicaRuntime: core + store + transport + ticks), its two faces PaxosPeer
+        // and LogPeer, and the PeerTransport it sends and serves on.
         .target(
             name: "Paxos",
             dependencies: [
-                "PaxosCore", .product(name: "Logging", package: "swift-log"),
+                "PaxosCore", "PaxosWire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
         // The replicated key-value state machine (pure), its command codec, and KVService, which

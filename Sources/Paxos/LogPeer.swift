@@ -1,5 +1,6 @@
 import Logging
 import PaxosCore
+import PaxosWire
 
 /// The outcome of a proposal handed to a ``LogPeer``.
 public enum SubmitOutcome: Hashable, Sendable {
@@ -26,7 +27,7 @@ public enum ReadConsistency: String, Hashable, Sendable, CaseIterable {
 }
 
 /// One replica of the replicated log: a ``LogReplica`` (the pure protocol) driven by a
-/// ``ReplicaRuntime`` with a durable ``LogStore``, a ``LogTransport``, a clock and the state
+/// ``ReplicaRuntime`` with a durable ``LogStore``, a ``PeerTransport``, a clock and the state
 /// machine the store applies entries with.
 ///
 /// The runtime carries out every ``LogReady`` as its contract demands: a leader's accepts leave
@@ -71,7 +72,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
 
         public var core: LogReplica
         let me: NodeID
-        let transport: any LogTransport
+        let transport: any PeerTransport
         let submitTimeoutTicks: UInt64
         let logger: Logger
         let metrics: LogMetrics
@@ -181,6 +182,17 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         public func answers(_ reply: LogReplyEnvelope, _ outbound: LogOutbound) -> Bool {
             reply.from == outbound.to
         }
+
+        public static var channel: PeerChannel { .log }
+        public static func encode(request: LogRequestEnvelope) -> [UInt8] { LogWire.encode(request) }
+        public static func decode(request bytes: [UInt8]) throws -> LogRequestEnvelope {
+            try LogWire.decodeRequest(bytes, maxValueBytes: bytes.count)
+        }
+        public static func encode(reply: LogReplyEnvelope) -> [UInt8] { LogWire.encode(reply) }
+        public static func decode(reply bytes: [UInt8]) throws -> LogReplyEnvelope {
+            try LogWire.decodeReply(bytes, maxValueBytes: bytes.count)
+        }
+        public static func sender(of request: LogRequestEnvelope) -> NodeID { request.from }
 
         public func roundTripObserver(for outbound: LogOutbound) -> (@Sendable (Duration) -> Void)? {
             guard LogMetrics.measuresRoundTrip(outbound.envelope.request) else { return nil }
@@ -348,12 +360,12 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     private let runtime: ReplicaRuntime<Driver>
     private let machine: Machine
     private let store: any LogStore
-    private let transport: any LogTransport
+    private let transport: any PeerTransport
     private let snapshots: LogSnapshotServer
     private let metrics: LogMetrics
 
     private init(
-        runtime: ReplicaRuntime<Driver>, machine: Machine, store: any LogStore, transport: any LogTransport,
+        runtime: ReplicaRuntime<Driver>, machine: Machine, store: any LogStore, transport: any PeerTransport,
         snapshots: LogSnapshotServer, metrics: LogMetrics
     ) {
         self.me = runtime.me
@@ -381,7 +393,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - logger: where membership events and refusals are reported.
     ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
     public static func make(
-        me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any LogTransport,
+        me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any PeerTransport,
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
         submitTimeout: Duration = .seconds(5), snapshotIdle: Duration = .seconds(30), seed: UInt64 = 1,
         incarnation: UInt64? = nil, addresses: [NodeID: String] = [:], joining: Bool = false,
@@ -408,25 +420,32 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
             persist: { mutations, early in
                 try await store.commitLog(mutations, machine: machine, outputsFor: me, beforeDurable: early)
             },
-            call: { request, peer in try await transport.call(request, to: peer) },
+            transport: transport,
             unserve: { _ in
-                await transport.stopServingLog()
+                transport.serve(.log, with: nil)
                 await snapshots.close()
             },
             tickInterval: tickInterval, sleep: sleep,
-            alongside: [{ await snapshots.sweep(every: tickInterval, sleep: sleep) }])
+            alongside: [{ await snapshots.run(tickInterval: tickInterval, sleep: sleep) }])
         let peer = LogPeer(
             runtime: runtime, machine: machine, store: store, transport: transport, snapshots: snapshots,
             metrics: metrics)
         await peer.startUp(logger: logger)
-        await transport.serveLog { [weak runtime] request in
-            guard let runtime else { return nil }
-            if case .snapshotChunk(let token, let after) = request.request {
-                // Any authenticated peer: a node that joins fetches a snapshot before it is a member.
-                guard request.from != me, await runtime.isServing else { return nil }
-                return await snapshots.serve(to: request.from, token: token, after: after)
+        transport.serve(.log) { [weak runtime] from, payload, respond in
+            guard let runtime else { return respond(.none) }
+            switch ReplicaRuntime<Driver>.decode(from: from, payload: payload) {
+            case .failure(let refusal):
+                respond(.refuse(refusal.message))
+            case .success(let request):
+                if case .snapshotChunk(let token, let after) = request.request {
+                    // Any authenticated peer: a node that joins fetches a snapshot before it is a
+                    // member.
+                    guard from != me else { return respond(.none) }
+                    snapshots.request(from: from, token: token, after: after, respond: respond)
+                } else {
+                    runtime.deliver(request, respond: respond)
+                }
             }
-            return await runtime.handle(request)
         }
         await runtime.start()
         return peer
@@ -570,6 +589,14 @@ actor LogSnapshotServer {
     private var opening: Set<NodeID> = []
     private var ticks: UInt64 = 0
     private var closed = false
+    private struct Request: Sendable {
+        var from: NodeID
+        var token: UInt64
+        var after: MachineKey?
+        var respond: @Sendable (PeerAnswer) -> Void
+    }
+    private let requests: AsyncStream<Request>
+    private let requestInput: AsyncStream<Request>.Continuation
 
     init(
         me: NodeID, memberIncarnation: UInt64, store: any LogStore, chunkBytes: Int, idleTicks: UInt64,
@@ -581,6 +608,35 @@ actor LogSnapshotServer {
         self.chunkBytes = chunkBytes
         self.idleTicks = idleTicks
         self.metrics = metrics
+        (requests, requestInput) = AsyncStream.makeStream(of: Request.self)
+    }
+
+    deinit { requestInput.finish() }
+
+    /// A peer's chunk request, from the transport's thread: answered by ``run(tickInterval:sleep:)``.
+    nonisolated func request(
+        from: NodeID, token: UInt64, after: MachineKey?, respond: @escaping @Sendable (PeerAnswer) -> Void
+    ) {
+        if case .terminated = requestInput.yield(
+            Request(from: from, token: token, after: after, respond: respond))
+        {
+            respond(.none)
+        }
+    }
+
+    /// Answers chunk requests, each in a task of its own (a slow read of one peer's snapshot
+    /// holds up no other), and closes idle snapshots once a tick, until cancelled.
+    func run(tickInterval: Duration, sleep: @escaping @Sendable (Duration) async throws -> Void) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.sweep(every: tickInterval, sleep: sleep) }
+            for await request in requests {
+                group.addTask {
+                    let reply = await self.serve(to: request.from, token: request.token, after: request.after)
+                    request.respond(reply.map { .reply(LogWire.encode($0)) } ?? .none)
+                }
+            }
+            group.cancelAll()
+        }
     }
 
     var openCount: Int { readers.count }

@@ -1,7 +1,8 @@
 import PaxosCore
+import PaxosWire
 
 /// One Paxos peer, the 6.824 lab's `Make(peers, me)`: a ``PaxosNode`` (the pure protocol) driven
-/// by a ``ReplicaRuntime`` with a durable ``AcceptorStore``, a ``PaxosTransport`` and a clock.
+/// by a ``ReplicaRuntime`` with a durable ``AcceptorStore``, a ``PeerTransport`` and a clock.
 ///
 /// The runtime carries out every ``Ready`` in the order its contract demands — persist, then
 /// send, then apply — with group commit. This type is the lab's API over it; its one piece of
@@ -41,6 +42,17 @@ public final class PaxosPeer: Sendable {
         public func answers(_ reply: ReplyEnvelope, _ outbound: OutboundRequest) -> Bool {
             reply.from == outbound.to && reply.reply.seq == outbound.envelope.request.seq
         }
+
+        public static var channel: PeerChannel { .classic }
+        public static func encode(request: RequestEnvelope) -> [UInt8] { PaxosWire.encode(request) }
+        public static func decode(request bytes: [UInt8]) throws -> RequestEnvelope {
+            try PaxosWire.decodeRequest(bytes, maxValueBytes: bytes.count)
+        }
+        public static func encode(reply: ReplyEnvelope) -> [UInt8] { PaxosWire.encode(reply) }
+        public static func decode(reply bytes: [UInt8]) throws -> ReplyEnvelope {
+            try PaxosWire.decodeReply(bytes, maxValueBytes: bytes.count)
+        }
+        public static func sender(of request: RequestEnvelope) -> NodeID { request.from }
     }
 
     /// This peer's id.
@@ -72,7 +84,7 @@ public final class PaxosPeer: Sendable {
     ///     between creating the store and this call returning, the caller must treat that store
     ///     as new again on the next start.
     public static func make(
-        me: NodeID, peers: [NodeID], store: any AcceptorStore, transport: any PaxosTransport,
+        me: NodeID, peers: [NodeID], store: any AcceptorStore, transport: any PeerTransport,
         configuration: PaxosConfiguration = PaxosConfiguration(), tickInterval: Duration = .milliseconds(10),
         seed: UInt64 = 1, recover: Bool = false,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
@@ -90,12 +102,15 @@ public final class PaxosPeer: Sendable {
         let runtime = ReplicaRuntime(
             me: me, driver: Driver(core: core),
             persist: { mutations, _ in try await store.commit(mutations) },
-            call: { request, peer in try await transport.call(request, to: peer) },
+            transport: transport,
             // A peer whose commit failed stays on the network and answers nothing, as a lab peer.
             unserve: { failed in if !failed { await transport.shutdown() } }, tickInterval: tickInterval,
             sleep: sleep)
         let peer = PaxosPeer(runtime: runtime)
-        await transport.serve { [weak runtime] request in await runtime?.handle(request) }
+        transport.serve(.classic) { [weak runtime] from, payload, respond in
+            guard let runtime else { return respond(.none) }
+            runtime.receive(from: from, payload: payload, respond: respond)
+        }
         // The queries (and, in a single-node cluster, nothing): their mutations are durable.
         let queries = recovery
         await runtime.act { _ in ((), queries) }

@@ -1,5 +1,6 @@
 import Logging
 import PaxosCore
+import PaxosWire
 import Synchronization
 
 // MARK: - What the runtime needs of a protocol
@@ -78,6 +79,16 @@ public protocol RuntimeDriver: SendableMetatype {
     /// Work the driver asked for that must wait (reconfiguring the transport): run in order,
     /// off the replica's executor.
     mutating func takeJobs() -> [@Sendable () async -> Void]
+
+    /// The channel the protocol's requests travel on.
+    static var channel: PeerChannel { get }
+    static func encode(request: Core.Request) -> [UInt8]
+    /// Decodes a request; every problem is an error, never a trap (the bytes come from a peer).
+    static func decode(request bytes: [UInt8]) throws -> Core.Request
+    static func encode(reply: Step.Reply) -> [UInt8]
+    static func decode(reply bytes: [UInt8]) throws -> Step.Reply
+    /// The node a request says it is from (a peer may speak only as itself).
+    static func sender(of request: Core.Request) -> NodeID
 }
 
 extension RuntimeDriver {
@@ -97,9 +108,10 @@ extension RuntimeDriver {
 /// - A failed commit stops the replica (crash-stop): nothing unreleased ever leaves.
 ///
 /// Every task the runtime needs is a child of ``run()``, which ``start()`` runs under a task
-/// the runtime holds: the tick loop, the commit loop, the inbox loop (replies and early outputs
-/// come back through it onto this actor), the senders and the driver's jobs. ``kill()`` cancels
-/// them all.
+/// the runtime holds: the tick loop, the commit loop, the inbox loop and the driver's jobs.
+/// ``kill()`` cancels them all. Messages need no task: the runtime hands them to the
+/// ``PeerTransport`` from its own executor, and requests, replies and early outputs come back
+/// through the inbox, decoded and checked on the transport's thread, onto this actor.
 public actor ReplicaRuntime<Driver: RuntimeDriver> {
     public typealias Step = Driver.Step
     public typealias Request = Driver.Core.Request
@@ -111,27 +123,29 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     public typealias Persist =
         @Sendable ([Mutation], _ early: @escaping @Sendable (Driver.Early) -> Void) async throws ->
         Driver.Output
-    /// Sends a request to a peer and returns its reply.
-    public typealias Call = @Sendable (Request, NodeID) async throws -> Reply
+    /// Answers one request of a peer.
+    public typealias Respond = @Sendable (PeerAnswer) -> Void
 
     private struct Batch {
         var mutations: [Mutation] = []
         var messages: [Outbound] = []
         var localReplies: [Reply] = []
-        var replies: [(CheckedContinuation<Reply?, Never>, Reply?)] = []
+        var replies: [(Responder, Reply?)] = []
         var notes = Driver.Notes()
 
         var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty }
     }
 
-    private enum Input: Sendable {
-        case replied(Outbound, Result<Reply, any Error>)
-        case early(Driver.Early)
+    /// Who waits for a reply to leave: a peer's request, or a local caller.
+    private enum Responder {
+        case peer(UInt64)
+        case local(CheckedContinuation<Reply?, Never>)
     }
 
-    private struct Send: Sendable {
-        var outbound: Outbound
-        var observe: (@Sendable (Duration) -> Void)?
+    private enum Input: Sendable {
+        case request(Request, UInt64)
+        case replied(Outbound, Result<Reply, TransportError>)
+        case early(Driver.Early)
     }
 
     public nonisolated let me: NodeID
@@ -147,7 +161,10 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     public private(set) var commits = 0
 
     private let persist: Persist
-    private let call: Call
+    private let transport: any PeerTransport
+    /// The peers' requests not answered yet: every one is answered exactly once, by its reply,
+    /// or with none when the replica stops, so a connection's requests in flight always drain.
+    private nonisolated let unanswered = Unanswered()
     private let unserve: @Sendable (_ failed: Bool) async -> Void
     private let tickInterval: Duration
     private let sleep: @Sendable (Duration) async throws -> Void
@@ -157,8 +174,6 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     private let inboxInput: AsyncStream<Input>.Continuation
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    private let sends: AsyncStream<Send>
-    private let sendInput: AsyncStream<Send>.Continuation
     private let jobs: AsyncStream<@Sendable () async -> Void>
     private let jobInput: AsyncStream<@Sendable () async -> Void>.Continuation
     /// The task that runs ``run()``, cancelled by ``kill()`` and when the face is released.
@@ -166,12 +181,12 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
 
     /// - Parameters:
     ///   - persist: the store's commit.
-    ///   - call: the transport's request/reply call.
+    ///   - transport: where messages go and requests come from (on `Driver.channel`).
     ///   - unserve: stops the transport from handing this replica requests: on a kill, and after
     ///     a failed commit (`failed`), when the replica answers no request either way.
     ///   - alongside: more work that lives as long as the replica (serving snapshots' sweeper).
     public init(
-        me: NodeID, driver: Driver, persist: @escaping Persist, call: @escaping Call,
+        me: NodeID, driver: Driver, persist: @escaping Persist, transport: any PeerTransport,
         unserve: @escaping @Sendable (_ failed: Bool) async -> Void, tickInterval: Duration,
         sleep: @escaping @Sendable (Duration) async throws -> Void,
         alongside: [@Sendable () async -> Void] = []
@@ -179,25 +194,24 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         self.me = me
         self.driver = driver
         self.persist = persist
-        self.call = call
+        self.transport = transport
         self.unserve = unserve
         self.tickInterval = tickInterval
         self.sleep = sleep
         self.alongside = alongside
         (inbox, inboxInput) = AsyncStream.makeStream(of: Input.self)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        (sends, sendInput) = AsyncStream.makeStream(of: Send.self)
         (jobs, jobInput) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
     }
 
     deinit {
         inboxInput.finish()
         wake.finish()
-        sendInput.finish()
         jobInput.finish()
     }
 
     /// Starts ``run()`` under a task this runtime holds (cancelled by ``kill()`` or ``cancel()``).
+    /// The face serves the transport's requests into ``receive(from:payload:respond:)``.
     public func start() {
         root.withLock { task in
             guard task == nil, !killed else { return }
@@ -216,7 +230,6 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
             group.addTask { await self.inboxLoop() }
             group.addTask { await self.commitLoop() }
             group.addTask { await self.tickLoop() }
-            group.addTask { await self.sendLoop() }
             group.addTask { await self.jobLoop() }
             for work in alongside { group.addTask { await work() } }
         }
@@ -227,17 +240,51 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     /// Whether the replica serves: false once killed or after a failed commit.
     public var isServing: Bool { !killed && failure == nil }
 
-    /// A request from a peer: the reply, once what it depends on is durable (nil: no answer).
-    public func handle(_ request: Request) async -> Reply? {
-        guard isServing else { return nil }
+    /// A request from `from`, on the transport's thread: decoded and checked here, then handed
+    /// to the replica through the inbox. A request that does not decode, or that speaks for
+    /// another node than the connection's, is refused (the transport closes that connection).
+    public nonisolated func receive(from: NodeID, payload: [UInt8], respond: @escaping Respond) {
+        switch Self.decode(from: from, payload: payload) {
+        case .success(let request): deliver(request, respond: respond)
+        case .failure(let refusal): respond(.refuse(refusal.message))
+        }
+    }
+
+    /// Decodes a request of `from` and checks that it speaks for `from`.
+    public static func decode(from: NodeID, payload: [UInt8]) -> Result<Request, TransportError> {
+        let request: Request
+        do {
+            request = try Driver.decode(request: payload)
+        } catch {
+            return .failure(TransportError("malformed \(Driver.channel) request from node \(from): \(error)"))
+        }
+        let sender = Driver.sender(of: request)
+        guard sender == from else {
+            return .failure(
+                TransportError("node \(from) sent a \(Driver.channel) request signed by node \(sender)"))
+        }
+        return .success(request)
+    }
+
+    /// Hands a decoded, checked request to the replica through the inbox.
+    public nonisolated func deliver(_ request: Request, respond: @escaping Respond) {
+        guard let id = unanswered.insert(respond) else { return respond(.none) }
+        inboxInput.yield(.request(request, id))
+    }
+
+    /// Answers the peer's request `id` with `reply` (none: no answer).
+    private func answer(_ id: UInt64, _ reply: Reply?) {
+        unanswered.take(id)?(reply.map { .reply(Driver.encode(reply: $0)) } ?? .none)
+    }
+
+    private func onRequest(_ request: Request, _ id: UInt64) {
+        guard isServing else { return answer(id, nil) }
         let step = driver.core.onRequest(request)
         guard step.reply != nil else {
             enqueue(step)
-            return step.eagerReply
+            return answer(id, step.eagerReply)
         }
-        return await withCheckedContinuation { continuation in
-            enqueue(step, replyTo: continuation)
-        }
+        enqueue(step, replyTo: .peer(id))
     }
 
     /// Runs `body` on the driver and carries out the step it returns.
@@ -263,7 +310,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         guard isServing else { return }
         let step = body(&driver)
         _ = await withCheckedContinuation { continuation in
-            enqueue(step, replyTo: continuation)
+            enqueue(step, replyTo: .local(continuation))
         }
     }
 
@@ -278,13 +325,19 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         dropUnreleased()
         driver.stopped(failure: nil)
         cancel()
+        unanswered.close()
         await unserve(false)
     }
 
     private func inboxLoop() async {
         for await input in inbox {
-            guard isServing else { continue }
+            guard isServing else {
+                if case .request(_, let id) = input { answer(id, nil) }
+                continue
+            }
             switch input {
+            case .request(let request, let id):
+                onRequest(request, id)
             case .replied(let outbound, .success(let reply)) where driver.answers(reply, outbound):
                 enqueue(driver.core.onReply(reply))
             case .replied(let outbound, _):
@@ -310,9 +363,9 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
 
     // MARK: Send now, persist, then send and apply
 
-    private func enqueue(_ step: Step, replyTo continuation: CheckedContinuation<Reply?, Never>? = nil) {
+    private func enqueue(_ step: Step, replyTo responder: Responder? = nil) {
         guard isServing else {
-            continuation?.resume(returning: nil)
+            if let responder { resolve(responder, nil) }
             return
         }
         for message in step.eagerMessages { send(message) }
@@ -321,7 +374,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         pending.mutations += step.mutations
         pending.messages += step.messages
         pending.localReplies += step.localReplies
-        if let continuation { pending.replies.append((continuation, step.reply)) }
+        if let responder { pending.replies.append((responder, step.reply)) }
         flush()
     }
 
@@ -368,10 +421,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
             committing = false
             let reason = "commit failed: \(error)"
             failure = reason
-            for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
+            for (responder, _) in batch.replies { resolve(responder, nil) }
             dropUnreleased()
             driver.stopped(failure: reason)
             cancel()
+            unanswered.close()
             await unserve(true)
             return
         }
@@ -387,45 +441,84 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
                 enqueue(step)
             }
         } else {
-            for (continuation, _) in batch.replies { continuation.resume(returning: nil) }
+            for (responder, _) in batch.replies { resolve(responder, nil) }
         }
         flush()
     }
 
     private func release(_ batch: Batch) {
         driver.released(batch.notes)
-        for (continuation, reply) in batch.replies { continuation.resume(returning: reply) }
+        for (responder, reply) in batch.replies { resolve(responder, reply) }
         for message in batch.messages { send(message) }
         for reply in batch.localReplies where isServing { enqueue(driver.core.onReply(reply)) }
     }
 
-    private func send(_ outbound: Outbound) {
-        sendInput.yield(Send(outbound: outbound, observe: driver.roundTripObserver(for: outbound)))
+    private func resolve(_ responder: Responder, _ reply: Reply?) {
+        switch responder {
+        case .peer(let id): answer(id, reply)
+        case .local(let continuation): continuation.resume(returning: reply)
+        }
     }
 
-    /// Runs every call as a child task, so that many are in flight to each peer; replies come
-    /// back through the inbox.
-    private nonisolated func sendLoop() async {
-        let call = self.call
-        let inbox = self.inboxInput
-        await withDiscardingTaskGroup { group in
-            for await send in sends {
-                group.addTask {
-                    let started = ContinuousClock.now
-                    do {
-                        let reply = try await call(send.outbound.envelope, send.outbound.to)
-                        send.observe?(ContinuousClock.now - started)
-                        inbox.yield(.replied(send.outbound, .success(reply)))
-                    } catch {
-                        inbox.yield(.replied(send.outbound, .failure(error)))
-                    }
+    /// Hands `outbound` to the transport now; its reply is decoded on the transport's thread and
+    /// comes back through the inbox.
+    private func send(_ outbound: Outbound) {
+        let inbox = inboxInput
+        let observe = driver.roundTripObserver(for: outbound)
+        let started = observe == nil ? nil : ContinuousClock.now
+        transport.send(Driver.encode(request: outbound.envelope), on: Driver.channel, to: outbound.to) {
+            result in
+            let reply = result.flatMap { payload -> Result<Reply, TransportError> in
+                do {
+                    return .success(try Driver.decode(reply: payload))
+                } catch {
+                    return .failure(TransportError("a malformed reply from \(outbound.to): \(error)"))
                 }
             }
+            if let observe, let started, case .success = reply { observe(ContinuousClock.now - started) }
+            inbox.yield(.replied(outbound, reply))
         }
     }
 
     private func dropUnreleased() {
-        for (continuation, _) in pending.replies { continuation.resume(returning: nil) }
+        for (responder, _) in pending.replies { resolve(responder, nil) }
         pending = Batch()
+    }
+}
+
+/// The requests of peers a runtime has not answered yet, under a lock: taken by whoever answers
+/// first (the runtime, or its stop), so each is answered exactly once.
+final class Unanswered: Sendable {
+    private struct State {
+        var next: UInt64 = 1
+        var open: [UInt64: @Sendable (PeerAnswer) -> Void] = [:]
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Files `respond`; nil once closed (answer at once instead).
+    func insert(_ respond: @escaping @Sendable (PeerAnswer) -> Void) -> UInt64? {
+        state.withLock { state in
+            guard !state.closed else { return nil }
+            let id = state.next
+            state.next += 1
+            state.open[id] = respond
+            return id
+        }
+    }
+
+    func take(_ id: UInt64) -> (@Sendable (PeerAnswer) -> Void)? {
+        state.withLock { $0.open.removeValue(forKey: id) }
+    }
+
+    /// Answers every open request with none, and every later one at once.
+    func close() {
+        let open = state.withLock { state in
+            state.closed = true
+            defer { state.open = [:] }
+            return state.open
+        }
+        for respond in open.values { respond(.none) }
     }
 }

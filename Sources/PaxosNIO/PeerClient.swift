@@ -12,69 +12,81 @@ import Synchronization
 /// The dialing side of one peer connection: one persistent TCP connection that carries many
 /// concurrent RPCs, matched to replies by id. Calls fail promptly while the peer is unreachable;
 /// the connection is re-dialed after a backoff that doubles up to a bound.
-actor PeerClient {
+///
+/// A send never suspends: under a lock it files the call and writes the frame to the channel
+/// (thread-safe), or queues it until the connection is up. The reply completes the call from the
+/// connection's reading task. The tasks it needs (dialing and reading one connection, the sweeper
+/// of late calls) are held here and cancelled by ``shutdown()``.
+final class PeerClient: Sendable {
+    typealias Done = @Sendable (Result<[UInt8], TransportError>) -> Void
+
     private struct Pending {
-        var continuation: CheckedContinuation<[UInt8], any Error>
+        var done: Done
         var deadline: ContinuousClock.Instant
     }
 
-    /// Calls waiting for their reply, by id, under a lock, so the connection's reading task can
-    /// complete a call without entering the actor. (The caller still resumes in the actor:
-    /// `exchange` and the reply's decoding are actor-isolated, a hop the runtime of issue 15
-    /// removes.)
+    /// Calls waiting for their reply, by id, under a lock of their own, so the connection's
+    /// reading task completes a call without touching the connection state.
     private final class Calls: Sendable {
         private let pending = Mutex<[UInt64: Pending]>([:])
 
         func insert(_ id: UInt64, _ call: Pending) { pending.withLock { $0[id] = call } }
 
-        func complete(_ id: UInt64, _ result: Result<[UInt8], any Error>) {
-            pending.withLock { $0.removeValue(forKey: id) }?.continuation.resume(with: result)
+        func complete(_ id: UInt64, _ result: Result<[UInt8], TransportError>) {
+            pending.withLock { $0.removeValue(forKey: id) }?.done(result)
         }
 
-        func failAll(_ error: any Error) {
+        func failAll(_ error: TransportError) {
             let all = pending.withLock { calls in
                 defer { calls = [:] }
                 return calls
             }
-            for (_, call) in all { call.continuation.resume(throwing: error) }
+            for (_, call) in all { call.done(.failure(error)) }
         }
 
-        func expire(now: ContinuousClock.Instant, _ error: @Sendable () -> any Error) {
+        func expire(now: ContinuousClock.Instant, _ error: TransportError) {
             let expired = pending.withLock { calls in
                 let late = calls.filter { $0.value.deadline <= now }
                 for id in late.keys { calls[id] = nil }
                 return late
             }
-            for (_, call) in expired { call.continuation.resume(throwing: error()) }
+            for (_, call) in expired { call.done(.failure(error)) }
         }
-    }
-
-    private struct Connection {
-        var generation: Int
-        /// Frames are written straight to the channel (thread-safe), not through a queue task.
-        var channel: any Channel
     }
 
     struct Closed: Error, CustomStringConvertible {
         var description: String { "connection closed" }
     }
 
+    private struct State {
+        var address: PeerAddress
+        var channel: (any Channel)?
+        var connecting = false
+        /// Requests written once the connection is up (their calls are filed already).
+        var queued: [PeerFrame] = []
+        var retryAfter: ContinuousClock.Instant?
+        var backoff: Duration
+        var nextID: UInt64 = 1
+        var generation = 0
+        var closed = false
+        var lastError: String?
+        var connection: Task<Void, Never>?
+        var sweeper: Task<Void, Never>?
+    }
+
+    private enum Action {
+        case write(any Channel, PeerFrame)
+        case fail(TransportError)
+        case dial(Int)
+        case wait
+    }
+
     let peer: NodeID
     private let settings: TCPTransport.Configuration
     private let group: any EventLoopGroup
     private let logger: Logger
-    private var address: PeerAddress
-    private var connection: Connection?
-    private var connecting = false
-    private var waiters: [CheckedContinuation<Void, any Error>] = []
-    private var retryAfter: ContinuousClock.Instant?
-    private var backoff: Duration
     private let calls = Calls()
-    private var nextID: UInt64 = 1
-    private var generation = 0
-    private var closed = false
-    private var lastError: String?
-    private var sweeper: Task<Void, Never>?
+    private let state: Mutex<State>
 
     /// Where this node listens, as it introduces itself in every hello.
     private let ownAddress: @Sendable () -> String
@@ -85,72 +97,86 @@ actor PeerClient {
     ) {
         self.ownAddress = ownAddress
         self.peer = peer
-        self.address = address
         self.settings = settings
         self.group = group
         self.logger = logger
-        self.backoff = settings.minReconnectBackoff
+        self.state = Mutex(State(address: address, backoff: settings.minReconnectBackoff))
     }
 
-    var isConnected: Bool { connection != nil }
+    var isConnected: Bool { state.withLock { $0.channel != nil } }
 
-    func setAddress(_ address: PeerAddress) { self.address = address }
+    func setAddress(_ address: PeerAddress) { state.withLock { $0.address = address } }
 
-    func call(_ request: RequestEnvelope) async throws -> ReplyEnvelope {
-        let payload = try await exchange(PaxosWire.encode(request))
-        return try PaxosWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
-    }
-
-    func call(_ request: LogRequestEnvelope) async throws -> LogReplyEnvelope {
-        let payload = try await exchange(LogWire.encode(request))
-        return try LogWire.decodeReply(payload, maxValueBytes: settings.maxFrameBytes)
-    }
-
-    /// Sends one request frame and waits for the matching reply's payload.
-    private func exchange(_ bytes: [UInt8]) async throws -> [UInt8] {
-        let channel = try await connected()
-        let id = nextID
-        nextID += 1
-        let deadline = ContinuousClock.now.advanced(by: settings.callTimeout)
-        startSweeper()
-        return try await withCheckedThrowingContinuation { continuation in
-            calls.insert(id, Pending(continuation: continuation, deadline: deadline))
+    /// Sends one request and calls `done` with the reply's payload or the failure, exactly once.
+    func send(_ payload: [UInt8], on channel: PeerChannel, done: @escaping Done) {
+        let now = ContinuousClock.now
+        let deadline = now.advanced(by: settings.callTimeout)
+        let action = state.withLock { state -> Action in
+            if state.closed { return .fail(TransportError("transport to \(peer) is shut down")) }
+            if state.channel == nil, let retryAfter = state.retryAfter, now < retryAfter {
+                return .fail(
+                    TransportError(
+                        "\(peer) at \(state.address) is unreachable (\(state.lastError ?? "not connected"))"))
+            }
+            let id = state.nextID
+            state.nextID += 1
+            calls.insert(id, Pending(done: done, deadline: deadline))
+            let frame = PeerFrame.request(id: id, channel: channel, payload: payload)
+            if state.sweeper == nil {
+                state.sweeper = Task { [weak self] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(50))
+                        self?.expire()
+                    }
+                }
+            }
+            if let open = state.channel { return .write(open, frame) }
+            state.queued.append(frame)
+            guard !state.connecting else { return .wait }
+            state.connecting = true
+            state.generation += 1
+            return .dial(state.generation)
+        }
+        switch action {
+        case .write(let channel, let frame):
             // A failed write closes the channel, which fails every pending call.
-            channel.writeAndFlush(PeerFrame.request(id: id, payload: bytes), promise: nil)
+            channel.writeAndFlush(frame, promise: nil)
+        case .fail(let error):
+            done(.failure(error))
+        case .dial(let generation):
+            let task = Task { await self.run(generation) }
+            state.withLock { state in
+                if state.generation == generation, !state.closed {
+                    state.connection = task
+                } else {
+                    task.cancel()
+                }
+            }
+        case .wait:
+            break
         }
     }
 
     func shutdown() {
-        closed = true
-        connection?.channel.close(promise: nil)
-        connection = nil
-        sweeper?.cancel()
-        let failure = TransportError("transport to \(peer) is shut down")
-        failWaiters(failure)
-        failAll(failure)
+        let (channel, tasks) = state.withLock { state in
+            state.closed = true
+            state.queued = []
+            defer {
+                state.channel = nil
+                state.connection = nil
+                state.sweeper = nil
+            }
+            return (state.channel, [state.connection, state.sweeper])
+        }
+        channel?.close(promise: nil)
+        for task in tasks { task?.cancel() }
+        calls.failAll(TransportError("transport to \(peer) is shut down"))
     }
 
     // MARK: Connection management
 
-    private func connected() async throws -> any Channel {
-        if closed { throw TransportError("transport to \(peer) is shut down") }
-        if let connection { return connection.channel }
-        if let retryAfter, ContinuousClock.now < retryAfter {
-            throw TransportError("\(peer) at \(address) is unreachable (\(lastError ?? "not connected"))")
-        }
-        if !connecting {
-            connecting = true
-            generation += 1
-            let generation = self.generation
-            Task { await self.run(generation) }
-        }
-        try await withCheckedThrowingContinuation { waiters.append($0) }
-        guard let connection else { throw TransportError("\(peer) at \(address) is unreachable") }
-        return connection.channel
-    }
-
-    private nonisolated func run(_ generation: Int) async {
-        let address = await self.address
+    private func run(_ generation: Int) async {
+        let address = state.withLock { $0.address }
         let settings = self.settings
         let me = settings.me
         let peer = self.peer
@@ -213,7 +239,7 @@ actor PeerClient {
                 }
                 deadline.cancel()
                 limit.raise(to: settings.maxFrameBytes)
-                await self.didConnect(generation, channel.channel)
+                didConnect(generation, channel.channel)
                 while let frame = try await frames.next() {
                     switch frame {
                     case .reply(let id, let payload): calls.complete(id, .success(payload))
@@ -225,72 +251,62 @@ actor PeerClient {
                 throw Closed()
             }
         } catch {
-            await didDisconnect(generation, error)
+            didDisconnect(generation, error)
             return
         }
-        await didDisconnect(generation, Closed())
+        didDisconnect(generation, Closed())
     }
 
     private func didConnect(_ generation: Int, _ channel: any Channel) {
-        guard generation == self.generation, !closed else {
+        let (queued, reconnected, address) = state.withLock { state -> ([PeerFrame]?, Bool, PeerAddress) in
+            guard generation == state.generation, !state.closed else { return (nil, false, state.address) }
+            let reconnected = state.lastError != nil
+            state.channel = channel
+            state.connecting = false
+            state.retryAfter = nil
+            state.lastError = nil
+            state.backoff = settings.minReconnectBackoff
+            defer { state.queued = [] }
+            return (state.queued, reconnected, state.address)
+        }
+        guard let queued else {
             channel.close(promise: nil)
-            failWaiters(TransportError("transport to \(peer) is shut down"))
+            calls.failAll(TransportError("transport to \(peer) is shut down"))
             return
         }
-        if lastError != nil {
+        if reconnected {
             logger.info("connected to peer", metadata: ["peer": "\(peer)", "address": "\(address)"])
         }
-        connection = Connection(generation: generation, channel: channel)
-        connecting = false
-        retryAfter = nil
-        lastError = nil
-        backoff = settings.minReconnectBackoff
-        let waiting = waiters
-        waiters = []
-        for waiter in waiting { waiter.resume() }
+        for frame in queued { channel.write(frame, promise: nil) }
+        channel.flush()
     }
 
     private func didDisconnect(_ generation: Int, _ error: any Error) {
-        guard generation == self.generation else { return }
         let message = "\(error)"
-        if lastError != message, !closed {
+        let outcome = state.withLock { state -> (channel: (any Channel)?, log: Bool, address: PeerAddress)? in
+            guard generation == state.generation else { return nil }
+            let log = state.lastError != message && !state.closed
+            state.lastError = message
+            defer { state.channel = nil }
+            state.connecting = false
+            state.queued = []
+            state.retryAfter = ContinuousClock.now.advanced(by: state.backoff)
+            state.backoff = min(state.backoff * 2, settings.maxReconnectBackoff)
+            return (state.channel, log, state.address)
+        }
+        guard let outcome else { return }
+        if outcome.log {
             logger.info(
                 "peer unreachable",
-                metadata: ["peer": "\(peer)", "address": "\(address)", "reason": "\(message)"])
+                metadata: ["peer": "\(peer)", "address": "\(outcome.address)", "reason": "\(message)"])
         }
-        lastError = message
-        connection?.channel.close(promise: nil)
-        connection = nil
-        connecting = false
-        retryAfter = ContinuousClock.now.advanced(by: backoff)
-        backoff = min(backoff * 2, settings.maxReconnectBackoff)
-        let failure = TransportError("\(peer) at \(address) is unreachable: \(message)")
-        failWaiters(failure)
-        failAll(failure)
+        outcome.channel?.close(promise: nil)
+        calls.failAll(TransportError("\(peer) at \(outcome.address) is unreachable: \(message)"))
     }
-
-    /// Fails every caller waiting for a connection.
-    private func failWaiters(_ error: any Error) {
-        let waiting = waiters
-        waiters = []
-        for waiter in waiting { waiter.resume(throwing: error) }
-    }
-
-    private func failAll(_ error: any Error) { calls.failAll(error) }
 
     /// Fails calls whose reply did not come in time (the peer may be alive but stuck).
-    private func startSweeper() {
-        guard sweeper == nil else { return }
-        sweeper = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                await self?.expire()
-            }
-        }
-    }
-
     private func expire() {
-        let message = "no reply from \(peer) within \(settings.callTimeout)"
-        calls.expire(now: ContinuousClock.now) { TransportError(message) }
+        calls.expire(
+            now: ContinuousClock.now, TransportError("no reply from \(peer) within \(settings.callTimeout)"))
     }
 }

@@ -32,14 +32,16 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// The production ``PaxosTransport`` and ``LogTransport``: length-prefixed, versioned frames over TCP (SwiftNIO).
+/// The production ``PeerTransport``: length-prefixed, versioned frames over TCP (SwiftNIO), both
+/// protocols on one connection per pair of nodes, told apart by each request's ``PeerChannel``.
 ///
 /// Every connection starts with a handshake that names the cluster and both node ids; a node of
 /// another cluster, an unknown node id, or a connection meant for another node is refused and
 /// logged. A malformed, truncated, oversized or unexpected frame closes that connection with a
 /// log line; nothing a peer sends can crash the process. Handlers never run on an event loop:
-/// requests are handed to the peer actor, whose store runs on its own queue.
-public final class TCPTransport: PaxosTransport, LogTransport {
+/// a connection's reading task hands each request to its channel's handler, which answers by
+/// writing the reply to the connection from wherever it is computed.
+public final class TCPTransport: PeerTransport {
     public struct Configuration: Sendable {
         /// Nodes of other clusters are refused.
         public var clusterID: String
@@ -83,8 +85,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     }
 
     private struct State {
-        var handler: (@Sendable (RequestEnvelope) async -> ReplyEnvelope?)?
-        var logHandler: (@Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?)?
+        var handlers: [PeerChannel: PeerHandler] = [:]
         var server: NIOAsyncChannel<InboundConnection?, Never>?
         var acceptTask: Task<Void, Never>?
         var connections: [ObjectIdentifier: any Channel] = [:]
@@ -138,7 +139,9 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     /// Takes the replicated log's membership: dials its members at their recorded addresses and
     /// takes their hellos from there (a member added later is unknown until then). The peers of
     /// `--peers` stay known: the classic protocol runs on them.
-    public func updateMembers(_ addresses: [NodeID: String]) async {
+    public func updateMembers(_ addresses: [NodeID: String]) async { updateMemberAddresses(addresses) }
+
+    private func updateMemberAddresses(_ addresses: [NodeID: String]) {
         for (peer, text) in addresses where peer != configuration.me {
             guard let address = PeerAddress(parsing: text) else {
                 logger.warning(
@@ -156,7 +159,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                 table[peer] = client
                 return client
             }
-            if created == nil { await clients[peer]?.setAddress(address) }
+            if created == nil { clients[peer]?.setAddress(address) }
             logger.info(
                 "peer address from the membership", metadata: ["peer": "\(peer)", "address": "\(address)"])
         }
@@ -228,7 +231,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
     /// Points the client for `peer` at a new address (e.g. when tests bind port 0 first).
     public func setAddress(_ address: PeerAddress, for peer: NodeID) async {
         book.set(address, for: peer)
-        await clients[peer]?.setAddress(address)
+        clients[peer]?.setAddress(address)
     }
 
     /// Where this node listens, as it tells the peers it dials.
@@ -241,36 +244,27 @@ public final class TCPTransport: PaxosTransport, LogTransport {
 
     /// Whether a connection to `peer` is currently open.
     public func isConnected(to peer: NodeID) async -> Bool {
-        await clients[peer]?.isConnected ?? false
+        clients[peer]?.isConnected ?? false
     }
 
-    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
-        guard let client = clients[peer] else { throw TransportError("unknown peer \(peer)") }
-        return try await client.call(request)
+    public func send(
+        _ payload: [UInt8], on channel: PeerChannel, to peer: NodeID,
+        done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
+    ) {
+        guard let client = clients[peer] else {
+            return done(.failure(TransportError("unknown peer \(peer)")))
+        }
+        client.send(payload, on: channel, done: done)
     }
 
-    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
-        state.withLock { $0.handler = handler }
-    }
-
-    public func call(_ request: LogRequestEnvelope, to peer: NodeID) async throws -> LogReplyEnvelope {
-        guard let client = clients[peer] else { throw TransportError("unknown peer \(peer)") }
-        return try await client.call(request)
-    }
-
-    public func serveLog(_ handler: @escaping @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?) async
-    {
-        state.withLock { $0.logHandler = handler }
-    }
-
-    public func stopServingLog() async {
-        state.withLock { $0.logHandler = nil }
+    public func serve(_ channel: PeerChannel, with handler: PeerHandler?) {
+        state.withLock { $0.handlers[channel] = handler }
     }
 
     public func shutdown() async {
         let (server, task, connections) = state.withLock { state in
             state.closed = true
-            state.handler = nil
+            state.handlers = [:]
             defer {
                 state.server = nil
                 state.acceptTask = nil
@@ -278,7 +272,7 @@ public final class TCPTransport: PaxosTransport, LogTransport {
             }
             return (state.server, state.acceptTask, Array(state.connections.values))
         }
-        for client in clients.values { await client.shutdown() }
+        for client in clients.values { client.shutdown() }
         try? await server?.channel.close()
         for connection in connections { try? await connection.close() }
         task?.cancel()
@@ -406,63 +400,45 @@ public final class TCPTransport: PaxosTransport, LogTransport {
                 }
                 inbound.limit.raise(to: configuration.maxFrameBytes)
                 try await outbound.write(.welcome)
-                // Replies are written straight to the channel (thread-safe) by the task that
-                // computed them, not handed to a writer task: one hop less on every RPC.
-                // At most maxRequestsInFlight handlers per connection: past that the reads stop,
-                // and TCP's flow control holds the peer back.
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    var inFlight = 0
-                    while let frame = try await frames.next() {
-                        if inFlight >= configuration.maxRequestsInFlight {
-                            try await group.next()
-                            inFlight -= 1
+                // Each request goes to its channel's handler from this task; the reply is written
+                // straight to the connection (thread-safe) by whoever computed it. At most
+                // maxRequestsInFlight requests wait for their reply: past that the reads stop,
+                // and TCP's flow control holds the peer back. A request counts until its reply is
+                // written, so a peer that does not read cannot grow the buffer.
+                let inFlight = InFlight(limit: configuration.maxRequestsInFlight)
+                let refused = Mutex<String?>(nil)
+                while let frame = try await frames.next() {
+                    guard case .request(let id, let peerChannel, let payload) = frame else {
+                        throw TransportError("unexpected \(frame) from node \(from)")
+                    }
+                    await inFlight.acquire()
+                    if let reason = refused.withLock({ $0 }) { throw TransportError(reason) }
+                    guard let handler = state.withLock({ $0.handlers[peerChannel] }) else {
+                        channel.writeAndFlush(PeerFrame.noReply(id: id)).whenComplete { _ in
+                            inFlight.release()
                         }
-                        inFlight += 1
-                        guard case .request(let id, let payload) = frame else {
-                            throw TransportError("unexpected \(frame) from node \(from)")
-                        }
-                        if LogWire.isLogMessage(payload) {
-                            let request: LogRequestEnvelope
-                            do {
-                                request = try LogWire.decodeRequest(
-                                    payload, maxValueBytes: configuration.maxFrameBytes)
-                            } catch {
-                                throw TransportError("malformed log request from node \(from): \(error)")
+                        continue
+                    }
+                    handler(from, payload) { answer in
+                        switch answer {
+                        case .reply(let bytes):
+                            channel.writeAndFlush(PeerFrame.reply(id: id, payload: bytes)).whenComplete { _ in
+                                inFlight.release()
                             }
-                            guard request.from == from else {
-                                throw TransportError(
-                                    "node \(from) sent a log request signed by node \(request.from)")
+                        case .none:
+                            channel.writeAndFlush(PeerFrame.noReply(id: id)).whenComplete { _ in
+                                inFlight.release()
                             }
-                            let handler = state.withLock { $0.logHandler }
-                            group.addTask {
-                                let reply = await handler?(request)
-                                // Awaited: a request counts as in flight until its reply is
-                                // written, so a peer that does not read cannot grow the buffer.
-                                try await channel.writeAndFlush(
-                                    reply.map { PeerFrame.reply(id: id, payload: LogWire.encode($0)) }
-                                        ?? .noReply(id: id))
-                            }
-                            continue
-                        }
-                        let request: RequestEnvelope
-                        do {
-                            request = try PaxosWire.decodeRequest(
-                                payload, maxValueBytes: configuration.maxFrameBytes)
-                        } catch {
-                            throw TransportError("malformed request from node \(from): \(error)")
-                        }
-                        guard request.from == from else {
-                            throw TransportError("node \(from) sent a request signed by node \(request.from)")
-                        }
-                        let handler = state.withLock { $0.handler }
-                        group.addTask {
-                            let reply = await handler?(request)
-                            try await channel.writeAndFlush(
-                                reply.map { PeerFrame.reply(id: id, payload: PaxosWire.encode($0)) }
-                                    ?? .noReply(id: id))
+                        case .refuse(let reason):
+                            // Malformed or forged: this connection ends (the reading loop throws
+                            // the reason at its next frame, and closing ends a wait for one).
+                            refused.withLock { $0 = $0 ?? reason }
+                            inFlight.release()
+                            channel.close(promise: nil)
                         }
                     }
                 }
+                if let reason = refused.withLock({ $0 }) { throw TransportError(reason) }
             }
         } catch {
             if !state.withLock({ $0.closed }) {
@@ -592,5 +568,46 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// Counts a connection's requests waiting for their reply; the reading loop waits while
+/// `limit` are out.
+final class InFlight: Sendable {
+    private struct State {
+        var count = 0
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = Swift.max(1, limit) }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let admitted = state.withLock { state -> Bool in
+                guard state.count >= limit else {
+                    state.count += 1
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if admitted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                // The slot passes to the waiting reader: the count stays.
+                state.waiter = nil
+                return waiter
+            }
+            state.count -= 1
+            return nil
+        }
+        waiter?.resume()
     }
 }

@@ -17,7 +17,7 @@ public final class LabCluster: Sendable {
     public let network: SimulatedNetwork
     public let count: Int
     private let makeStore: StoreFactory
-    private let transports: [any PaxosTransport]?
+    private let transports: [any PeerTransport]?
     private let seed: UInt64
     private let slots: Mutex<[PaxosPeer?]>
     private let stores: Mutex<[Int: any AcceptorStore]>
@@ -29,7 +29,7 @@ public final class LabCluster: Sendable {
     ///     the network's faults are then injected in front of them.
     public init(
         _ count: Int, seed: UInt64 = 1, make: Bool = true,
-        transports: [any PaxosTransport]? = nil,
+        transports: [any PeerTransport]? = nil,
         stores: @escaping StoreFactory = { _ in InMemoryStore() }
     ) async throws {
         precondition(transports == nil || transports?.count == count, "one transport per peer")
@@ -61,7 +61,7 @@ public final class LabCluster: Sendable {
             stores.withLock { $0[index] = store }
         }
         let id = NodeID(UInt32(index))
-        let transport: any PaxosTransport =
+        let transport: any PeerTransport =
             transports.map { FaultInjectingTransport($0[index], network: network, node: id) }
             ?? network.transport(for: id)
         let peer = try await PaxosPeer.make(

@@ -9,11 +9,11 @@ import PaxosCore
 /// simulated network).
 public struct LabSetup: Sendable {
     public var stores: LabCluster.StoreFactory
-    public var transports: (@Sendable (Int) async throws -> [any PaxosTransport])?
+    public var transports: (@Sendable (Int) async throws -> [any PeerTransport])?
 
     public init(
         stores: @escaping LabCluster.StoreFactory = { _ in InMemoryStore() },
-        transports: (@Sendable (Int) async throws -> [any PaxosTransport])? = nil
+        transports: (@Sendable (Int) async throws -> [any PeerTransport])? = nil
     ) {
         self.stores = stores
         self.transports = transports

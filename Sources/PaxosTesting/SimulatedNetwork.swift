@@ -14,16 +14,17 @@ import Synchronization
 /// - A frame limit, as TCP has: a replicated-log message whose encoding is larger fails its
 ///   call (``setMaxLogMessageBytes(_:)``); the largest one sent is recorded either way.
 ///
-/// Every request and reply is encoded with ``PaxosWire`` and decoded on the other side, so peers
-/// never share a value by reference and the codec is exercised by every test.
+/// It carries encoded payloads, as TCP does: every request and reply is encoded by the sender's
+/// runtime and decoded by the receiver's, so peers never share a value by reference and the
+/// codecs are exercised by every test.
 public final class SimulatedNetwork: Sendable {
-    public typealias Handler = @Sendable (RequestEnvelope) async -> ReplyEnvelope?
-    /// Serves replicated-log requests.
-    public typealias LogHandler = @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?
+    private struct Route: Hashable {
+        var node: NodeID
+        var channel: PeerChannel
+    }
 
     private struct State {
-        var handlers: [NodeID: Handler] = [:]
-        var logHandlers: [NodeID: LogHandler] = [:]
+        var handlers: [Route: PeerHandler] = [:]
         var unreliable: Set<NodeID> = []
         var deaf: Set<NodeID> = []
         /// `nil` means fully connected.
@@ -95,31 +96,25 @@ public final class SimulatedNetwork: Sendable {
         state.withLock { $0.rpcCounts.values.reduce(0, +) }
     }
 
-    fileprivate func register(_ node: NodeID, _ handler: Handler?) {
-        state.withLock { $0.handlers[node] = handler }
+    fileprivate func register(_ node: NodeID, _ channel: PeerChannel, _ handler: PeerHandler?) {
+        state.withLock { $0.handlers[Route(node: node, channel: channel)] = handler }
+    }
+
+    fileprivate func unregister(_ node: NodeID) {
+        state.withLock { state in
+            for channel in PeerChannel.allCases { state.handlers[Route(node: node, channel: channel)] = nil }
+        }
     }
 
     /// Decides the fate of one RPC from `from` to `to` under the current faults, and counts it at
     /// the receiver when it is accepted for processing. Returns nil when the request is lost
-    /// (partition, deafness, unreliable drop, or `to` is not serving); otherwise whether its
-    /// reply is to be lost.
-    public func admit(from: NodeID, to: NodeID, requireServing: Bool = false) -> (
-        dropReply: Bool, handler: Handler?
-    )? {
-        state.withLock { state -> (Bool, Handler?)? in
-            let handler = state.handlers[to]
-            if requireServing && handler == nil { return nil }
-            guard let dropReply = Self.admit(from: from, to: to, &state) else { return nil }
-            return (dropReply, handler)
-        }
-    }
-
-    /// ``admit(from:to:requireServing:)`` for the replicated-log protocol.
-    public func admitLog(from: NodeID, to: NodeID, requireServing: Bool = false) -> (
-        dropReply: Bool, handler: LogHandler?
-    )? {
-        state.withLock { state -> (Bool, LogHandler?)? in
-            let handler = state.logHandlers[to]
+    /// (partition, deafness, unreliable drop, or `to` serves no handler on `channel` when
+    /// `requireServing`); otherwise whether its reply is to be lost, and the handler.
+    public func admit(
+        from: NodeID, to: NodeID, channel: PeerChannel = .classic, requireServing: Bool = false
+    ) -> (dropReply: Bool, handler: PeerHandler?)? {
+        state.withLock { state -> (Bool, PeerHandler?)? in
+            let handler = state.handlers[Route(node: to, channel: channel)]
             if requireServing && handler == nil { return nil }
             guard let dropReply = Self.admit(from: from, to: to, &state) else { return nil }
             return (dropReply, handler)
@@ -141,105 +136,90 @@ public final class SimulatedNetwork: Sendable {
         return dropReply
     }
 
-    fileprivate func registerLog(_ node: NodeID, _ handler: LogHandler?) {
-        state.withLock { $0.logHandlers[node] = handler }
-    }
-
-    fileprivate func call(_ request: LogRequestEnvelope, from: NodeID, to: NodeID) async throws
-        -> LogReplyEnvelope
-    {
-        let requestBytes = LogWire.encode(request)
-        guard fits(requestBytes) else {
-            throw TransportError("a \(requestBytes.count)-byte message from \(from) is over the frame limit")
+    /// Carries one request to `to`'s handler and its answer back, at once, on the caller's
+    /// thread (the receiving runtime queues it in its inbox). A replicated-log message over the
+    /// frame limit fails, as TCP refuses it.
+    fileprivate func send(
+        _ payload: [UInt8], on channel: PeerChannel, from: NodeID, to: NodeID,
+        done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
+    ) {
+        if channel == .log, !fits(payload) {
+            return done(
+                .failure(
+                    TransportError("a \(payload.count)-byte message from \(from) is over the frame limit")))
         }
-        guard let (dropReply, handler) = admitLog(from: from, to: to, requireServing: true), let handler
+        guard let (dropReply, handler) = admit(from: from, to: to, channel: channel, requireServing: true),
+            let handler
         else {
-            throw TransportError("\(from) cannot reach \(to)")
+            return done(.failure(TransportError("\(from) cannot reach \(to)")))
         }
-        let delivered = try LogWire.decodeRequest(requestBytes)
-        guard let reply = await handler(delivered) else {
-            throw TransportError("\(to) did not answer")
+        handler(from, payload) { [self] answer in
+            guard case .reply(let reply) = answer else {
+                return done(.failure(TransportError("\(to) did not answer")))
+            }
+            if channel == .log, !fits(reply) {
+                return done(
+                    .failure(TransportError("a \(reply.count)-byte reply from \(to) is over the frame limit"))
+                )
+            }
+            if dropReply { return done(.failure(TransportError("reply from \(to) lost"))) }
+            done(.success(reply))
         }
-        let replyBytes = LogWire.encode(reply)
-        guard fits(replyBytes) else {
-            throw TransportError("a \(replyBytes.count)-byte reply from \(to) is over the frame limit")
-        }
-        if dropReply { throw TransportError("reply from \(to) lost") }
-        return try LogWire.decodeReply(replyBytes)
-    }
-
-    fileprivate func call(_ request: RequestEnvelope, from: NodeID, to: NodeID) async throws -> ReplyEnvelope
-    {
-        let requestBytes = PaxosWire.encode(request)
-        guard let (dropReply, handler) = admit(from: from, to: to, requireServing: true), let handler else {
-            throw TransportError("\(from) cannot reach \(to)")
-        }
-        let delivered = try PaxosWire.decodeRequest(requestBytes)
-        guard let reply = await handler(delivered) else {
-            throw TransportError("\(to) did not answer")
-        }
-        let replyBytes = PaxosWire.encode(reply)
-        if dropReply { throw TransportError("reply from \(to) lost") }
-        return try PaxosWire.decodeReply(replyBytes)
     }
 }
 
 /// Puts the faults of a ``SimulatedNetwork`` (partitions, deafness, unreliable receivers, RPC
 /// counts) in front of a real transport, so the lab scenarios also run over TCP.
-public struct FaultInjectingTransport: PaxosTransport {
-    public let inner: any PaxosTransport
+public struct FaultInjectingTransport: PeerTransport {
+    public let inner: any PeerTransport
     public let network: SimulatedNetwork
     public let node: NodeID
 
-    public init(_ inner: any PaxosTransport, network: SimulatedNetwork, node: NodeID) {
+    public init(_ inner: any PeerTransport, network: SimulatedNetwork, node: NodeID) {
         self.inner = inner
         self.network = network
         self.node = node
     }
 
-    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
-        guard let (dropReply, _) = network.admit(from: node, to: peer) else {
-            throw TransportError("\(node) cannot reach \(peer)")
+    public func send(
+        _ payload: [UInt8], on channel: PeerChannel, to peer: NodeID,
+        done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
+    ) {
+        guard let (dropReply, _) = network.admit(from: node, to: peer, channel: channel) else {
+            return done(.failure(TransportError("\(node) cannot reach \(peer)")))
         }
-        let reply = try await inner.call(request, to: peer)
-        if dropReply { throw TransportError("reply from \(peer) lost") }
-        return reply
+        inner.send(payload, on: channel, to: peer) { result in
+            if dropReply, case .success = result {
+                return done(.failure(TransportError("reply from \(peer) lost")))
+            }
+            done(result)
+        }
     }
 
-    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
-        await inner.serve(handler)
+    public func serve(_ channel: PeerChannel, with handler: PeerHandler?) {
+        inner.serve(channel, with: handler)
     }
+
+    public func updateMembers(_ addresses: [NodeID: String]) async { await inner.updateMembers(addresses) }
 
     public func shutdown() async { await inner.shutdown() }
 }
 
 /// One node's view of a ``SimulatedNetwork``.
-public struct SimulatedTransport: PaxosTransport, LogTransport {
+public struct SimulatedTransport: PeerTransport {
     let network: SimulatedNetwork
     public let node: NodeID
 
-    public func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
-        try await network.call(request, from: node, to: peer)
+    public func send(
+        _ payload: [UInt8], on channel: PeerChannel, to peer: NodeID,
+        done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
+    ) {
+        network.send(payload, on: channel, from: node, to: peer, done: done)
     }
 
-    public func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {
-        network.register(node, handler)
+    public func serve(_ channel: PeerChannel, with handler: PeerHandler?) {
+        network.register(node, channel, handler)
     }
 
-    public func shutdown() async {
-        network.register(node, nil)
-    }
-
-    public func call(_ request: LogRequestEnvelope, to peer: NodeID) async throws -> LogReplyEnvelope {
-        try await network.call(request, from: node, to: peer)
-    }
-
-    public func serveLog(_ handler: @escaping @Sendable (LogRequestEnvelope) async -> LogReplyEnvelope?) async
-    {
-        network.registerLog(node, handler)
-    }
-
-    public func stopServingLog() async {
-        network.registerLog(node, nil)
-    }
+    public func shutdown() async { network.unregister(node) }
 }

@@ -4,8 +4,8 @@ import PaxosCore
 ///
 /// Layout (big-endian): `message = version:u8 type:u8 from:u32 incarnation:u64 body` (the
 /// incarnation is the sender's data directory's, ``Member/incarnation``). The type bytes do not
-/// overlap ``PaxosWire``'s, so one connection carries both protocols and a receiver tells them
-/// apart by the second byte (``isLogMessage(_:)``).
+/// overlap ``PaxosWire``'s (``isLogMessage(_:)``), though a connection tells the protocols apart
+/// by the frame's ``PeerChannel``, never by the payload.
 ///
 ///     ballot   = round:u64 node:u32              slot = i64
 ///     entry    = count:u32 (node:u32 incarnation:u64 number:u64 command:bytes)*

@@ -7,19 +7,21 @@ import PaxosCore
 /// the address the dialer listens on; the listener answers `welcome`, or `refuse` with a reason
 /// and closes (another cluster, an unknown node id, a node that is not the one dialed, or a
 /// dialer whose address differs from the listener's configuration of it: two nodes whose peer
-/// lists disagree must not talk, e.g. a stale process of an earlier cluster with the same id). Then the dialer sends `request`s, each with an id, and the listener answers each
-/// with a `reply` (or `noReply` when the node declines to answer) carrying the same id, in any
-/// order, so many RPCs share one connection.
+/// lists disagree must not talk, e.g. a stale process of an earlier cluster with the same id).
+/// Then the dialer sends `request`s, each with an id and the ``PeerChannel`` (the protocol) it is
+/// for, and the listener answers each with a `reply` (or `noReply` when the node declines to
+/// answer) carrying the same id, in any order, so many RPCs of both protocols share one
+/// connection.
 public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
     case hello(clusterID: String, from: NodeID, to: NodeID, fromAddress: String)
     case welcome
     case refuse(reason: String)
-    case request(id: UInt64, payload: [UInt8])
+    case request(id: UInt64, channel: PeerChannel = .classic, payload: [UInt8])
     case reply(id: UInt64, payload: [UInt8])
     case noReply(id: UInt64)
 
-    /// The frame format version this build speaks.
-    public static let version: UInt8 = 1
+    /// The frame format version this build speaks (2: requests name their channel).
+    public static let version: UInt8 = 2
     /// The default bound on one frame's body: the largest value plus room for the header.
     public static let defaultMaxFrameBytes = PaxosWire.defaultMaxValueBytes + 4096
     /// The longest cluster id accepted.
@@ -65,9 +67,10 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
         case .refuse(let reason):
             writer.write(Kind.refuse.rawValue)
             writer.writeBytes(Self.utf8Prefix(reason, Self.maxReasonBytes))
-        case .request(let id, let payload):
+        case .request(let id, let channel, let payload):
             writer.write(Kind.request.rawValue)
             writer.write(id)
+            writer.write(channel.rawValue)
             writer.bytes.append(contentsOf: payload)
         case .reply(let id, let payload):
             writer.write(Kind.reply.rawValue)
@@ -117,11 +120,20 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
                 throw WireError(.invalidField, "refusal reason is not UTF-8")
             }
             frame = .refuse(reason: text)
-        case .request, .reply:
+        case .request:
+            let id = try reader.readUInt64("request id")
+            let rawChannel = try reader.readUInt8("channel")
+            guard let channel = PeerChannel(rawValue: rawChannel) else {
+                throw WireError(.invalidField, "unknown channel \(rawChannel)")
+            }
+            let payload = Array(body[reader.offset...])
+            reader.offset = body.count
+            frame = .request(id: id, channel: channel, payload: payload)
+        case .reply:
             let id = try reader.readUInt64("request id")
             let payload = Array(body[reader.offset...])
             reader.offset = body.count
-            frame = kind == .request ? .request(id: id, payload: payload) : .reply(id: id, payload: payload)
+            frame = .reply(id: id, payload: payload)
         case .noReply:
             frame = .noReply(id: try reader.readUInt64("request id"))
         }
@@ -137,9 +149,25 @@ public enum PeerFrame: Hashable, Sendable, CustomStringConvertible {
             "hello(cluster: \(clusterID), from: \(from) at \(fromAddress), to: \(to))"
         case .welcome: "welcome"
         case .refuse(let reason): "refuse(\(reason))"
-        case .request(let id, let payload): "request(#\(id), \(payload.count) bytes)"
+        case .request(let id, let channel, let payload): "request(#\(id), \(channel), \(payload.count) bytes)"
         case .reply(let id, let payload): "reply(#\(id), \(payload.count) bytes)"
         case .noReply(let id): "noReply(#\(id))"
+        }
+    }
+}
+
+/// Which protocol a request is for: one connection carries both, told apart by this field of the
+/// frame, never by looking into the payload.
+public enum PeerChannel: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// The classic, many-instance Paxos of the lab (``PaxosWire``).
+    case classic = 1
+    /// The replicated log (``LogWire``).
+    case log = 2
+
+    public var description: String {
+        switch self {
+        case .classic: "classic"
+        case .log: "log"
         }
     }
 }

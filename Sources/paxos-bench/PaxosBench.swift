@@ -4,6 +4,7 @@ import Foundation
 import Paxos
 import PaxosCore
 import PaxosSQLite
+import PaxosWire
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -263,10 +264,13 @@ struct CommitStream: AsyncParsableCommand {
 }
 
 /// A single-node peer needs no network.
-struct NoTransport: PaxosTransport {
-    func call(_ request: RequestEnvelope, to peer: NodeID) async throws -> ReplyEnvelope {
-        throw TransportError("no network")
+struct NoTransport: PeerTransport {
+    func send(
+        _ payload: [UInt8], on channel: PeerChannel, to peer: NodeID,
+        done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
+    ) {
+        done(.failure(TransportError("no network")))
     }
-    func serve(_ handler: @escaping @Sendable (RequestEnvelope) async -> ReplyEnvelope?) async {}
+    func serve(_ channel: PeerChannel, with handler: PeerHandler?) {}
     func shutdown() async {}
 }

@@ -6,6 +6,7 @@ import NIOSSL
 import Paxos
 import PaxosCertificates
 import PaxosCore
+import PaxosTesting
 import PaxosWire
 import Synchronization
 import Testing
@@ -45,7 +46,7 @@ struct PeerSecurityTests {
 
     /// Serves every prepare with an ack, counting what reached the handler.
     static func serveAcks(_ transport: TCPTransport, counter: Counter) async {
-        await transport.serve { request in
+        transport.serve { request in
             counter.increment()
             return ReplyEnvelope(
                 from: transport.configuration.me, done: -1, reply: .decidedAck(seq: request.request.seq))
@@ -185,7 +186,7 @@ struct PeerSecurityTests {
             port: port, tls ? [] : Array(hello.prefix(hello.count / 2)), timeout: .seconds(20))
         #expect(received != nil, "a half-sent hello held its connection open")
         // A real peer still completes its handshake within the same timeout.
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         // A real peer redials when a call fails: a TLS handshake of a debug build on a loaded
@@ -207,7 +208,7 @@ struct PeerSecurityTests {
             $0.handshakeTimeout = .seconds(120)
         }
         let port = try await listeningPort(transports[0])
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         // Three raw connections; accepted connections are admitted on their own event loops,
@@ -242,7 +243,7 @@ struct PeerSecurityTests {
         }
         let entered = Counter()
         let gate = Gate()
-        await transports[0].serve { request in
+        transports[0].serve { request in
             entered.increment()
             await gate.wait()
             return ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
@@ -284,7 +285,7 @@ struct PeerSecurityTests {
     @Test("authenticated connections leave the unauthenticated cap: two peers get in with a cap of one")
     func authenticatedConnectionsLeaveTheCap() async throws {
         let transports = try await makeTCPTransports(3) { $0.maxInboundConnections = 1 }
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         #expect(try await transports[1].call(Self.prepare, to: 0).reply == .decidedAck(seq: 0))
@@ -314,7 +315,7 @@ struct PeerSecurityTests {
         let squatter = TCPTransport(configuration: configuration, logger: quietLogger)
         let port = try await squatter.start()
         let counter = Counter()
-        await squatter.serve { request in
+        squatter.serve { request in
             counter.increment()
             return ReplyEnvelope(from: 1, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
@@ -341,7 +342,7 @@ struct PeerSecurityTests {
             $0.maxInboundConnections = 3
             $0.handshakeTimeout = .milliseconds(300)
         }
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         let ports = try await Self.ports(transports)

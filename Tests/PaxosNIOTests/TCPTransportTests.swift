@@ -35,7 +35,7 @@ struct TCPTransportTests {
             ])
         configuration.callTimeout = .seconds(2)
         let stranger = TCPTransport(configuration: configuration)
-        await ours[0].serve { request in
+        ours[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         let request = RequestEnvelope(
@@ -70,7 +70,7 @@ struct TCPTransportTests {
                 peers: [
                     0: PeerAddress(host: "127.0.0.1", port: port), 9: PeerAddress(host: "127.0.0.1", port: 0),
                 ]))
-        await ours[0].serve { _ in nil }
+        ours[0].serve { _ in nil }
         let request = RequestEnvelope(
             from: 9, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 9)))
         do {
@@ -91,7 +91,7 @@ struct TCPTransportTests {
         let recorder = LogRecorder()
         let transports = try await makeTCPTransports(2, logger: recorder.logger())
         let port = try await listeningPort(transports[0])
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         let hello = frame(
@@ -144,7 +144,7 @@ struct TCPTransportTests {
         let port = try await listeningPort(transports[0])
         let request = RequestEnvelope(
             from: 1, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 1)))
-        await transports[0].serve { request in
+        transports[0].serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         #expect(try await transports[1].call(request, to: 0).reply == .decidedAck(seq: 0))
@@ -160,7 +160,7 @@ struct TCPTransportTests {
                     1: PeerAddress(host: "127.0.0.1", port: portOf1),
                 ]))
         try await again.start()
-        await again.serve { request in
+        again.serve { request in
             ReplyEnvelope(from: 0, done: -1, reply: .decidedAck(seq: request.request.seq))
         }
         var answered = false
