@@ -164,7 +164,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         }
 
         public mutating func stopped(failure: String?) {
-            stopReason = failure ?? "the replica is stopped"
+            stopReason = stopReason ?? failure ?? "the replica is stopped"
             if let failure {
                 logger.critical(
                     "commit failed: this replica stops serving (nothing of the batch left the node); restart it once the disk is fixed",

@@ -219,9 +219,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         }
     }
 
-    /// Cancels the runtime's tasks without waiting (the face that owns it was released).
+    /// Cancels the runtime's tasks without waiting (the face that owns it was released), and
+    /// answers every peer request not answered yet, and every later one, with nothing.
     public nonisolated func cancel() {
         root.withLock { $0?.cancel() }
+        unanswered.close()
     }
 
     /// Runs the replica until cancelled: every task it needs is a child of this one.
@@ -269,7 +271,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     /// Hands a decoded, checked request to the replica through the inbox.
     public nonisolated func deliver(_ request: Request, respond: @escaping Respond) {
         guard let id = unanswered.insert(respond) else { return respond(.none) }
-        inboxInput.yield(.request(request, id))
+        if case .terminated = inboxInput.yield(.request(request, id)) { unanswered.take(id)?(.none) }
     }
 
     /// Answers the peer's request `id` with `reply` (none: no answer).
@@ -287,8 +289,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         enqueue(step, replyTo: .peer(id))
     }
 
-    /// Runs `body` on the driver and carries out the step it returns.
-    public func act<T: Sendable>(_ body: @Sendable (inout Driver) -> (T, Step?)) -> T {
+    /// Runs `body` on the driver and carries out the step it returns; nothing (nil) once the
+    /// replica stopped.
+    @discardableResult
+    public func act<T: Sendable>(_ body: @Sendable (inout Driver) -> (T, Step?)) -> T? {
+        guard isServing else { return nil }
         let (result, step) = body(&driver)
         if let step { enqueue(step) }
         return result
@@ -317,15 +322,16 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     /// Reads the driver's state.
     public func inspect<T: Sendable>(_ body: @Sendable (Driver) -> T) -> T { body(driver) }
 
-    /// Stops the replica: no more ticks, requests or replies; waiters are failed. What is
-    /// committed stays in the store.
+    /// Stops the replica: no more ticks, requests or replies; waiters are failed. Returns once
+    /// the runtime's tasks have ended (a commit in flight has returned). What is committed stays
+    /// in the store.
     public func kill() async {
         guard !killed else { return }
         killed = true
         dropUnreleased()
-        driver.stopped(failure: nil)
+        if failure == nil { driver.stopped(failure: nil) }
         cancel()
-        unanswered.close()
+        await root.withLock { $0 }?.value
         await unserve(false)
     }
 
@@ -419,13 +425,18 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
             output = try await persist(batch.mutations) { early in inbox.yield(.early(early)) }
         } catch {
             committing = false
+            guard !killed else {
+                // Killed while this commit ran (a store may throw once cancelled): a stop, not a
+                // failure. Nothing of the batch leaves either way.
+                for (responder, _) in batch.replies { resolve(responder, nil) }
+                return
+            }
             let reason = "commit failed: \(error)"
             failure = reason
             for (responder, _) in batch.replies { resolve(responder, nil) }
             dropUnreleased()
             driver.stopped(failure: reason)
             cancel()
-            unanswered.close()
             await unserve(true)
             return
         }
@@ -496,6 +507,8 @@ final class Unanswered: Sendable {
     }
 
     private let state = Mutex(State())
+
+    deinit { close() }
 
     /// Files `respond`; nil once closed (answer at once instead).
     func insert(_ respond: @escaping @Sendable (PeerAnswer) -> Void) -> UInt64? {

@@ -126,7 +126,8 @@ final class PeerClient: Sendable {
                 state.sweeper = Task { [weak self] in
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(50))
-                        self?.expire()
+                        guard let self else { return }
+                        self.expire()
                     }
                 }
             }
@@ -258,18 +259,23 @@ final class PeerClient: Sendable {
     }
 
     private func didConnect(_ generation: Int, _ channel: any Channel) {
-        let (queued, reconnected, address) = state.withLock { state -> ([PeerFrame]?, Bool, PeerAddress) in
-            guard generation == state.generation, !state.closed else { return (nil, false, state.address) }
+        let (current, reconnected, address) = state.withLock { state -> (Bool, Bool, PeerAddress) in
+            guard generation == state.generation, !state.closed else { return (false, false, state.address) }
             let reconnected = state.lastError != nil
+            // Written before the channel is published, under the lock: a send that sees the
+            // channel writes after the frames queued before it (writes from another thread only
+            // enqueue on the event loop, in order).
+            for frame in state.queued { channel.write(frame, promise: nil) }
+            channel.flush()
+            state.queued = []
             state.channel = channel
             state.connecting = false
             state.retryAfter = nil
             state.lastError = nil
             state.backoff = settings.minReconnectBackoff
-            defer { state.queued = [] }
-            return (state.queued, reconnected, state.address)
+            return (true, reconnected, state.address)
         }
-        guard let queued else {
+        guard current else {
             channel.close(promise: nil)
             calls.failAll(TransportError("transport to \(peer) is shut down"))
             return
@@ -277,8 +283,6 @@ final class PeerClient: Sendable {
         if reconnected {
             logger.info("connected to peer", metadata: ["peer": "\(peer)", "address": "\(address)"])
         }
-        for frame in queued { channel.write(frame, promise: nil) }
-        channel.flush()
     }
 
     private func didDisconnect(_ generation: Int, _ error: any Error) {

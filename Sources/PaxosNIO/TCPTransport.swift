@@ -142,6 +142,8 @@ public final class TCPTransport: PeerTransport {
     public func updateMembers(_ addresses: [NodeID: String]) async { updateMemberAddresses(addresses) }
 
     private func updateMemberAddresses(_ addresses: [NodeID: String]) {
+        // After shutdown a late update must not dial anew.
+        guard !state.withLock({ $0.closed }) else { return }
         for (peer, text) in addresses where peer != configuration.me {
             guard let address = PeerAddress(parsing: text) else {
                 logger.warning(
