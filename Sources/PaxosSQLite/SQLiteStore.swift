@@ -64,7 +64,7 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
 
     /// Closes the connection. Later calls fail.
     public func close() async {
-        await reader.close()
+        reader.close()
         await onQueue {
             self.connection?.close(); self.connection = nil
         }
