@@ -183,16 +183,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
             reply.from == outbound.to
         }
 
-        public static var channel: PeerChannel { .log }
-        public static func encode(request: LogRequestEnvelope) -> [UInt8] { LogWire.encode(request) }
-        public static func decode(request bytes: [UInt8]) throws -> LogRequestEnvelope {
-            try LogWire.decodeRequest(bytes, maxValueBytes: bytes.count)
-        }
-        public static func encode(reply: LogReplyEnvelope) -> [UInt8] { LogWire.encode(reply) }
-        public static func decode(reply bytes: [UInt8]) throws -> LogReplyEnvelope {
-            try LogWire.decodeReply(bytes, maxValueBytes: bytes.count)
-        }
-        public static func sender(of request: LogRequestEnvelope) -> NodeID { request.from }
+        public typealias Codec = LogWire
 
         public func roundTripObserver(for outbound: LogOutbound) -> (@Sendable (Duration) -> Void)? {
             guard LogMetrics.measuresRoundTrip(outbound.envelope.request) else { return nil }

@@ -43,16 +43,7 @@ public final class PaxosPeer: Sendable {
             reply.from == outbound.to && reply.reply.seq == outbound.envelope.request.seq
         }
 
-        public static var channel: PeerChannel { .classic }
-        public static func encode(request: RequestEnvelope) -> [UInt8] { PaxosWire.encode(request) }
-        public static func decode(request bytes: [UInt8]) throws -> RequestEnvelope {
-            try PaxosWire.decodeRequest(bytes, maxValueBytes: bytes.count)
-        }
-        public static func encode(reply: ReplyEnvelope) -> [UInt8] { PaxosWire.encode(reply) }
-        public static func decode(reply bytes: [UInt8]) throws -> ReplyEnvelope {
-            try PaxosWire.decodeReply(bytes, maxValueBytes: bytes.count)
-        }
-        public static func sender(of request: RequestEnvelope) -> NodeID { request.from }
+        public typealias Codec = PaxosWire
     }
 
     /// This peer's id.

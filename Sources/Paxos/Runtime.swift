@@ -45,6 +45,9 @@ public protocol RuntimeNotes { init() }
 /// The runtime calls it only on its own executor, one call at a time; every call is synchronous.
 public protocol RuntimeDriver: SendableMetatype {
     associatedtype Core: RuntimeCore
+    /// The protocol's messages on the wire, and the channel they travel on.
+    associatedtype Codec: PeerCodec
+    where Codec.RequestMessage == Core.Request, Codec.ReplyMessage == Core.Step.Reply
     associatedtype Notes: RuntimeNotes
     /// What a commit returns (the outputs of applied entries, for the log).
     associatedtype Output: Sendable
@@ -79,16 +82,6 @@ public protocol RuntimeDriver: SendableMetatype {
     /// Work the driver asked for that must wait (reconfiguring the transport): run in order,
     /// off the replica's executor.
     mutating func takeJobs() -> [@Sendable () async -> Void]
-
-    /// The channel the protocol's requests travel on.
-    static var channel: PeerChannel { get }
-    static func encode(request: Core.Request) -> [UInt8]
-    /// Decodes a request; every problem is an error, never a trap (the bytes come from a peer).
-    static func decode(request bytes: [UInt8]) throws -> Core.Request
-    static func encode(reply: Step.Reply) -> [UInt8]
-    static func decode(reply bytes: [UInt8]) throws -> Step.Reply
-    /// The node a request says it is from (a peer may speak only as itself).
-    static func sender(of request: Core.Request) -> NodeID
 }
 
 extension RuntimeDriver {
@@ -181,7 +174,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
 
     /// - Parameters:
     ///   - persist: the store's commit.
-    ///   - transport: where messages go and requests come from (on `Driver.channel`).
+    ///   - transport: where messages go and requests come from (on `Driver.Codec.channel`).
     ///   - unserve: stops the transport from handing this replica requests: on a kill, and after
     ///     a failed commit (`failed`), when the replica answers no request either way.
     ///   - alongside: more work that lives as long as the replica (serving snapshots' sweeper).
@@ -256,14 +249,16 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     public static func decode(from: NodeID, payload: [UInt8]) -> Result<Request, TransportError> {
         let request: Request
         do {
-            request = try Driver.decode(request: payload)
+            request = try Driver.Codec.decodeRequest(payload, maxValueBytes: payload.count)
         } catch {
-            return .failure(TransportError("malformed \(Driver.channel) request from node \(from): \(error)"))
+            return .failure(
+                TransportError("malformed \(Driver.Codec.channel) request from node \(from): \(error)"))
         }
-        let sender = Driver.sender(of: request)
+        let sender = Driver.Codec.sender(of: request)
         guard sender == from else {
             return .failure(
-                TransportError("node \(from) sent a \(Driver.channel) request signed by node \(sender)"))
+                TransportError("node \(from) sent a \(Driver.Codec.channel) request signed by node \(sender)")
+            )
         }
         return .success(request)
     }
@@ -276,7 +271,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
 
     /// Answers the peer's request `id` with `reply` (none: no answer).
     private func answer(_ id: UInt64, _ reply: Reply?) {
-        unanswered.take(id)?(reply.map { .reply(Driver.encode(reply: $0)) } ?? .none)
+        unanswered.take(id)?(reply.map { .reply(Driver.Codec.encode($0)) } ?? .none)
     }
 
     private func onRequest(_ request: Request, _ id: UInt64) {
@@ -477,11 +472,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         let inbox = inboxInput
         let observe = driver.roundTripObserver(for: outbound)
         let started = observe == nil ? nil : ContinuousClock.now
-        transport.send(Driver.encode(request: outbound.envelope), on: Driver.channel, to: outbound.to) {
+        transport.send(Driver.Codec.encode(outbound.envelope), on: Driver.Codec.channel, to: outbound.to) {
             result in
             let reply = result.flatMap { payload -> Result<Reply, TransportError> in
                 do {
-                    return .success(try Driver.decode(reply: payload))
+                    return .success(try Driver.Codec.decodeReply(payload, maxValueBytes: payload.count))
                 } catch {
                     return .failure(TransportError("a malformed reply from \(outbound.to): \(error)"))
                 }

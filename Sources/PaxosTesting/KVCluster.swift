@@ -11,10 +11,9 @@ public final class KVCluster: Sendable {
     public let network: SimulatedNetwork
     public let count: Int
     public let configuration: LogConfiguration
-    private let makeStore: StoreFactory
     private let makeMetrics: @Sendable (Int) -> LogMetrics
     private let slots: Mutex<[LogPeer<KVStateMachine>?]>
-    private let stores: Mutex<[Int: any LogStore]>
+    private let stores: StoreShelf<any LogStore>
     private let restarts = Mutex(0)
 
     public init(
@@ -26,9 +25,8 @@ public final class KVCluster: Sendable {
         self.network = SimulatedNetwork(seed: seed)
         self.count = count
         self.configuration = configuration
-        self.makeStore = stores
         self.slots = Mutex(Array(repeating: nil, count: count))
-        self.stores = Mutex([:])
+        self.stores = StoreShelf(stores)
         for index in 0..<count { try await start(index) }
         // A new cluster serves once all of its replicas have been up together (its first leader
         // needs every one's promise): tests that cut a replica off or stop one start after that.
@@ -56,14 +54,7 @@ public final class KVCluster: Sendable {
     /// Starts (or restarts, on its store) replica `index`.
     @discardableResult
     public func start(_ index: Int) async throws -> LogPeer<KVStateMachine> {
-        let existing = stores.withLock { $0[index] }
-        let store: any LogStore
-        if let existing {
-            store = existing
-        } else {
-            store = try await makeStore(index)
-            stores.withLock { $0[index] = store }
-        }
+        let store = try await stores.store(for: index)
         let generation = restarts.withLock { value in
             value += 1
             return UInt64(value)
@@ -90,7 +81,7 @@ public final class KVCluster: Sendable {
 
     public func service(_ index: Int) -> KVService? { peer(index).map(KVService.init) }
 
-    public func store(_ index: Int) -> (any LogStore)? { stores.withLock { $0[index] } }
+    public func store(_ index: Int) -> (any LogStore)? { stores[index] }
 
     /// A clerk that may talk to the replicas in `servers` (all by default).
     public func clerk(_ servers: [Int]? = nil) -> KVClerk {

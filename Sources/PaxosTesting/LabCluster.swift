@@ -16,11 +16,10 @@ public final class LabCluster: Sendable {
 
     public let network: SimulatedNetwork
     public let count: Int
-    private let makeStore: StoreFactory
     private let transports: [any PeerTransport]?
     private let seed: UInt64
     private let slots: Mutex<[PaxosPeer?]>
-    private let stores: Mutex<[Int: any AcceptorStore]>
+    private let stores: StoreShelf<any AcceptorStore>
 
     /// - Parameters:
     ///   - make: whether to create every peer now (the lab's `Make` for each); `false` leaves
@@ -36,10 +35,9 @@ public final class LabCluster: Sendable {
         self.network = SimulatedNetwork(seed: seed)
         self.count = count
         self.transports = transports
-        self.makeStore = stores
         self.seed = seed
         self.slots = Mutex(Array(repeating: nil, count: count))
-        self.stores = Mutex([:])
+        self.stores = StoreShelf(stores)
         if make {
             for index in 0..<count { try await self.make(index) }
         }
@@ -52,14 +50,7 @@ public final class LabCluster: Sendable {
     /// `recover` is ``PaxosPeer/make(me:peers:store:transport:configuration:tickInterval:seed:recover:sleep:)``'s.
     @discardableResult
     public func make(_ index: Int, recover: Bool = false) async throws -> PaxosPeer {
-        let existing = stores.withLock { $0[index] }
-        let store: any AcceptorStore
-        if let existing {
-            store = existing
-        } else {
-            store = try await makeStore(index)
-            stores.withLock { $0[index] = store }
-        }
+        let store = try await stores.store(for: index)
         let id = NodeID(UInt32(index))
         let transport: any PeerTransport =
             transports.map { FaultInjectingTransport($0[index], network: network, node: id) }
@@ -75,14 +66,14 @@ public final class LabCluster: Sendable {
     /// the store factory again. With the factory's backing data wiped too (the default in-memory
     /// factory makes a new, empty store), this is a peer that lost its disk.
     public func dropStore(_ index: Int) {
-        _ = stores.withLock { $0.removeValue(forKey: index) }
+        stores.remove(index)
     }
 
     /// Peer `i`, or nil when it was not made (or was dropped).
     public subscript(index: Int) -> PaxosPeer? { slots.withLock { $0[index] } }
 
     /// The store of peer `i`, if one was made.
-    public func store(_ index: Int) -> (any AcceptorStore)? { stores.withLock { $0[index] } }
+    public func store(_ index: Int) -> (any AcceptorStore)? { stores[index] }
 
     /// Forgets peer `i` without shutting it down cleanly: it is killed and dropped, as a crash
     /// would; its store keeps whatever was committed.
