@@ -151,58 +151,58 @@ public struct LogReplica: Sendable {
     /// membership records for it (``Member/incarnation``), sent with every message.
     public let memberIncarnation: UInt64
     /// The membership in force for ``firstUnchosen``: what the chosen entries below it make.
-    public private(set) var membership: Membership
+    public internal(set) var membership: Membership
     /// What the membership falls back to when a snapshot has none.
-    private let bootstrapMembership: Membership
-    private var membershipChanged = false
+    let bootstrapMembership: Membership
+    var membershipChanged = false
     /// The leader last reported in a ``ReplicaEvent/leaderChanged(_:)`` event.
-    private var reportedLeader: NodeID?
-    private var random: SplitMix64
-    private var now: UInt64 = 0
+    var reportedLeader: NodeID?
+    var random: SplitMix64
+    var now: UInt64 = 0
 
     // Mirrors of durable state.
-    public private(set) var promised: Ballot?
-    public private(set) var maxRound: UInt64
-    public private(set) var records: [Slot: LogRecord]
-    public private(set) var applied: Slot
+    public internal(set) var promised: Ballot?
+    public internal(set) var maxRound: UInt64
+    public internal(set) var records: [Slot: LogRecord]
+    public internal(set) var applied: Slot
     /// The highest slot the driver reported applied after its commit (``onApplied``): what a
     /// read of the store sees. ``applied`` runs ahead of it while a snapshot install is not yet
     /// committed, so reads wait for this one.
-    public private(set) var committedApplied: Slot
-    public private(set) var logStart: Slot
+    public internal(set) var committedApplied: Slot
+    public internal(set) var logStart: Slot
     /// Entries through this slot were handed to the driver to apply (``applied`` trails it
     /// until the driver reports back).
-    public private(set) var handedOut: Slot
+    public internal(set) var handedOut: Slot
     /// Bytes of the applied entries still held (from ``logStart`` through ``applied``).
-    public private(set) var retainedBytes = 0
+    public internal(set) var retainedBytes = 0
     /// The snapshot staged so far (durably), to resume from.
-    public private(set) var staging: SnapshotStaging?
-    private var download: Download?
+    public internal(set) var staging: SnapshotStaging?
+    var download: Download?
 
     /// The first slot this replica does not know to be chosen.
-    public private(set) var firstUnchosen: Slot
+    public internal(set) var firstUnchosen: Slot
     /// The leader this replica last heard from (itself when leading).
-    public private(set) var leader: NodeID?
-    private var preVote: PreVote?
-    private var candidacy: Candidacy?
-    private var leadership: Leadership?
-    private var electionDeadline: UInt64 = 0
-    private var lastHeardLeader: UInt64?
-    private var releasable: Slot = 1
-    private var nextNumber: UInt64 = 0
-    private var nextReadID: ReadID = 0
+    public internal(set) var leader: NodeID?
+    var preVote: PreVote?
+    var candidacy: Candidacy?
+    var leadership: Leadership?
+    var electionDeadline: UInt64 = 0
+    var lastHeardLeader: UInt64?
+    var releasable: Slot = 1
+    var nextNumber: UInt64 = 0
+    var nextReadID: ReadID = 0
     /// Proposals waiting for a leader to be known, with the tick they arrived.
-    private var outbox: [(proposal: Proposal, since: UInt64)] = []
-    private var fetchDeadline: UInt64?
+    var outbox: [(proposal: Proposal, since: UInt64)] = []
+    var fetchDeadline: UInt64?
     /// This replica's proposals, not applied yet, that may safely be forwarded again.
-    private var resendableProposals: Set<ProposalID> = []
+    var resendableProposals: Set<ProposalID> = []
     /// This replica's proposals of this incarnation whose outcome it has not reported yet. A
     /// resent proposal can exist twice (one copy chosen, one still queued): only the first
     /// outcome counts, so a later copy given up is never reported failed after it was applied.
-    private var outstandingProposals: Set<ProposalID> = []
+    var outstandingProposals: Set<ProposalID> = []
     /// This replica's proposals, not applied yet, that left it in a forward: a leader may have
     /// taken and chosen them, so giving up on one reports an unknown outcome, never a failure.
-    private var forwardedProposals: Set<ProposalID> = []
+    var forwardedProposals: Set<ProposalID> = []
 
     /// Creates a replica from what `state` holds. `state.incarnation` must already be this
     /// process's incarnation, durably (the driver commits it before creating the replica).
@@ -326,105 +326,7 @@ public struct LogReplica: Sendable {
         return (proposal.id, ready)
     }
 
-    /// Starts a linearizable read without a log write (etcd/raft's ReadIndex). The read comes
-    /// back in a later Ready's ``LogReady/reads`` once this replica, as leader, has (1) heard a
-    /// majority of its voters confirm, in a round that started after the read arrived, that none
-    /// promised a ballot above its own (so no later leader can have chosen anything before the
-    /// read arrived), and (2) applied every slot that may have been chosen before it arrived.
-    /// The driver then reads the state machine's committed rows. A replica that does not lead
-    /// reports the read in ``LogReady/failedReads`` (at once, or when it stops leading).
-    ///
-    /// Reads that arrive while a round is in flight wait for the next one, which starts when
-    /// that one completes: one round of messages serves every read that arrived during the last.
-    public mutating func read() -> (ReadID, LogReady) {
-        nextReadID += 1
-        let id = nextReadID
-        var ready = LogReady()
-        guard let leadership, leadership.reads.count < configuration.maxQueuedProposals else {
-            ready.failedReads.append(id)
-            return (id, ready)
-        }
-        // Every slot a client may have heard about before now: below this leader's first unchosen
-        // slot (it learns its own slots chosen first), or an earlier leader's (its takeover).
-        let index = Swift.max(firstUnchosen, leadership.takeoverEnd) - 1
-        let round: UInt64
-        if leadership.readRound == leadership.confirmedRound {
-            startReadRound(&ready)
-            round = self.leadership!.readRound
-        } else {
-            // The round in flight may have been answered before this read arrived.
-            self.leadership!.readRoundWanted = true
-            round = leadership.readRound + 1
-        }
-        self.leadership!.reads.append(PendingRead(id: id, index: index, round: round))
-        finish(&ready)
-        return (id, ready)
-    }
-
-    /// The lowest read index a read waits to see applied (`nil`: none waits for an apply), so
-    /// a driver commits the apply that serves it at once instead of with a later batch.
-    public var waitingReadIndex: Slot? {
-        leadership?.reads.lazy.map(\.index).filter { $0 > committedApplied }.min()
-    }
-
-    /// The driver stopped waiting for read `id`.
-    public mutating func forgetRead(_ id: ReadID) {
-        leadership?.reads.removeAll { $0.id == id }
-    }
-
-    /// Asks every voter to confirm this leader's ballot, in a new round.
-    private mutating func startReadRound(_ ready: inout LogReady) {
-        guard let leadership else { return }
-        let round = leadership.readRound + 1
-        self.leadership!.readRound = round
-        self.leadership!.readConfirmations = [me]
-        self.leadership!.readRoundSentAt = now
-        self.leadership!.readRoundWanted = false
-        if isQuorum([me], of: leadership.voters, unanimous: false) {
-            self.leadership!.confirmedRound = round
-            return
-        }
-        // May leave at once: it depends on this leader's promise, durable before it led.
-        for peer in leadership.voters.sorted() where peer != me {
-            ready.eagerMessages.append(outbound(to: peer, .confirm(ballot: leadership.ballot, round: round)))
-        }
-    }
-
-    private mutating func onConfirmed(
-        _ from: NodeID, _ ballot: Ballot, _ round: UInt64, _ theirPromise: Ballot?, _ ready: inout LogReady
-    ) {
-        if let theirPromise { observe(theirPromise.round) }
-        guard let leadership, leadership.ballot == ballot else { return }
-        if let theirPromise, theirPromise > ballot {
-            stepDown("node \(from.rawValue) promised the higher ballot \(theirPromise)", &ready)
-            return
-        }
-        guard round == leadership.readRound, round > leadership.confirmedRound,
-            leadership.voters.contains(from)
-        else { return }
-        self.leadership!.readConfirmations.insert(from)
-        guard isQuorum(self.leadership!.readConfirmations, of: leadership.voters, unanimous: false) else {
-            return
-        }
-        self.leadership!.confirmedRound = round
-        if self.leadership!.readRoundWanted { startReadRound(&ready) }
-    }
-
-    /// Hands out the reads whose round is confirmed and whose index is applied.
-    private mutating func serveReads(_ ready: inout LogReady) {
-        guard let leadership, !leadership.reads.isEmpty else { return }
-        var waiting: [PendingRead] = []
-        for read in leadership.reads {
-            if read.round <= leadership.confirmedRound, read.index <= committedApplied {
-                ready.reads.append(read.id)
-            } else {
-                waiting.append(read)
-            }
-        }
-        self.leadership!.reads = waiting
-    }
-
-    private mutating func route(_ proposals: [Proposal], _ ready: inout LogReady) {
+    mutating func route(_ proposals: [Proposal], _ ready: inout LogReady) {
         if leadership != nil {
             enqueue(proposals, &ready)
         } else if let leader, leader != me {
@@ -440,7 +342,7 @@ public struct LogReplica: Sendable {
         }
     }
 
-    private mutating func enqueue(_ proposals: [Proposal], _ ready: inout LogReady) {
+    mutating func enqueue(_ proposals: [Proposal], _ ready: inout LogReady) {
         for proposal in proposals {
             if MembershipChange.isChange(proposal.command) {
                 // Peers may hand over the operator's changes, never what only a leader proposes.
@@ -470,160 +372,6 @@ public struct LogReplica: Sendable {
         outstandingProposals.remove(id)
         forwardedProposals.remove(id)
         resendableProposals.remove(id)
-    }
-
-    // MARK: - Requests from peers
-
-    /// A request from another replica; the reply is in the Ready's ``LogReady/reply``.
-    public mutating func onRequest(_ envelope: LogRequestEnvelope) -> LogReady {
-        var ready = LogReady()
-        let from = envelope.from
-        guard from != me else { return ready }
-        switch envelope.request {
-        case .fetch, .snapshotChunk:
-            // Chosen entries and snapshots are facts, served to any authenticated peer: a node
-            // that joins needs them before it is anything, and they change nothing here.
-            break
-        default:
-            let (admitted, known) = admits(from, envelope.incarnation)
-            guard admitted else {
-                ready.reply = reply(.refused(known: known))
-                ready.events.append(.refusedPeer(from, incarnation: envelope.incarnation, known: known))
-                if case .accept(_, _, let leaderFirstUnchosen, _) = envelope.request,
-                    leaderFirstUnchosen > firstUnchosen
-                {
-                    // A leader this replica does not know as a member (it lags behind the change
-                    // that made it one): its chosen entries bring that change.
-                    requestFetch(from: from, &ready)
-                }
-                finish(&ready)
-                return ready
-            }
-        }
-        switch envelope.request {
-        case .prepare(let ballot, let fromSlot):
-            ready.reply = reply(onPrepare(ballot, fromSlot, &ready))
-        case .accept(let ballot, let entries, let leaderFirstUnchosen, let leaderReleasable):
-            ready.reply = reply(onAccept(ballot, entries, leaderFirstUnchosen, leaderReleasable, &ready))
-        case .fetch(let fromSlot):
-            ready.reply = reply(onFetch(fromSlot))
-        case .preVote(let ballot):
-            ready.reply = reply(onPreVote(ballot))
-        case .confirm(let ballot, let round):
-            // Nothing changes, nothing to persist; sent at once (see LogReady.eagerReply).
-            observe(ballot.round)
-            ready.eagerReply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
-        case .snapshotChunk:
-            // The driver answers these from its store.
-            break
-        case .forward(let proposals):
-            ready.reply = reply(.forwarded(taken: leadership != nil))
-            if leadership != nil {
-                enqueue(proposals, &ready)
-            } else if let leader, leader != me, leader != from {
-                forward(proposals, to: leader, &ready)
-            } else {
-                // Never proposed yet, so holding them until a leader is known cannot duplicate them.
-                outbox += proposals.prefix(Swift.max(0, configuration.maxQueuedProposals - outbox.count)).map
-                { ($0, now) }
-            }
-        }
-        finish(&ready)
-        return ready
-    }
-
-    private mutating func onPrepare(_ ballot: Ballot, _ fromSlot: Slot, _ ready: inout LogReady) -> LogReply {
-        observe(ballot.round)
-        if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
-        if let promised, ballot > promised, heardLeaderRecently(other: ballot.node) {
-            // Leader stickiness: we heard a live leader recently; refusing is always safe.
-            return .rejected(ballot: ballot, promised: promised)
-        }
-        promise(ballot, &ready)
-        preVote = nil
-        resetElectionTimer()
-        return .promise(
-            ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot),
-            membershipSlot: membership.slot)
-    }
-
-    /// Whether a leader other than `node` was heard from within an election timeout.
-    private func heardLeaderRecently(other node: NodeID) -> Bool {
-        guard let lastHeardLeader, let leader, leader != node else { return false }
-        return now - lastHeardLeader < UInt64(configuration.electionTicks)
-    }
-
-    /// Answers whether a prepare for `ballot` would be promised now, by the same rules as
-    /// ``onPrepare``, and changes nothing: a refused or abandoned pre-vote leaves no trace.
-    private func onPreVote(_ ballot: Ballot) -> LogReply {
-        let granted =
-            (promised.map { ballot > $0 } ?? true) && leadership == nil
-            && !heardLeaderRecently(other: ballot.node)
-        return .preVote(ballot: ballot, granted: granted, promised: promised)
-    }
-
-    private func report(from fromSlot: Slot) -> [ReportedRecord] {
-        let start = Swift.max(fromSlot, firstUnchosen)
-        return records.filter { $0.key >= start }.sorted { $0.key < $1.key }
-            .map { ReportedRecord(slot: $0.key, record: $0.value) }
-    }
-
-    private mutating func onAccept(
-        _ ballot: Ballot, _ entries: [SlotEntry], _ leaderFirstUnchosen: Slot, _ leaderReleasable: Slot,
-        _ ready: inout LogReady
-    ) -> LogReply {
-        observe(ballot.round)
-        if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
-        promise(ballot, &ready)
-        preVote = nil
-        if leader != ballot.node {
-            leader = ballot.node
-            flushOutbox(&ready)
-        }
-        lastHeardLeader = now
-        resetElectionTimer()
-        var voted: [Slot] = []
-        for item in entries {
-            if let existing = records[item.slot], existing.chosen || item.slot < firstUnchosen {
-                // Already chosen here: vote only for the chosen entry itself, never "for" a
-                // different one without recording it.
-                if existing.entry == item.entry { voted.append(item.slot) }
-                continue
-            }
-            guard item.slot >= firstUnchosen, item.slot >= logStart else { continue }
-            records[item.slot] = LogRecord(ballot: ballot, entry: item.entry, chosen: false)
-            ready.mutations.append(.accept(slot: item.slot, ballot: ballot, entry: item.entry))
-            voted.append(item.slot)
-        }
-        // Everything accepted under this ballot below the leader's first unchosen slot is chosen:
-        // the leader proposed exactly that entry in that slot under this ballot.
-        var slot = firstUnchosen
-        while slot < leaderFirstUnchosen {
-            if let record = records[slot], !record.chosen, record.ballot == ballot {
-                learn(slot, record.entry, &ready)
-            }
-            slot += 1
-        }
-        releasable = Swift.max(releasable, leaderReleasable)
-        if firstUnchosen < leaderFirstUnchosen { requestFetch(from: ballot.node, &ready) }
-        return .accepted(ballot: ballot, slots: voted, firstUnchosen: firstUnchosen, applied: applied)
-    }
-
-    private func onFetch(_ fromSlot: Slot) -> LogReply {
-        if fromSlot < logStart {
-            return .snapshotAvailable(applied: applied)
-        }
-        var entries: [SlotEntry] = []
-        var bytes = 0
-        var slot = fromSlot
-        while slot < firstUnchosen, entries.count < configuration.fetchLimit, let record = records[slot] {
-            let size = Self.wireSize(record.entry)
-            if !entries.isEmpty, bytes + size > configuration.maxMessageBytes { break }
-            bytes += size
-            entries.append(SlotEntry(slot: slot, entry: record.entry))
-            slot += 1
-        }
-        return .chosen(entries: entries, firstUnchosen: firstUnchosen)
     }
 
     // MARK: - Replies
@@ -829,502 +577,9 @@ public struct LogReplica: Sendable {
         return ready
     }
 
-    // MARK: - Election
-
-    /// Asks every peer whether it would promise the next ballot. Nothing is persisted or
-    /// promised: a node that cannot reach a majority keeps its promise where the leader left it.
-    private mutating func startPreVote(_ ready: inout LogReady) {
-        if let candidacy {
-            ready.events.append(
-                .electionLost(candidacy.ballot, reason: "no quorum of promises within an election timeout"))
-        }
-        candidacy = nil
-        leader = nil
-        let ballot = Ballot(round: maxRound + 1, node: me)
-        let voters = membership.voters
-        preVote = PreVote(ballot: ballot, grants: [me], voters: voters, unanimous: membership.isProvisional)
-        resetElectionTimer()
-        if isQuorum([me], of: voters, unanimous: membership.isProvisional) {
-            startElection(&ready)
-            return
-        }
-        for peer in voters.sorted() where peer != me {
-            ready.eagerMessages.append(outbound(to: peer, .preVote(ballot: ballot)))
-        }
-    }
-
-    private mutating func startElection(_ ready: inout LogReady) {
-        preVote = nil
-        let ballot = Ballot(round: maxRound + 1, node: me)
-        maxRound = ballot.round
-        ready.mutations.append(.maxRound(ballot.round))
-        ready.mutations.append(.ballotUsed(ballot))
-        promise(ballot, &ready)
-        leader = nil
-        let voters = membership.voters
-        candidacy = Candidacy(
-            ballot: ballot, from: firstUnchosen, voters: voters, unanimous: membership.isProvisional,
-            membershipSlot: membership.slot)
-        ready.events.append(.electionStarted(ballot, voters: voters.count))
-        resetElectionTimer()
-        for peer in voters.sorted() where peer != me {
-            ready.messages.append(outbound(to: peer, .prepare(ballot: ballot, from: firstUnchosen)))
-        }
-        ready.localReplies.append(
-            reply(
-                .promise(
-                    ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: firstUnchosen),
-                    membershipSlot: membership.slot)))
-    }
-
-    private mutating func becomeLeader(_ ready: inout LogReady) {
-        guard let candidacy else { return }
-        self.candidacy = nil
-        // In id order, so the peer named (and fetched from) does not depend on hash order.
-        let promisers = candidacy.promises.sorted(by: { $0.key < $1.key })
-        if let (peer, _) = promisers.first(where: {
-            $0.value.membershipSlot > candidacy.membershipSlot
-        }) ?? (membership.slot != candidacy.membershipSlot ? promisers.first : nil) {
-            // A promiser knows a membership change chosen at or above the first unchosen slot
-            // this campaign started from, or this replica learned one while campaigning: the
-            // quorum was counted in a membership no longer in force there. Catch up first (the
-            // change comes with the chosen entries) and campaign again.
-            ready.events.append(
-                .electionLost(
-                    candidacy.ballot,
-                    reason: "node \(peer.rawValue) knows a later membership: catching up to campaign again"))
-            leader = nil
-            resetElectionTimer()
-            requestFetch(from: peer, &ready)
-            return
-        }
-        let ballot = candidacy.ballot
-        var catchUpTarget = firstUnchosen
-        var catchUpSource = me
-        // In id order: among promisers equally far ahead, the one fetched from must not depend on
-        // the dictionary's hash order (one run, one transcript).
-        for (peer, promise) in candidacy.promises.sorted(by: { $0.key < $1.key })
-        where promise.firstUnchosen > catchUpTarget {
-            catchUpTarget = promise.firstUnchosen
-            catchUpSource = peer
-        }
-        // The highest-ballot accepted entry per slot; chosen ones are simply learned.
-        var highest: [Slot: LogRecord] = [:]
-        var maxSlot = firstUnchosen - 1
-        // In id order: the chosen slots promisers report are learned in this order, which orders
-        // the `choose` mutations; hash order would make them differ from process to process.
-        for (_, promise) in candidacy.promises.sorted(by: { $0.key < $1.key }) {
-            for reported in promise.records {
-                maxSlot = Swift.max(maxSlot, reported.slot)
-                if reported.record.chosen {
-                    if reported.slot >= firstUnchosen, records[reported.slot]?.chosen != true {
-                        learn(reported.slot, reported.record.entry, &ready)
-                    }
-                    continue
-                }
-                guard let ballot = reported.record.ballot else { continue }
-                if let current = highest[reported.slot], let currentBallot = current.ballot,
-                    currentBallot >= ballot
-                {
-                    continue
-                }
-                highest[reported.slot] = reported.record
-            }
-        }
-        if membership.slot != candidacy.membershipSlot {
-            // The chosen entries the promises reported carried this replica past a membership
-            // change: the slots after it may belong to voters this phase 1 was not counted in
-            // (two changes on, their majorities need not meet). Propose nothing; campaign again.
-            leader = nil
-            resetElectionTimer()
-            return
-        }
-        let takeoverEnd = Swift.max(maxSlot + 1, catchUpTarget, firstUnchosen)
-        var leadership = Leadership(
-            ballot: ballot, voters: candidacy.voters, incarnations: candidacy.incarnations,
-            nextSlot: takeoverEnd, catchUpTarget: catchUpTarget, lastHeartbeat: now, ownVoteProgress: now,
-            catchUpSlot: firstUnchosen, catchUpSince: now, takeoverEnd: takeoverEnd)
-        leadership.incarnations[me] = memberIncarnation
-        let waiting = outbox.map(\.proposal)
-        outbox = []
-        var entries: [SlotEntry] = []
-        var slot = Swift.max(catchUpTarget, firstUnchosen)
-        while slot <= maxSlot {
-            let entry = records[slot]?.chosen == true ? records[slot]!.entry : (highest[slot]?.entry ?? [])
-            if records[slot]?.chosen != true {
-                entries.append(SlotEntry(slot: slot, entry: entry))
-            }
-            if entry.contains(where: { MembershipChange.isChange($0.command) }) {
-                // The slots after a membership change may belong to another membership, which
-                // this phase 1 was not counted in: propose nothing there until the change is
-                // chosen, then campaign again in the membership it makes.
-                leadership.changeSlot = slot
-                leadership.campaignAgain = slot < maxSlot
-                leadership.nextSlot = slot + 1
-                break
-            }
-            slot += 1
-        }
-        self.leadership = leadership
-        leader = me
-        lastHeardLeader = now
-        ready.events.append(
-            .electionWon(ballot, catchUpTo: catchUpTarget > firstUnchosen ? catchUpTarget : nil))
-        enqueue(waiting, &ready)
-        propose(entries, &ready)
-        if firstUnchosen < catchUpTarget { requestFetch(from: catchUpSource, &ready) }
-    }
-
-    /// Ends this replica's leadership or candidacy; `reason` goes into the event the driver logs.
-    private mutating func stepDown(_ reason: String, _ ready: inout LogReady) {
-        if let leadership {
-            outbox += (leadership.changes + leadership.queue).map { ($0, now) }
-            ready.failedReads += leadership.reads.map(\.id)
-            ready.events.append(.steppedDown(leadership.ballot, reason: reason))
-        }
-        if let candidacy { ready.events.append(.electionLost(candidacy.ballot, reason: reason)) }
-        leadership = nil
-        candidacy = nil
-        preVote = nil
-        leader = nil
-        resetElectionTimer()
-    }
-
-    // MARK: - Leading
-
-    private mutating func drive(_ ready: inout LogReady) {
-        guard let leadership, leadership.changeSlot == nil else { return }
-        if membership.isProvisional || !leadership.changes.isEmpty || !leadership.heard.isEmpty {
-            // A membership change goes alone, once every slot before it is chosen (so it is
-            // judged against the membership in force), and nothing follows it until it is chosen.
-            guard leadership.nextSlot == firstUnchosen else { return }
-            if let change = nextChange(leadership) {
-                let slot = leadership.nextSlot
-                self.leadership!.changeSlot = slot
-                propose([SlotEntry(slot: slot, entry: [change])], &ready)
-                return
-            }
-        }
-        var entries: [SlotEntry] = []
-        var queue = leadership.queue[...]
-        var nextSlot = leadership.nextSlot
-        while !queue.isEmpty, nextSlot - firstUnchosen < configuration.maxSlotsInFlight {
-            // A slot in flight: open another only for a batch worth its fsync on every replica.
-            if nextSlot > firstUnchosen, queue.count < configuration.minPipelinedBatch { break }
-            var batch: LogEntry = []
-            var bytes = 0
-            while let next = queue.first, batch.count < configuration.maxProposalsPerSlot,
-                batch.isEmpty || bytes + next.command.count <= configuration.maxBytesPerSlot
-            {
-                batch.append(next)
-                bytes += next.command.count
-                queue.removeFirst()
-            }
-            entries.append(SlotEntry(slot: nextSlot, entry: batch))
-            nextSlot += 1
-        }
-        guard !entries.isEmpty else { return }
-        self.leadership!.queue = Array(queue)
-        propose(entries, &ready)
-    }
-
-    /// The membership change to propose next, if any (taken off the queue): a new cluster's first
-    /// entry records its voters' incarnations; then learners' incarnations once heard; then the
-    /// operator's changes, in order.
-    private mutating func nextChange(_ leadership: Leadership) -> Proposal? {
-        if membership.isProvisional {
-            let members = membership.members.map { member in
-                var member = member
-                member.incarnation = leadership.incarnations[member.id] ?? 0
-                return member
-            }
-            return leaderProposal(.bootstrap(members))
-        }
-        for (id, heard) in leadership.heard.sorted(by: { $0.key < $1.key }) {
-            self.leadership!.heard[id] = nil
-            if membership.member(id)?.incarnation == 0 { return leaderProposal(.pin(id, incarnation: heard)) }
-        }
-        guard var proposal = leadership.changes.first else { return nil }
-        self.leadership!.changes.removeFirst()
-        if case .promote(let id) = MembershipChange(command: proposal.command),
-            membership.member(id)?.isVoter == false
-        {
-            let peerApplied = leadership.appliedByPeer[id] ?? 0
-            if peerApplied + configuration.promoteLag < applied {
-                // Promoted now, it would count in quorums while it cannot vote for new entries
-                // (it lacks the slots before them) and the cluster would lose a voter's worth of
-                // tolerance. Refused through the log, so its proposer hears why.
-                proposal.command = MembershipChange.refused(
-                    "node \(id.rawValue) has not caught up: it applied slot \(peerApplied), the leader \(applied)"
-                ).encoded()
-            }
-        }
-        return proposal
-    }
-
-    private mutating func leaderProposal(_ change: MembershipChange) -> Proposal {
-        nextNumber += 1
-        return Proposal(
-            id: ProposalID(node: me, incarnation: incarnation, number: nextNumber), command: change.encoded())
-    }
-
-    /// Proposes `entries` under the current ballot: this replica's acceptor accepts them (its
-    /// vote counts once durable) and every peer is asked at once.
-    private mutating func propose(_ entries: [SlotEntry], _ ready: inout LogReady) {
-        guard let ballot = leadership?.ballot, !entries.isEmpty else { return }
-        for item in entries {
-            records[item.slot] = LogRecord(ballot: ballot, entry: item.entry, chosen: false)
-            ready.mutations.append(.accept(slot: item.slot, ballot: ballot, entry: item.entry))
-            leadership!.inFlight[item.slot] = InFlight(entry: item.entry, sentAt: now)
-            leadership!.ownVotePending[item.slot] = leadership!.ownVotePending[item.slot] ?? now
-            leadership!.nextSlot = Swift.max(leadership!.nextSlot, item.slot + 1)
-        }
-        let chunks = chunked(entries)
-        for peer in membership.ids where peer != me {
-            for chunk in chunks {
-                ready.eagerMessages.append(outbound(to: peer, acceptRequest(ballot, chunk)))
-            }
-        }
-        ready.localReplies.append(
-            reply(
-                .accepted(
-                    ballot: ballot, slots: entries.map(\.slot), firstUnchosen: firstUnchosen, applied: applied
-                )))
-    }
-
-    private mutating func vote(_ slot: Slot, _ from: NodeID, _ ready: inout LogReady) {
-        guard leadership?.inFlight[slot] != nil, leadership!.voters.contains(from) else { return }
-        leadership!.inFlight[slot]!.votes.insert(from)
-        countVotes(&ready)
-    }
-
-    /// Learns this leader's slots chosen in slot order: a slot's quorum is counted only once every
-    /// slot before it is chosen, so the membership it is counted in is exactly the one in force
-    /// there; when that is no longer the one this leader's phase 1 was counted in, it stops.
-    private mutating func countVotes(_ ready: inout LogReady) {
-        while let leadership, let inFlight = leadership.inFlight[firstUnchosen],
-            membership.voters == leadership.voters,
-            isQuorum(inFlight.votes, of: leadership.voters, unanimous: false)
-        {
-            self.leadership!.inFlight[firstUnchosen] = nil
-            learn(firstUnchosen, inFlight.entry, &ready)
-        }
-    }
-
-    /// After a membership change is chosen: a leader whose voters changed (or whose takeover
-    /// stopped at the change) campaigns again, in the membership now in force; one whose voters
-    /// stay goes on.
-    private mutating func checkMembership(_ ready: inout LogReady) {
-        guard let leadership else { return }
-        if membership.voters != leadership.voters {
-            stepDown("the voters changed: campaigning in the new membership", &ready)
-            if canCampaign { startPreVote(&ready) }
-        } else if let changeSlot = leadership.changeSlot, firstUnchosen > changeSlot {
-            if leadership.campaignAgain {
-                stepDown("the membership change it re-proposed is chosen: campaigning again", &ready)
-                if canCampaign { startPreVote(&ready) }
-            } else {
-                self.leadership!.changeSlot = nil
-            }
-        }
-    }
-
-    /// Asks again the voters that have not confirmed the read round in flight: the confirmations
-    /// may be lost. The round keeps its number: every read it serves arrived before it started.
-    private mutating func resendReadRound(_ ready: inout LogReady) {
-        // A round whose reads were all given up on waits for the next read to ask again.
-        guard let leadership, leadership.readRound > leadership.confirmedRound, !leadership.reads.isEmpty,
-            now - leadership.readRoundSentAt >= UInt64(configuration.resendTicks)
-        else { return }
-        self.leadership!.readRoundSentAt = now
-        for peer in leadership.voters.sorted()
-        where peer != me && !leadership.readConfirmations.contains(peer) {
-            ready.eagerMessages.append(
-                outbound(to: peer, .confirm(ballot: leadership.ballot, round: leadership.readRound)))
-        }
-    }
-
-    private mutating func resendStale(_ ready: inout LogReady) {
-        guard let leadership else { return }
-        var stale: [Slot] = []
-        for (slot, inFlight) in leadership.inFlight
-        where now - inFlight.sentAt >= UInt64(configuration.resendTicks) {
-            stale.append(slot)
-        }
-        guard !stale.isEmpty else { return }
-        stale.sort()
-        for peer in membership.ids where peer != me {
-            let missing = stale.filter { !leadership.inFlight[$0]!.votes.contains(peer) }
-            guard !missing.isEmpty else { continue }
-            let entries = missing.map { SlotEntry(slot: $0, entry: leadership.inFlight[$0]!.entry) }
-            for chunk in chunked(entries) {
-                ready.eagerMessages.append(outbound(to: peer, acceptRequest(leadership.ballot, chunk)))
-            }
-        }
-        for slot in stale { self.leadership!.inFlight[slot]!.sentAt = now }
-    }
-
-    /// A peer to fetch the slots below the catch-up target from: one that has applied them, as
-    /// far as this leader knows, or any other when none is known to have.
-    private mutating func catchUpPeer(_ leadership: Leadership) -> NodeID {
-        let others = membership.voters.sorted().filter { $0 != me }
-        let ahead = others.filter { (leadership.appliedByPeer[$0] ?? 0) + 1 >= leadership.catchUpTarget }
-        return (ahead.isEmpty ? others : ahead).randomElement(using: &random) ?? me
-    }
-
-    private func acceptRequest(_ ballot: Ballot, _ entries: [SlotEntry]) -> LogRequest {
-        .accept(ballot: ballot, entries: entries, firstUnchosen: firstUnchosen, releasable: leaderReleasable)
-    }
-
-    /// The slot below which every replica has applied, as far as the leader knows.
-    private var leaderReleasable: Slot {
-        guard let leadership else { return releasable }
-        var lowest = applied
-        for peer in membership.ids where peer != me {
-            lowest = Swift.min(lowest, leadership.appliedByPeer[peer] ?? 0)
-        }
-        return lowest + 1
-    }
-
-    // MARK: - Learning and applying
-
-    private mutating func learn(_ slot: Slot, _ entry: LogEntry, _ ready: inout LogReady) {
-        guard slot >= firstUnchosen, slot >= logStart else { return }
-        if let known = records[slot], known.chosen, known.entry != entry {
-            // Two entries chosen in one slot is what Paxos rules out: whoever reports another
-            // one is broken or hostile. Keep the one known; never apply both. (An input, so
-            // reported, not asserted.)
-            ready.events.append(.conflictingChosen(slot: slot))
-            return
-        }
-        let held = records[slot]?.entry == entry
-        records[slot] = LogRecord(ballot: held ? records[slot]?.ballot : nil, entry: entry, chosen: true)
-        // When the slot already holds this entry, knowing it is chosen is a cache: the applied
-        // index covers it once applied, and a restart re-learns it before that. Writing the
-        // entry is needed only when the store holds another one (or none).
-        if !held { ready.mutations.append(.choose(slot: slot, entry: entry)) }
-        advanceFirstUnchosen()
-    }
-
-    private mutating func advanceFirstUnchosen() {
-        while let record = records[firstUnchosen], record.chosen {
-            for proposal in record.entry where MembershipChange.isChange(proposal.command) {
-                // The same rule the store applies the change by (``MembershipChange/apply``).
-                let change = MembershipChange(command: proposal.command) ?? .refused("")
-                let (next, refusal) = membership.applying(change, slot: firstUnchosen)
-                if refusal == nil {
-                    membership = next
-                    membershipChanged = true
-                }
-            }
-            firstUnchosen += 1
-        }
-    }
-
-    /// One chunk of the snapshot being fetched: staged durably; the next one is asked for once
-    /// it is, so a transfer keeps one chunk in flight and resumes after the last durable one.
-    private mutating func onSnapshotChunk(
-        _ from: NodeID, _ token: UInt64, _ snapshotApplied: Slot, _ answeredAfter: MachineKey?,
-        _ rows: [MachineRow],
-        _ done: Bool, _ ready: inout LogReady
-    ) {
-        // Only the answer to the request in flight: replies may overtake each other, and a late
-        // one to an older request (another `after`, or another transfer) would leave a gap.
-        guard var current = download, current.source == from, token != 0,
-            current.token == 0 || current.token == token,
-            answeredAfter == (current.token == 0 ? nil : current.after)
-        else { return }
-        // Rows come from a peer: they must follow the last staged one, in strictly rising order.
-        var previous = current.token == 0 ? nil : current.after
-        for row in rows {
-            if let previous, !(previous < row.key) {
-                download = nil
-                return
-            }
-            previous = row.key
-        }
-        let first = current.token == 0
-        if !first, let staging, staging.applied != snapshotApplied {
-            download = nil
-            return
-        }
-        var stagedMembership = first ? nil : staging?.membership
-        if let row = rows.first(where: { $0.key == Membership.rowKey }) {
-            guard let decoded = Membership(encoded: row.value) else {
-                // A damaged membership row: never install a snapshot whose membership is unknown.
-                download = nil
-                return
-            }
-            stagedMembership = decoded
-        }
-        ready.mutations.append(
-            .stageSnapshot(
-                SnapshotChunk(source: from, token: token, applied: snapshotApplied, rows: rows, first: first))
-        )
-        current.token = token
-        current.after = previous
-        current.deadline = now + UInt64(configuration.resendTicks)
-        staging = SnapshotStaging(
-            source: from, token: token, applied: snapshotApplied, after: previous,
-            membership: stagedMembership)
-        guard done else {
-            download = current
-            ready.messages.append(outbound(to: from, .snapshotChunk(token: token, after: previous)))
-            return
-        }
-        download = nil
-        staging = nil
-        // Installs only if it is ahead of what was handed out; otherwise it just drops the staging.
-        ready.mutations.append(.installSnapshot(applied: snapshotApplied))
-        guard snapshotApplied > handedOut else { return }
-        ready.events.append(.snapshotInstalled(from: from, applied: snapshotApplied))
-        if let leadership, snapshotApplied >= leadership.catchUpTarget {
-            // A leader learns slots it may have proposed in only from its own quorums.
-            stepDown("a snapshot carried it past its catch-up target", &ready)
-        }
-        applied = snapshotApplied
-        handedOut = snapshotApplied
-        retainedBytes = 0
-        records = records.filter { $0.key > snapshotApplied }
-        logStart = Swift.max(logStart, snapshotApplied + 1)
-        if firstUnchosen <= snapshotApplied + 1 {
-            // The membership in force after the snapshot's slot is the one its rows hold.
-            let installed = stagedMembership ?? bootstrapMembership
-            if installed != membership {
-                membership = installed
-                membershipChanged = true
-            }
-        }
-        firstUnchosen = Swift.max(firstUnchosen, snapshotApplied + 1)
-        advanceFirstUnchosen()
-        if let leadership, firstUnchosen < leadership.catchUpTarget { requestFetch(from: from, &ready) }
-    }
-
-    /// The driver committed the `apply` mutations through `slot` (or an `installSnapshot` of
-    /// the state after `slot`); `outputs` are the state machine's answers to this replica's
-    /// proposals among them.
-    public mutating func onApplied(through slot: Slot, outputs: [(ProposalID, Value)]) -> LogReady {
-        var ready = LogReady()
-        let through = Swift.min(slot, handedOut)
-        committedApplied = Swift.max(committedApplied, through)
-        if through > applied {
-            for applying in (applied + 1)...through {
-                retainedBytes += records[applying].map { Self.wireSize($0.entry) } ?? 0
-            }
-            applied = through
-        }
-        for (id, output) in outputs where id.node == me && id.incarnation == incarnation {
-            if outstandingProposals.remove(id) != nil { ready.results.append((id, output)) }
-            resendableProposals.remove(id)
-            forwardedProposals.remove(id)
-        }
-        finish(&ready)
-        return ready
-    }
-
     /// Applies newly chosen entries in order, releases what everyone has applied, and lets a
     /// leader propose what is queued. Every input ends here.
-    private mutating func finish(_ ready: inout LogReady) {
+    mutating func finish(_ ready: inout LogReady) {
         while handedOut + 1 < firstUnchosen, let record = records[handedOut + 1] {
             handedOut += 1
             ready.mutations.append(.apply(slot: handedOut, entry: record.entry))
@@ -1377,7 +632,7 @@ public struct LogReplica: Sendable {
     /// What every step leaves true, whatever its input; a break is a bug in this type, so it
     /// stops the process rather than go on from a state nothing was proven for. (The driver
     /// checks durable state against the same rules when it loads it.)
-    private func checkInvariants() {
+    func checkInvariants() {
         precondition(
             applied <= handedOut && handedOut < firstUnchosen,
             "applied \(applied) ≤ handed out \(handedOut) < first unchosen \(firstUnchosen)")
@@ -1397,7 +652,7 @@ public struct LogReplica: Sendable {
 
     // MARK: - Helpers
 
-    private mutating func promise(_ ballot: Ballot, _ ready: inout LogReady) {
+    mutating func promise(_ ballot: Ballot, _ ready: inout LogReady) {
         observe(ballot.round)
         if let promised, promised >= ballot { return }
         promised = ballot
@@ -1410,19 +665,19 @@ public struct LogReplica: Sendable {
         }
     }
 
-    private mutating func observe(_ round: UInt64) {
+    mutating func observe(_ round: UInt64) {
         // In memory only: the next ballot is persisted (as maxRound) before it is used, and a
         // restart also raises maxRound to the durable promise.
         maxRound = Swift.max(maxRound, round)
     }
 
-    private mutating func requestFetch(from peer: NodeID, _ ready: inout LogReady) {
+    mutating func requestFetch(from peer: NodeID, _ ready: inout LogReady) {
         guard peer != me, fetchDeadline == nil, download == nil else { return }
         fetchDeadline = now + UInt64(configuration.resendTicks)
         ready.eagerMessages.append(outbound(to: peer, .fetch(from: firstUnchosen)))
     }
 
-    private mutating func flushOutbox(_ ready: inout LogReady) {
+    mutating func flushOutbox(_ ready: inout LogReady) {
         guard let leader, leader != me, !outbox.isEmpty else { return }
         let proposals = outbox.map(\.proposal)
         outbox = []
@@ -1431,7 +686,7 @@ public struct LogReplica: Sendable {
 
     /// Hands `proposals` to `leader` in messages bounded by bytes and count. From here on this
     /// replica's own ones have an unknown outcome until applied.
-    private mutating func forward(_ proposals: [Proposal], to leader: NodeID, _ ready: inout LogReady) {
+    mutating func forward(_ proposals: [Proposal], to leader: NodeID, _ ready: inout LogReady) {
         var start = 0
         while start < proposals.count {
             var end = start
@@ -1453,7 +708,7 @@ public struct LogReplica: Sendable {
 
     /// This replica stops tracking one of its proposals without it being applied: failed if it
     /// never left this replica, of unknown outcome if it did.
-    private mutating func giveUp(_ id: ProposalID, _ ready: inout LogReady) {
+    mutating func giveUp(_ id: ProposalID, _ ready: inout LogReady) {
         guard id.node == me, outstandingProposals.remove(id) != nil else { return }
         resendableProposals.remove(id)
         if forwardedProposals.remove(id) != nil {
@@ -1464,7 +719,7 @@ public struct LogReplica: Sendable {
     }
 
     /// `entries` split into runs that each fit in one message (a single larger entry goes alone).
-    private func chunked(_ entries: [SlotEntry]) -> [[SlotEntry]] {
+    func chunked(_ entries: [SlotEntry]) -> [[SlotEntry]] {
         var chunks: [[SlotEntry]] = []
         var current: [SlotEntry] = []
         var bytes = 0
@@ -1491,16 +746,16 @@ public struct LogReplica: Sendable {
     /// Bytes one proposal takes in a message.
     public static func wireSize(_ proposal: Proposal) -> Int { 24 + 4 + proposal.command.count }
 
-    private mutating func resetElectionTimer() {
+    mutating func resetElectionTimer() {
         let spread = UInt64(Swift.max(1, configuration.electionTicks))
         electionDeadline = now + spread + UInt64.random(in: 0..<spread, using: &random)
     }
 
-    private func reply(_ reply: LogReply) -> LogReplyEnvelope {
+    func reply(_ reply: LogReply) -> LogReplyEnvelope {
         LogReplyEnvelope(from: me, incarnation: memberIncarnation, reply: reply)
     }
 
-    private func outbound(to peer: NodeID, _ request: LogRequest) -> LogOutbound {
+    func outbound(to peer: NodeID, _ request: LogRequest) -> LogOutbound {
         LogOutbound(
             to: peer, envelope: LogRequestEnvelope(from: me, incarnation: memberIncarnation, request: request)
         )
@@ -1509,14 +764,14 @@ public struct LogReplica: Sendable {
     /// Whether a message of `peer` presenting `incarnation` comes from the member the membership
     /// records (and the incarnation recorded for it, 0 when it is not a member). A node that
     /// knows no membership yet (it joins) takes every authenticated peer.
-    private func admits(_ peer: NodeID, _ incarnation: UInt64) -> (Bool, known: UInt64) {
+    func admits(_ peer: NodeID, _ incarnation: UInt64) -> (Bool, known: UInt64) {
         if membership.isUnknown { return (true, 0) }
         guard let member = membership.member(peer) else { return (false, 0) }
         return (member.incarnation == 0 || member.incarnation == incarnation, member.incarnation)
     }
 
     /// Whether this node is a voter of the membership in force, as the data directory it has.
-    private var canCampaign: Bool {
+    var canCampaign: Bool {
         guard let member = membership.member(me), member.isVoter else { return false }
         // A new cluster's first leader needs every bootstrap peer's promise, so competing
         // candidates would only spoil each other's campaigns (one refusal is enough), and more
@@ -1528,7 +783,7 @@ public struct LogReplica: Sendable {
 
     /// Whether `set` is a quorum of `voters`: a majority, or all of them for a new cluster's first
     /// leader (its phase 1; see the type's documentation).
-    private func isQuorum(_ set: Set<NodeID>, of voters: Set<NodeID>, unanimous: Bool) -> Bool {
+    func isQuorum(_ set: Set<NodeID>, of voters: Set<NodeID>, unanimous: Bool) -> Bool {
         let count = set.intersection(voters).count
         return unanimous ? count == voters.count && count > 0 : count > voters.count / 2
     }

@@ -1,0 +1,100 @@
+/// Linearizable reads without a log write: the read index and its confirmation rounds (etcd/raft's ReadIndex).
+extension LogReplica {
+    /// Starts a linearizable read without a log write (etcd/raft's ReadIndex). The read comes
+    /// back in a later Ready's ``LogReady/reads`` once this replica, as leader, has (1) heard a
+    /// majority of its voters confirm, in a round that started after the read arrived, that none
+    /// promised a ballot above its own (so no later leader can have chosen anything before the
+    /// read arrived), and (2) applied every slot that may have been chosen before it arrived.
+    /// The driver then reads the state machine's committed rows. A replica that does not lead
+    /// reports the read in ``LogReady/failedReads`` (at once, or when it stops leading).
+    ///
+    /// Reads that arrive while a round is in flight wait for the next one, which starts when
+    /// that one completes: one round of messages serves every read that arrived during the last.
+    public mutating func read() -> (ReadID, LogReady) {
+        nextReadID += 1
+        let id = nextReadID
+        var ready = LogReady()
+        guard let leadership, leadership.reads.count < configuration.maxQueuedProposals else {
+            ready.failedReads.append(id)
+            return (id, ready)
+        }
+        // Every slot a client may have heard about before now: below this leader's first unchosen
+        // slot (it learns its own slots chosen first), or an earlier leader's (its takeover).
+        let index = Swift.max(firstUnchosen, leadership.takeoverEnd) - 1
+        let round: UInt64
+        if leadership.readRound == leadership.confirmedRound {
+            startReadRound(&ready)
+            round = self.leadership!.readRound
+        } else {
+            // The round in flight may have been answered before this read arrived.
+            self.leadership!.readRoundWanted = true
+            round = leadership.readRound + 1
+        }
+        self.leadership!.reads.append(PendingRead(id: id, index: index, round: round))
+        finish(&ready)
+        return (id, ready)
+    }
+
+    /// The lowest read index a read waits to see applied (`nil`: none waits for an apply), so
+    /// a driver commits the apply that serves it at once instead of with a later batch.
+    public var waitingReadIndex: Slot? {
+        leadership?.reads.lazy.map(\.index).filter { $0 > committedApplied }.min()
+    }
+
+    /// The driver stopped waiting for read `id`.
+    public mutating func forgetRead(_ id: ReadID) {
+        leadership?.reads.removeAll { $0.id == id }
+    }
+
+    /// Asks every voter to confirm this leader's ballot, in a new round.
+    mutating func startReadRound(_ ready: inout LogReady) {
+        guard let leadership else { return }
+        let round = leadership.readRound + 1
+        self.leadership!.readRound = round
+        self.leadership!.readConfirmations = [me]
+        self.leadership!.readRoundSentAt = now
+        self.leadership!.readRoundWanted = false
+        if isQuorum([me], of: leadership.voters, unanimous: false) {
+            self.leadership!.confirmedRound = round
+            return
+        }
+        // May leave at once: it depends on this leader's promise, durable before it led.
+        for peer in leadership.voters.sorted() where peer != me {
+            ready.eagerMessages.append(outbound(to: peer, .confirm(ballot: leadership.ballot, round: round)))
+        }
+    }
+
+    mutating func onConfirmed(
+        _ from: NodeID, _ ballot: Ballot, _ round: UInt64, _ theirPromise: Ballot?, _ ready: inout LogReady
+    ) {
+        if let theirPromise { observe(theirPromise.round) }
+        guard let leadership, leadership.ballot == ballot else { return }
+        if let theirPromise, theirPromise > ballot {
+            stepDown("node \(from.rawValue) promised the higher ballot \(theirPromise)", &ready)
+            return
+        }
+        guard round == leadership.readRound, round > leadership.confirmedRound,
+            leadership.voters.contains(from)
+        else { return }
+        self.leadership!.readConfirmations.insert(from)
+        guard isQuorum(self.leadership!.readConfirmations, of: leadership.voters, unanimous: false) else {
+            return
+        }
+        self.leadership!.confirmedRound = round
+        if self.leadership!.readRoundWanted { startReadRound(&ready) }
+    }
+
+    /// Hands out the reads whose round is confirmed and whose index is applied.
+    mutating func serveReads(_ ready: inout LogReady) {
+        guard let leadership, !leadership.reads.isEmpty else { return }
+        var waiting: [PendingRead] = []
+        for read in leadership.reads {
+            if read.round <= leadership.confirmedRound, read.index <= committedApplied {
+                ready.reads.append(read.id)
+            } else {
+                waiting.append(read)
+            }
+        }
+        self.leadership!.reads = waiting
+    }
+}
