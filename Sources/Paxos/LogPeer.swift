@@ -26,6 +26,319 @@ public enum ReadConsistency: String, Hashable, Sendable, CaseIterable {
     case serializable
 }
 
+fileprivate struct Waiter {
+    var continuation: CheckedContinuation<SubmitOutcome, Never>
+    var deadline: UInt64
+}
+
+fileprivate enum ReadGrant: Sendable {
+    /// Confirmed and applied through its index: read the store now.
+    case ready
+    /// Not confirmed here (this replica does not lead, or stopped leading): nothing was read.
+    case notLeader
+    case failed(String)
+}
+
+fileprivate struct ReadWaiter {
+    var continuation: CheckedContinuation<ReadGrant, Never>
+    var deadline: UInt64
+}
+
+/// The replicated log's part of the runtime: the core, and the clients and reads waiting on it.
+/// Not generic over the state machine, so that the runtime is specialized for it.
+public struct LogDriver: RuntimeDriver {
+    public struct Notes: RuntimeNotes {
+        /// The last slot an `apply` in this batch applies.
+        var appliedThrough: Slot?
+        /// An `apply` in this batch answers a waiting client: commit it now, not at the next
+        /// tick.
+        var prompt = false
+        public init() {}
+    }
+
+    public var core: LogReplica
+    let me: NodeID
+    let transport: any PeerTransport
+    let submitTimeoutTicks: UInt64
+    let logger: Logger
+    let metrics: LogMetrics
+    var observed: LogMetrics.Observed
+    fileprivate var waiters: [ProposalID: Waiter] = [:]
+    fileprivate var readWaiters: [ReadID: ReadWaiter] = [:]
+    var ticks: UInt64 = 0
+    /// The tick each kind of event was last logged, by peer: refusals repeat with every
+    /// message.
+    var lastLogged: [String: UInt64] = [:]
+    var jobs: [@Sendable () async -> Void] = []
+    /// Client proposals of this replica that were applied.
+    var appliedProposals = 0
+    /// Why the replica stopped, once it did.
+    var stopReason: String?
+
+    public mutating func absorb(_ step: LogReady, into notes: inout Notes) {
+        if !step.events.isEmpty { report(step.events) }
+        metrics.observe(core, since: &observed)
+        for mutation in step.mutations {
+            if case .installSnapshot(let applied) = mutation {
+                // Installing stands for many applies: the replica serves from it once
+                // durable, and reports it applied through its slot after the commit (reads
+                // wait for that).
+                notes.prompt = true
+                notes.appliedThrough = Swift.max(notes.appliedThrough ?? 0, applied)
+            }
+            guard case .apply(let slot, let entry) = mutation else { continue }
+            notes.appliedThrough = Swift.max(notes.appliedThrough ?? 0, slot)
+            if !notes.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
+                notes.prompt = true
+            }
+            if !notes.prompt, !readWaiters.isEmpty, let index = core.waitingReadIndex, index <= slot {
+                // A read waits for this apply to be reported.
+                notes.prompt = true
+            }
+        }
+        // Results depend only on chosen entries, durable at a majority (LogReady's contract).
+        deliver(results: step.results, failed: step.failed, unknown: step.unknown)
+        // Confirmed reads wait for an applied index reported after its commit: serve them now.
+        for id in step.reads {
+            readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .ready)
+        }
+        for id in step.failedReads {
+            readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .notLeader)
+        }
+    }
+
+    /// Mutations that nothing waits on (applying or learning chosen entries no client of this
+    /// replica waits for) wait for the next commit that does gate a reply, a message, a vote
+    /// or a client, or for the next tick, instead of costing an fsync of their own. Losing
+    /// them in a crash loses nothing: the replica re-learns and re-applies the chosen entries.
+    public func mustCommit(_ notes: Notes) -> Bool { notes.prompt }
+
+    public mutating func released(_ notes: Notes) {}
+
+    public mutating func committed(
+        _ mutations: [LogMutation], notes: Notes, output: [(ProposalID, Value)], duration: Duration
+    ) -> LogReady? {
+        metrics.committed(mutations, duration: duration)
+        guard let through = notes.appliedThrough else { return nil }
+        return core.onApplied(through: through, outputs: output)
+    }
+
+    /// Answers the clients waiting for `outputs` (the first output of a proposal counts; a
+    /// later one, or the replica's own report after the commit, finds no waiter).
+    public mutating func early(_ outputs: [(ProposalID, Value)]) {
+        for (id, output) in outputs {
+            waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
+        }
+    }
+
+    public mutating func tick() -> LogReady {
+        ticks += 1
+        let expired = waiters.filter { $0.value.deadline <= ticks }
+        for (id, waiter) in expired {
+            waiters[id] = nil
+            core.forget(id)
+            waiter.continuation.resume(
+                returning: .unknown("timed out waiting for the command to be applied"))
+        }
+        for (id, waiter) in readWaiters where waiter.deadline <= ticks {
+            readWaiters[id] = nil
+            core.forgetRead(id)
+            waiter.continuation.resume(
+                returning: .failed("timed out confirming the read with a majority"))
+        }
+        return core.tick()
+    }
+
+    public mutating func stopped(failure: String?) {
+        stopReason = stopReason ?? failure ?? "the replica is stopped"
+        if let failure {
+            logger.critical(
+                "commit failed: this replica stops serving (nothing of the batch left the node); restart it once the disk is fixed",
+                metadata: ["error": "\(failure)"])
+        }
+        let reason = failure.map { "the replica stopped: \($0)" } ?? "the replica stopped"
+        let all = waiters
+        waiters = [:]
+        for (_, waiter) in all { waiter.continuation.resume(returning: .unknown(reason)) }
+        let reads = readWaiters
+        readWaiters = [:]
+        for (_, waiter) in reads { waiter.continuation.resume(returning: .failed(reason)) }
+    }
+
+    public func answers(_ reply: LogReplyEnvelope, _ outbound: LogOutbound) -> Bool {
+        reply.from == outbound.to
+    }
+
+    public typealias Codec = LogWire
+
+    public func roundTripObserver(for outbound: LogOutbound) -> (@Sendable (Duration) -> Void)? {
+        guard LogMetrics.measuresRoundTrip(outbound.envelope.request) else { return nil }
+        let timer = metrics.peerRoundTrip(outbound.to)
+        return { timer.recordNanoseconds(LogMetrics.nanoseconds($0)) }
+    }
+
+    public mutating func takeJobs() -> [@Sendable () async -> Void] {
+        defer { jobs = [] }
+        return jobs
+    }
+
+    fileprivate mutating func submit(
+        _ command: Value, resendable: Bool, _ continuation: CheckedContinuation<SubmitOutcome, Never>
+    ) -> LogReady? {
+        if let stopReason {
+            continuation.resume(returning: .failed(stopReason))
+            return nil
+        }
+        let (id, ready) = core.submit(command, resendable: resendable)
+        waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+        return ready
+    }
+
+    fileprivate mutating func changeMembership(
+        _ change: MembershipChange, _ continuation: CheckedContinuation<SubmitOutcome, Never>
+    ) -> LogReady? {
+        if let stopReason {
+            continuation.resume(returning: .failed(stopReason))
+            return nil
+        }
+        let (id, ready) = core.changeMembership(change)
+        waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+        return ready
+    }
+
+    fileprivate mutating func confirmRead(
+        notes: inout Notes, _ continuation: CheckedContinuation<ReadGrant, Never>
+    ) -> LogReady? {
+        if let stopReason {
+            continuation.resume(returning: .failed(stopReason))
+            return nil
+        }
+        let (id, ready) = core.read()
+        if ready.failedReads.contains(id) {
+            // A leader refuses a read only when too many wait: not a reason to send it through
+            // the log, which is busier still.
+            continuation.resume(
+                returning: core.isLeader ? .failed("too many reads waiting for confirmation") : .notLeader
+            )
+            return ready
+        }
+        if let index = core.waitingReadIndex, let through = notes.appliedThrough, index <= through {
+            // The applies it waits for are pending without a client of their own: commit them
+            // now.
+            notes.prompt = true
+        }
+        readWaiters[id] = ReadWaiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
+        return ready
+    }
+
+    private mutating func deliver(
+        results: [(ProposalID, Value)], failed: [ProposalID], unknown: [ProposalID]
+    ) {
+        for (id, output) in results {
+            appliedProposals += 1
+            waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
+        }
+        for id in failed {
+            waiters.removeValue(forKey: id)?.continuation.resume(
+                returning: .failed("no leader took the command"))
+        }
+        for id in unknown {
+            waiters.removeValue(forKey: id)?.continuation.resume(
+                returning: .unknown("the command was handed to a leader that did not confirm it"))
+        }
+    }
+
+    mutating func report(_ events: [ReplicaEvent]) {
+        for event in events {
+            switch event {
+            case .membership(let membership):
+                logger.info("membership changed", metadata: ["membership": "\(membership)"])
+                let transport = self.transport
+                let addresses = LogDriver.addresses(membership)
+                jobs.append { await transport.updateMembers(addresses) }
+            case .refusedPeer(let peer, let incarnation, let known):
+                guard due("refused-\(peer)") else { continue }
+                logger.warning(
+                    known == 0
+                        ? "refused node \(peer): it is not a member of the cluster's membership"
+                        : "refused node \(peer) as a member: it presents incarnation \(String(incarnation, radix: 16)) but the cluster records \(String(known, radix: 16)) for it; its data directory is not the one the cluster knows (it lost its data?). Replace it: README, 'Replacing a failed node'",
+                    metadata: ["peer": "\(peer)"])
+            case .refusedBy(let peer, let known):
+                guard due("refused-by-\(peer)") else { continue }
+                if known == 0, core.membership.isUnknown {
+                    // A node that joins is refused until an operator adds it: the normal path.
+                    logger.notice(
+                        "node \(peer) does not know this node yet: waiting to be added (paxosctl member add \(me) ADDRESS)"
+                    )
+                    continue
+                }
+                logger.error(
+                    known == 0
+                        ? "node \(peer) refuses this node: node \(me) is not a member of the cluster (removed?)"
+                        : "node \(peer) refuses this node: the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)). This node lost its data (or is a copy): it will not vote. Replace it: remove node \(me), start it with --join and an empty data directory, add it and promote it (README, 'Replacing a failed node')",
+                    metadata: ["peer": "\(peer)"])
+            case .notAVoter(let known):
+                logNotAVoter(known: known)
+            case .electionStarted(let ballot, let voters):
+                logger.info(
+                    "election started", metadata: ["ballot": "\(ballot)", "voters": "\(voters)"])
+            case .electionWon(let ballot, let target):
+                var metadata: Logger.Metadata = ["ballot": "\(ballot)"]
+                if let target { metadata["catch_up_to"] = "\(target)" }
+                logger.info(
+                    target == nil
+                        ? "election won: leading" : "election won: catching up first, then leading",
+                    metadata: metadata)
+            case .electionLost(let ballot, let reason):
+                logger.info("election lost", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
+            case .steppedDown(let ballot, let reason):
+                logger.notice("stepped down", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
+            case .leaderChanged(let leader):
+                logger.info(
+                    leader == nil ? "leader unknown" : "leader changed",
+                    metadata: ["leader": "\(leader.map { "\($0)" } ?? "none")"])
+            case .snapshotStarted(let from, let theirApplied, let resuming):
+                logger.info(
+                    resuming ? "snapshot transfer resumed" : "snapshot transfer started",
+                    metadata: ["from": "\(from)", "their_applied": "\(theirApplied)"])
+            case .snapshotInstalled(let from, let applied):
+                logger.info("snapshot installed", metadata: ["from": "\(from)", "applied": "\(applied)"])
+            case .conflictingChosen(let slot):
+                logger.critical(
+                    "a peer reported another entry chosen in a slot than the one this node knows chosen: a broken or hostile peer; the known entry is kept",
+                    metadata: ["slot": "\(slot)"])
+            }
+        }
+    }
+
+    mutating func logNotAVoter(known: UInt64) {
+        guard due("not-a-voter") else { return }
+        if known == 0 {
+            logger.warning("this node is not a member of the cluster's membership: it does not vote")
+        } else if known != core.memberIncarnation {
+            logger.error(
+                "the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)): it lost its data (or is a copy) and will not vote. Replace it (README, 'Replacing a failed node')"
+            )
+        } else {
+            logger.info("this node is a learner: it receives the log and does not vote")
+        }
+    }
+
+    /// Whether an event of `kind` may be logged now (once a minute each).
+    mutating func due(_ kind: String) -> Bool {
+        if let last = lastLogged[kind], ticks - last < 6000, ticks >= last { return false }
+        lastLogged[kind] = ticks
+        return true
+    }
+
+    static func addresses(_ membership: Membership) -> [NodeID: String] {
+        Dictionary(
+            uniqueKeysWithValues: membership.members.filter { !$0.address.isEmpty }.map {
+                ($0.id, $0.address)
+            })
+    }
+}
+
 /// One replica of the replicated log: a ``LogReplica`` (the pure protocol) driven by a
 /// ``ReplicaRuntime`` with a durable ``LogStore``, a ``PeerTransport``, a clock and the state
 /// machine the store applies entries with.
@@ -41,311 +354,8 @@ public enum ReadConsistency: String, Hashable, Sendable, CaseIterable {
 /// This type is the face over it: clients' proposals and reads waiting for their outcome
 /// (``Driver``), and the snapshots peers fetch from its store (``LogSnapshotServer``).
 public final class LogPeer<Machine: StateMachine>: Sendable {
-    fileprivate struct Waiter {
-        var continuation: CheckedContinuation<SubmitOutcome, Never>
-        var deadline: UInt64
-    }
-
-    fileprivate enum ReadGrant: Sendable {
-        /// Confirmed and applied through its index: read the store now.
-        case ready
-        /// Not confirmed here (this replica does not lead, or stopped leading): nothing was read.
-        case notLeader
-        case failed(String)
-    }
-
-    fileprivate struct ReadWaiter {
-        var continuation: CheckedContinuation<ReadGrant, Never>
-        var deadline: UInt64
-    }
-
-    /// The replicated log's part of the runtime: the core, and the clients waiting on it.
-    public struct Driver: RuntimeDriver {
-        public struct Notes: RuntimeNotes {
-            /// The last slot an `apply` in this batch applies.
-            var appliedThrough: Slot?
-            /// An `apply` in this batch answers a waiting client: commit it now, not at the next
-            /// tick.
-            var prompt = false
-            public init() {}
-        }
-
-        public var core: LogReplica
-        let me: NodeID
-        let transport: any PeerTransport
-        let submitTimeoutTicks: UInt64
-        let logger: Logger
-        let metrics: LogMetrics
-        var observed: LogMetrics.Observed
-        fileprivate var waiters: [ProposalID: Waiter] = [:]
-        fileprivate var readWaiters: [ReadID: ReadWaiter] = [:]
-        var ticks: UInt64 = 0
-        /// The tick each kind of event was last logged, by peer: refusals repeat with every
-        /// message.
-        var lastLogged: [String: UInt64] = [:]
-        var jobs: [@Sendable () async -> Void] = []
-        /// Client proposals of this replica that were applied.
-        var appliedProposals = 0
-        /// Why the replica stopped, once it did.
-        var stopReason: String?
-
-        public mutating func absorb(_ step: LogReady, into notes: inout Notes) {
-            if !step.events.isEmpty { report(step.events) }
-            metrics.observe(core, since: &observed)
-            for mutation in step.mutations {
-                if case .installSnapshot(let applied) = mutation {
-                    // Installing stands for many applies: the replica serves from it once
-                    // durable, and reports it applied through its slot after the commit (reads
-                    // wait for that).
-                    notes.prompt = true
-                    notes.appliedThrough = Swift.max(notes.appliedThrough ?? 0, applied)
-                }
-                guard case .apply(let slot, let entry) = mutation else { continue }
-                notes.appliedThrough = Swift.max(notes.appliedThrough ?? 0, slot)
-                if !notes.prompt, !waiters.isEmpty, entry.contains(where: { waiters[$0.id] != nil }) {
-                    notes.prompt = true
-                }
-                if !notes.prompt, !readWaiters.isEmpty, let index = core.waitingReadIndex, index <= slot {
-                    // A read waits for this apply to be reported.
-                    notes.prompt = true
-                }
-            }
-            // Results depend only on chosen entries, durable at a majority (LogReady's contract).
-            deliver(results: step.results, failed: step.failed, unknown: step.unknown)
-            // Confirmed reads wait for an applied index reported after its commit: serve them now.
-            for id in step.reads {
-                readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .ready)
-            }
-            for id in step.failedReads {
-                readWaiters.removeValue(forKey: id)?.continuation.resume(returning: .notLeader)
-            }
-        }
-
-        /// Mutations that nothing waits on (applying or learning chosen entries no client of this
-        /// replica waits for) wait for the next commit that does gate a reply, a message, a vote
-        /// or a client, or for the next tick, instead of costing an fsync of their own. Losing
-        /// them in a crash loses nothing: the replica re-learns and re-applies the chosen entries.
-        public func mustCommit(_ notes: Notes) -> Bool { notes.prompt }
-
-        public mutating func released(_ notes: Notes) {}
-
-        public mutating func committed(
-            _ mutations: [LogMutation], notes: Notes, output: [(ProposalID, Value)], duration: Duration
-        ) -> LogReady? {
-            metrics.committed(mutations, duration: duration)
-            guard let through = notes.appliedThrough else { return nil }
-            return core.onApplied(through: through, outputs: output)
-        }
-
-        /// Answers the clients waiting for `outputs` (the first output of a proposal counts; a
-        /// later one, or the replica's own report after the commit, finds no waiter).
-        public mutating func early(_ outputs: [(ProposalID, Value)]) {
-            for (id, output) in outputs {
-                waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
-            }
-        }
-
-        public mutating func tick() -> LogReady {
-            ticks += 1
-            let expired = waiters.filter { $0.value.deadline <= ticks }
-            for (id, waiter) in expired {
-                waiters[id] = nil
-                core.forget(id)
-                waiter.continuation.resume(
-                    returning: .unknown("timed out waiting for the command to be applied"))
-            }
-            for (id, waiter) in readWaiters where waiter.deadline <= ticks {
-                readWaiters[id] = nil
-                core.forgetRead(id)
-                waiter.continuation.resume(
-                    returning: .failed("timed out confirming the read with a majority"))
-            }
-            return core.tick()
-        }
-
-        public mutating func stopped(failure: String?) {
-            stopReason = stopReason ?? failure ?? "the replica is stopped"
-            if let failure {
-                logger.critical(
-                    "commit failed: this replica stops serving (nothing of the batch left the node); restart it once the disk is fixed",
-                    metadata: ["error": "\(failure)"])
-            }
-            let reason = failure.map { "the replica stopped: \($0)" } ?? "the replica stopped"
-            let all = waiters
-            waiters = [:]
-            for (_, waiter) in all { waiter.continuation.resume(returning: .unknown(reason)) }
-            let reads = readWaiters
-            readWaiters = [:]
-            for (_, waiter) in reads { waiter.continuation.resume(returning: .failed(reason)) }
-        }
-
-        public func answers(_ reply: LogReplyEnvelope, _ outbound: LogOutbound) -> Bool {
-            reply.from == outbound.to
-        }
-
-        public typealias Codec = LogWire
-
-        public func roundTripObserver(for outbound: LogOutbound) -> (@Sendable (Duration) -> Void)? {
-            guard LogMetrics.measuresRoundTrip(outbound.envelope.request) else { return nil }
-            let timer = metrics.peerRoundTrip(outbound.to)
-            return { timer.recordNanoseconds(LogMetrics.nanoseconds($0)) }
-        }
-
-        public mutating func takeJobs() -> [@Sendable () async -> Void] {
-            defer { jobs = [] }
-            return jobs
-        }
-
-        fileprivate mutating func submit(
-            _ command: Value, resendable: Bool, _ continuation: CheckedContinuation<SubmitOutcome, Never>
-        ) -> LogReady? {
-            if let stopReason {
-                continuation.resume(returning: .failed(stopReason))
-                return nil
-            }
-            let (id, ready) = core.submit(command, resendable: resendable)
-            waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
-            return ready
-        }
-
-        fileprivate mutating func changeMembership(
-            _ change: MembershipChange, _ continuation: CheckedContinuation<SubmitOutcome, Never>
-        ) -> LogReady? {
-            if let stopReason {
-                continuation.resume(returning: .failed(stopReason))
-                return nil
-            }
-            let (id, ready) = core.changeMembership(change)
-            waiters[id] = Waiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
-            return ready
-        }
-
-        fileprivate mutating func confirmRead(
-            notes: inout Notes, _ continuation: CheckedContinuation<ReadGrant, Never>
-        ) -> LogReady? {
-            if let stopReason {
-                continuation.resume(returning: .failed(stopReason))
-                return nil
-            }
-            let (id, ready) = core.read()
-            if ready.failedReads.contains(id) {
-                // A leader refuses a read only when too many wait: not a reason to send it through
-                // the log, which is busier still.
-                continuation.resume(
-                    returning: core.isLeader ? .failed("too many reads waiting for confirmation") : .notLeader
-                )
-                return ready
-            }
-            if let index = core.waitingReadIndex, let through = notes.appliedThrough, index <= through {
-                // The applies it waits for are pending without a client of their own: commit them
-                // now.
-                notes.prompt = true
-            }
-            readWaiters[id] = ReadWaiter(continuation: continuation, deadline: ticks + submitTimeoutTicks)
-            return ready
-        }
-
-        private mutating func deliver(
-            results: [(ProposalID, Value)], failed: [ProposalID], unknown: [ProposalID]
-        ) {
-            for (id, output) in results {
-                appliedProposals += 1
-                waiters.removeValue(forKey: id)?.continuation.resume(returning: .applied(output))
-            }
-            for id in failed {
-                waiters.removeValue(forKey: id)?.continuation.resume(
-                    returning: .failed("no leader took the command"))
-            }
-            for id in unknown {
-                waiters.removeValue(forKey: id)?.continuation.resume(
-                    returning: .unknown("the command was handed to a leader that did not confirm it"))
-            }
-        }
-
-        mutating func report(_ events: [ReplicaEvent]) {
-            for event in events {
-                switch event {
-                case .membership(let membership):
-                    logger.info("membership changed", metadata: ["membership": "\(membership)"])
-                    let transport = self.transport
-                    let addresses = LogPeer.addresses(membership)
-                    jobs.append { await transport.updateMembers(addresses) }
-                case .refusedPeer(let peer, let incarnation, let known):
-                    guard due("refused-\(peer)") else { continue }
-                    logger.warning(
-                        known == 0
-                            ? "refused node \(peer): it is not a member of the cluster's membership"
-                            : "refused node \(peer) as a member: it presents incarnation \(String(incarnation, radix: 16)) but the cluster records \(String(known, radix: 16)) for it; its data directory is not the one the cluster knows (it lost its data?). Replace it: README, 'Replacing a failed node'",
-                        metadata: ["peer": "\(peer)"])
-                case .refusedBy(let peer, let known):
-                    guard due("refused-by-\(peer)") else { continue }
-                    if known == 0, core.membership.isUnknown {
-                        // A node that joins is refused until an operator adds it: the normal path.
-                        logger.notice(
-                            "node \(peer) does not know this node yet: waiting to be added (paxosctl member add \(me) ADDRESS)"
-                        )
-                        continue
-                    }
-                    logger.error(
-                        known == 0
-                            ? "node \(peer) refuses this node: node \(me) is not a member of the cluster (removed?)"
-                            : "node \(peer) refuses this node: the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)). This node lost its data (or is a copy): it will not vote. Replace it: remove node \(me), start it with --join and an empty data directory, add it and promote it (README, 'Replacing a failed node')",
-                        metadata: ["peer": "\(peer)"])
-                case .notAVoter(let known):
-                    logNotAVoter(known: known)
-                case .electionStarted(let ballot, let voters):
-                    logger.info(
-                        "election started", metadata: ["ballot": "\(ballot)", "voters": "\(voters)"])
-                case .electionWon(let ballot, let target):
-                    var metadata: Logger.Metadata = ["ballot": "\(ballot)"]
-                    if let target { metadata["catch_up_to"] = "\(target)" }
-                    logger.info(
-                        target == nil
-                            ? "election won: leading" : "election won: catching up first, then leading",
-                        metadata: metadata)
-                case .electionLost(let ballot, let reason):
-                    logger.info("election lost", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
-                case .steppedDown(let ballot, let reason):
-                    logger.notice("stepped down", metadata: ["ballot": "\(ballot)", "reason": "\(reason)"])
-                case .leaderChanged(let leader):
-                    logger.info(
-                        leader == nil ? "leader unknown" : "leader changed",
-                        metadata: ["leader": "\(leader.map { "\($0)" } ?? "none")"])
-                case .snapshotStarted(let from, let theirApplied, let resuming):
-                    logger.info(
-                        resuming ? "snapshot transfer resumed" : "snapshot transfer started",
-                        metadata: ["from": "\(from)", "their_applied": "\(theirApplied)"])
-                case .snapshotInstalled(let from, let applied):
-                    logger.info("snapshot installed", metadata: ["from": "\(from)", "applied": "\(applied)"])
-                case .conflictingChosen(let slot):
-                    logger.critical(
-                        "a peer reported another entry chosen in a slot than the one this node knows chosen: a broken or hostile peer; the known entry is kept",
-                        metadata: ["slot": "\(slot)"])
-                }
-            }
-        }
-
-        mutating func logNotAVoter(known: UInt64) {
-            guard due("not-a-voter") else { return }
-            if known == 0 {
-                logger.warning("this node is not a member of the cluster's membership: it does not vote")
-            } else if known != core.memberIncarnation {
-                logger.error(
-                    "the cluster records node \(me) with incarnation \(String(known, radix: 16)), and this data directory is \(String(core.memberIncarnation, radix: 16)): it lost its data (or is a copy) and will not vote. Replace it (README, 'Replacing a failed node')"
-                )
-            } else {
-                logger.info("this node is a learner: it receives the log and does not vote")
-            }
-        }
-
-        /// Whether an event of `kind` may be logged now (once a minute each).
-        mutating func due(_ kind: String) -> Bool {
-            if let last = lastLogged[kind], ticks - last < 6000, ticks >= last { return false }
-            lastLogged[kind] = ticks
-            return true
-        }
-
-    }
+    /// The replicated log's part of the runtime (not generic over the machine, so the runtime is specialized for it).
+    public typealias Driver = LogDriver
 
     public let me: NodeID
     private let runtime: ReplicaRuntime<Driver>
@@ -528,7 +538,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         let (membership, memberIncarnation) = await runtime.inspect {
             ($0.core.membership, $0.core.memberIncarnation)
         }
-        await transport.updateMembers(Self.addresses(membership))
+        await transport.updateMembers(LogDriver.addresses(membership))
         logger.info(
             "replicated log started",
             metadata: [
@@ -544,12 +554,6 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         }
     }
 
-    fileprivate static func addresses(_ membership: Membership) -> [NodeID: String] {
-        Dictionary(
-            uniqueKeysWithValues: membership.members.filter { !$0.address.isEmpty }.map {
-                ($0.id, $0.address)
-            })
-    }
 }
 
 extension LogReady: RuntimeStep {}
