@@ -409,7 +409,16 @@ public final class TCPTransport: PeerTransport {
                 // written, so a peer that does not read cannot grow the buffer.
                 let inFlight = InFlight(limit: configuration.maxRequestsInFlight)
                 let refused = Mutex<String?>(nil)
-                while let frame = try await frames.next() {
+                while true {
+                    let next: PeerFrame?
+                    do {
+                        next = try await frames.next()
+                    } catch {
+                        // A refusal closed the connection: its reason is what to log.
+                        if let reason = refused.withLock({ $0 }) { throw TransportError(reason) }
+                        throw error
+                    }
+                    guard let frame = next else { break }
                     guard case .request(let id, let peerChannel, let payload) = frame else {
                         throw TransportError("unexpected \(frame) from node \(from)")
                     }

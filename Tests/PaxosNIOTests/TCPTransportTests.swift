@@ -131,6 +131,11 @@ struct TCPTransportTests {
         }
         #expect(logged, "the truncated frame was not reported")
         #expect(recorder.all.contains { $0.message == "closed peer connection" })
+        #expect(
+            recorder.all.contains {
+                $0.metadata["reason"]?.contains("malformed or forged request from node 1") == true
+            },
+            "the refusal of the malformed request was not the reason logged")
         // The node still serves a well-behaved peer.
         let request = RequestEnvelope(
             from: 1, done: -1, request: .prepare(seq: 3, ballot: Ballot(round: 1, node: 1)))
