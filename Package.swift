@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "PaxosFrames", targets: ["PaxosFrames"]),
         .library(name: "PaxosAPI", targets: ["PaxosAPI"]),
         .library(name: "PaxosKVClient", targets: ["PaxosKVClient"]),
+        .library(name: "PaxosSimulation", targets: ["PaxosSimulation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -155,6 +156,18 @@ let package = Package(
         .target(
             name: "PaxosTesting",
             dependencies: ["Paxos", "PaxosCore", "PaxosWire", "PaxosKV", "CAllocatorStats"]
+        ),
+        // The deterministic simulator: the production replica (LogPeer, ReplicaRuntime, the KV
+        // machine) on one thread, with a virtual clock, network and disks; one seed, one run.
+        .target(
+            name: "PaxosSimulation",
+            dependencies: ["Paxos", "PaxosCore", "PaxosWire", "PaxosKV", "PaxosHistory"]
+        ),
+        .executableTarget(
+            name: "paxos-sim",
+            dependencies: [
+                "PaxosSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         // Benchmarks of the store and the peer, and the commit stream the kill -9 test runs.
         .executableTarget(

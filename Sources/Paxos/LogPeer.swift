@@ -393,6 +393,10 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - joining: the node joins an existing cluster (see ``LogReplica/init``).
     ///   - logger: where membership events and refusals are reported.
     ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
+    ///   - sleep: the clock; the simulator passes its virtual one.
+    ///   - executor: where the replica's tasks prefer to run (see ``ReplicaRuntime``).
+    ///   - snapshotTokens: draws the unguessable token of each snapshot served to a peer (the
+    ///     system's CSPRNG; the simulator draws from its seed).
     public static func make(
         me: NodeID, peers: [NodeID], machine: Machine, store: any LogStore, transport: any PeerTransport,
         configuration: LogConfiguration = LogConfiguration(), tickInterval: Duration = .milliseconds(10),
@@ -400,7 +404,9 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         incarnation: UInt64? = nil, addresses: [NodeID: String] = [:], joining: Bool = false,
         logger: Logger = Logger(label: "paxos.log", factory: { _ in SwiftLogNoOpLogHandler() }),
         metrics: LogMetrics = .disabled,
-        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        executor: (any TaskExecutor)? = nil,
+        snapshotTokens: @escaping @Sendable () -> UInt64 = LogPeer.randomToken
     ) async throws -> LogPeer {
         var state = try await store.loadLog()
         state.incarnation += 1
@@ -411,7 +417,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         let snapshots = LogSnapshotServer(
             me: me, memberIncarnation: core.memberIncarnation, store: store,
             chunkBytes: configuration.snapshotChunkBytes,
-            idleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), metrics: metrics)
+            idleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), metrics: metrics,
+            tokens: snapshotTokens)
         let driver = Driver(
             core: core, me: me, transport: transport,
             submitTimeoutTicks: UInt64(Swift.max(1, submitTimeout / tickInterval)), logger: logger,
@@ -427,7 +434,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
                 await snapshots.close()
             },
             tickInterval: tickInterval, sleep: sleep,
-            alongside: [{ await snapshots.run(tickInterval: tickInterval, sleep: sleep) }])
+            alongside: [{ await snapshots.run(tickInterval: tickInterval, sleep: sleep) }], executor: executor
+        )
         let peer = LogPeer(
             runtime: runtime, machine: machine, store: store, transport: transport, snapshots: snapshots,
             metrics: metrics)
@@ -450,6 +458,12 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         }
         await runtime.start()
         return peer
+    }
+
+    /// A snapshot token from the system's CSPRNG.
+    @Sendable public static func randomToken() -> UInt64 {
+        var generator = SystemRandomNumberGenerator()
+        return UInt64.random(in: 1...UInt64.max, using: &generator)
     }
 
     // MARK: - API
@@ -578,6 +592,7 @@ actor LogSnapshotServer {
     private let chunkBytes: Int
     private let idleTicks: UInt64
     private let metrics: LogMetrics
+    private let tokens: @Sendable () -> UInt64
     private var readers: [NodeID: Reader] = [:]
     /// Peers whose new snapshot is being opened: one at a time per peer, so a peer that repeats
     /// its first request cannot make this replica open connections (and files) without bound.
@@ -595,7 +610,7 @@ actor LogSnapshotServer {
 
     init(
         me: NodeID, memberIncarnation: UInt64, store: any LogStore, chunkBytes: Int, idleTicks: UInt64,
-        metrics: LogMetrics
+        metrics: LogMetrics, tokens: @escaping @Sendable () -> UInt64
     ) {
         self.me = me
         self.memberIncarnation = memberIncarnation
@@ -603,6 +618,7 @@ actor LogSnapshotServer {
         self.chunkBytes = chunkBytes
         self.idleTicks = idleTicks
         self.metrics = metrics
+        self.tokens = tokens
         (requests, requestInput) = AsyncStream.makeStream(of: Request.self)
     }
 
@@ -647,9 +663,8 @@ actor LogSnapshotServer {
             defer { opening.remove(peer) }
             if let old = readers.removeValue(forKey: peer) { await old.source.close() }
             guard let source = try? await store.openSnapshot() else { return nil }
-            var generator = SystemRandomNumberGenerator()
-            let opened = Reader(
-                token: UInt64.random(in: 1...UInt64.max, using: &generator), source: source, lastUsed: ticks)
+            // Zero asks for a new snapshot, so it is never a token.
+            let opened = Reader(token: Swift.max(1, tokens()), source: source, lastUsed: ticks)
             // Another request of this peer may have opened one meanwhile: the newest wins.
             if let raced = readers.updateValue(opened, forKey: peer) { await raced.source.close() }
             reader = opened

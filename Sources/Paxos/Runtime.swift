@@ -162,6 +162,9 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     private let tickInterval: Duration
     private let sleep: @Sendable (Duration) async throws -> Void
     private let alongside: [@Sendable () async -> Void]
+    /// Where the runtime's tasks prefer to run (the simulator's deterministic executor); `nil`:
+    /// the global concurrent executor.
+    private let executor: (any TaskExecutor)?
 
     private let inbox: AsyncStream<Input>
     private let inboxInput: AsyncStream<Input>.Continuation
@@ -178,11 +181,13 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     ///   - unserve: stops the transport from handing this replica requests: on a kill, and after
     ///     a failed commit (`failed`), when the replica answers no request either way.
     ///   - alongside: more work that lives as long as the replica (serving snapshots' sweeper).
+    ///   - executor: where the runtime's tasks prefer to run: the simulator passes its own, so a
+    ///     run is repeatable; `nil` (production) leaves them on the global concurrent executor.
     public init(
         me: NodeID, driver: Driver, persist: @escaping Persist, transport: any PeerTransport,
         unserve: @escaping @Sendable (_ failed: Bool) async -> Void, tickInterval: Duration,
         sleep: @escaping @Sendable (Duration) async throws -> Void,
-        alongside: [@Sendable () async -> Void] = []
+        alongside: [@Sendable () async -> Void] = [], executor: (any TaskExecutor)? = nil
     ) {
         self.me = me
         self.driver = driver
@@ -192,6 +197,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         self.tickInterval = tickInterval
         self.sleep = sleep
         self.alongside = alongside
+        self.executor = executor
         (inbox, inboxInput) = AsyncStream.makeStream(of: Input.self)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (jobs, jobInput) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
@@ -208,7 +214,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     public func start() {
         root.withLock { task in
             guard task == nil, !killed else { return }
-            task = Task { await self.run() }
+            task = Task(executorPreference: executor) { await self.run() }
         }
     }
 
