@@ -1,6 +1,12 @@
 import PaxosCore
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The simulation's one thread of execution and its virtual clock.
 ///
 /// Every task of a simulated run prefers this executor, so every job of every task (the
@@ -36,18 +42,35 @@ public final class Scheduler: TaskExecutor, @unchecked Sendable {
         var sleepers: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         var random: SplitMix64
         var steps = 0
+        /// Jobs enqueued from a thread other than the one that creates the scheduler and runs
+        /// it: work that escaped it (to the global executor, a real timer, a NIO thread), which
+        /// makes a run unrepeatable.
+        var escaped = 0
     }
 
     // Jobs are enqueued only by the thread that runs them (a continuation resumed, a task
     // created): the lock guards against a task that escaped to another executor by mistake.
     private let state: Mutex<State>
 
+    private let thread = pthread_self()
+
+    /// Made on the thread that will call ``run(until:maxSteps:)``.
     public init(seed: UInt64) { state = Mutex(State(random: SplitMix64(seed: seed))) }
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        state.withLock { $0.ready.append(job) }
+        let foreign = pthread_equal(thread, pthread_self()) == 0
+        state.withLock { state in
+            state.ready.append(job)
+            if foreign { state.escaped += 1 }
+        }
     }
+
+    /// Whether no job is ready and no timer set: nothing inside the simulation can move.
+    public var isIdle: Bool { state.withLock { $0.ready.isEmpty && $0.timers.isEmpty } }
+
+    /// Jobs that reached the scheduler from another thread (none in a repeatable run).
+    public var escaped: Int { state.withLock { $0.escaped } }
 
     /// Virtual nanoseconds since the run began.
     public var now: UInt64 { state.withLock { $0.now } }
@@ -108,7 +131,7 @@ public final class Scheduler: TaskExecutor, @unchecked Sendable {
                 job.runSynchronously(on: asUnownedTaskExecutor())
                 continue
             }
-            guard let fire = popTimer() else { return done() }
+            guard let fire = popTimer() else { break }
             switch fire {
             case .resume(let id):
                 state.withLock { $0.sleepers.removeValue(forKey: id) }?.resume()

@@ -91,8 +91,15 @@ public enum Simulation {
         }
         if !scheduler.run(until: isDone, maxSteps: 3_000_000) {
             observer.violation(
-                "liveness: the healed cluster did not finish its work (\(scheduler.steps) steps)")
+                scheduler.isIdle
+                    ? "stuck: nothing is left to run and the run is not done (a task waits on something outside the simulation)"
+                    : "liveness: the healed cluster did not finish its work (\(scheduler.steps) steps)")
             root.cancel()
+        }
+        if scheduler.escaped > 0 {
+            observer.violation(
+                "determinism: \(scheduler.escaped) job(s) reached the scheduler from another thread (work escaped the simulation)"
+            )
         }
         var report = SimulationReport(
             options: options, transcript: observer.lines, violations: observer.violations,

@@ -44,6 +44,14 @@ public struct LogReplica: Sendable {
         }
     }
 
+    /// A replica's role with its state (``role`` is its public summary).
+    enum Standing: Sendable {
+        case follower
+        case preCandidate(PreVote)
+        case candidate(Candidacy)
+        case leader(Leadership)
+    }
+
     struct Candidacy: Sendable {
         var ballot: Ballot
         var from: Slot
@@ -183,9 +191,9 @@ public struct LogReplica: Sendable {
     public internal(set) var firstUnchosen: Slot
     /// The leader this replica last heard from (itself when leading).
     public internal(set) var leader: NodeID?
-    var preVote: PreVote?
-    var candidacy: Candidacy?
-    var leadership: Leadership?
+    /// What this replica does about leadership, with the state that goes with it: one role at a
+    /// time by construction (it never campaigns while it leads, nor leads while it campaigns).
+    var standing = Standing.follower
     var electionDeadline: UInt64 = 0
     var lastHeardLeader: UInt64?
     var releasable: Slot = 1
@@ -258,10 +266,12 @@ public struct LogReplica: Sendable {
 
     /// What this replica does now.
     public var role: Role {
-        if let leadership { return .leader(leadership.ballot) }
-        if let candidacy { return .candidate(candidacy.ballot) }
-        if let preVote { return .preCandidate(preVote.ballot) }
-        return .follower
+        switch standing {
+        case .follower: .follower
+        case .preCandidate(let preVote): .preCandidate(preVote.ballot)
+        case .candidate(let candidacy): .candidate(candidacy.ballot)
+        case .leader(let leadership): .leader(leadership.ballot)
+        }
     }
 
     public var isLeader: Bool { leadership != nil }
@@ -643,11 +653,17 @@ public struct LogReplica: Sendable {
         if let leadership {
             precondition(leadership.ballot == promised, "a leader's promise is its own ballot")
             precondition(
-                candidacy == nil && preVote == nil, "a leader neither campaigns nor asks for pre-votes")
-            precondition(
                 leadership.confirmedRound <= leadership.readRound, "a read round confirmed before it began")
             precondition(leader == me, "a leader knows itself as the leader")
         }
+        if let candidacy {
+            precondition(candidacy.ballot == promised, "a candidate's promise is its own ballot")
+        }
+        // Linear in the slots chosen but not applied: checked in debug builds (the tests and the
+        // simulator) only.
+        assert(
+            (Swift.max(applied + 1, logStart)..<firstUnchosen).allSatisfy { records[$0]?.chosen == true },
+            "a slot below first unchosen \(firstUnchosen) is not known chosen")
     }
 
     // MARK: - Helpers
