@@ -54,6 +54,13 @@ public final class Scheduler: TaskExecutor, @unchecked Sendable {
 
     private let thread = pthread_self()
 
+    /// Whether this process iterates dictionaries in a fixed order (SWIFT_DETERMINISTIC_HASHING
+    /// set when it started): without it, a seed repeats no run exactly.
+    public static var hashingIsDeterministic: Bool {
+        guard let value = getenv("SWIFT_DETERMINISTIC_HASHING") else { return false }
+        return ["1", "true", "TRUE", "yes"].contains(String(cString: value))
+    }
+
     /// Made on the thread that will call ``run(until:maxSteps:)``.
     public init(seed: UInt64) { state = Mutex(State(random: SplitMix64(seed: seed))) }
 
@@ -120,15 +127,17 @@ public final class Scheduler: TaskExecutor, @unchecked Sendable {
     }
 
     /// Runs ready jobs, and fires timers when none is, until `done` holds, nothing is left to
-    /// run, or `maxSteps` more steps ran. Returns whether `done` holds.
+    /// run, or `maxSteps` more steps ran; calls `between` after every job (the simulation
+    /// crashes nodes there). Returns whether `done` holds.
     @discardableResult
-    public func run(until done: () -> Bool, maxSteps: Int) -> Bool {
+    public func run(until done: () -> Bool, maxSteps: Int, between: () -> Void = {}) -> Bool {
         var left = maxSteps
         while left > 0 {
             if done() { return true }
             left -= 1
             if let job = takeJob() {
                 job.runSynchronously(on: asUnownedTaskExecutor())
+                between()
                 continue
             }
             guard let fire = popTimer() else { break }
@@ -140,6 +149,24 @@ public final class Scheduler: TaskExecutor, @unchecked Sendable {
             }
         }
         return done()
+    }
+
+    /// Ends a run: wakes every sleeper (cancelled), runs what that wakes until nothing is ready,
+    /// and drops the timers left (messages in flight), whose closures would otherwise keep the
+    /// world alive.
+    public func finish() {
+        for _ in 0..<1_000 {
+            let sleepers = state.withLock { state in
+                defer { state.sleepers = [:] }
+                return state.sleepers
+            }
+            for (_, sleeper) in sleepers.sorted(by: { $0.key < $1.key }) {
+                sleeper.resume(throwing: CancellationError())
+            }
+            while let job = takeJob() { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            if state.withLock({ $0.sleepers.isEmpty && $0.ready.isEmpty }) { break }
+        }
+        state.withLock { $0.timers = [] }
     }
 
     private func takeJob() -> UnownedJob? {

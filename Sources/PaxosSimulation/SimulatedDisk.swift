@@ -19,8 +19,15 @@ final class SimulatedDisk: Sendable {
         /// What the running incarnation sees: ahead of `durable` only with a planted bug.
         var current = LogDurableState()
         var generation: UInt64 = 0
-        var committing = false
+        /// The commit in its fsync, if any.
+        var inFlight: InFlight?
         var failNext = false
+    }
+
+    private struct InFlight {
+        var generation: UInt64
+        var next: LogDurableState
+        var mutations: [LogMutation]
     }
 
     let node: NodeID
@@ -60,13 +67,24 @@ final class SimulatedDisk: Sendable {
         return Handle(disk: self, generation: generation)
     }
 
-    /// The node crashed: its handle is retired, and what was not durable is gone.
+    /// The node crashed: its handle is retired, and what was not durable is gone. A commit in
+    /// its fsync at this instant may or may not have reached the disk: decided now, so nothing
+    /// the dead incarnation does later can change what the disk holds.
     func crash() {
-        state.withLock { state in
-
-            state.generation += 1
-            state.current = state.durable
+        let survives = scheduler.chance(0.5)
+        let landed = state.withLock { state -> InFlight? in
+            defer {
+                state.inFlight = nil
+                state.generation += 1
+                state.current = state.durable
+            }
+            guard let flight = state.inFlight, flight.generation == state.generation, survives else {
+                return nil
+            }
+            state.durable = flight.next
+            return flight
         }
+        if let landed { observer.committed(node: node, landed.mutations, state: landed.next) }
     }
 
     /// The next commit fails (an I/O error): the replica must stop without replying.
@@ -74,6 +92,9 @@ final class SimulatedDisk: Sendable {
 
     /// No commit fails any more (the cluster is healed).
     func clearFaults() { state.withLock { $0.failNext = false } }
+
+    /// Whether `generation` is the incarnation running (not crashed since it opened).
+    func isCurrent(_ generation: UInt64) -> Bool { state.withLock { $0.generation == generation } }
 
     /// The state a restart finds.
     var durable: LogDurableState { state.withLock { $0.durable } }
@@ -95,29 +116,35 @@ final class SimulatedDisk: Sendable {
             guard state.generation == generation else {
                 throw SimulatedIOError("the disk's incarnation is gone")
             }
-            precondition(!state.committing, "two commits at once on one replica's store")
+            precondition(state.inFlight == nil, "two commits at once on one replica's store")
             defer { state.failNext = false }
-            if !state.failNext { state.committing = true }
             return (state.current, state.failNext)
         }
-        if injected {
-            observer.event("n\(self.node.rawValue) commit fails (injected I/O error)")
-            throw SimulatedIOError("injected commit failure")
-        }
-        defer { state.withLock { $0.committing = false } }
         var next = start
         var outputs: [(ProposalID, Value)] = []
         for mutation in mutations { outputs += try next.apply(mutation, machine: machine, outputsFor: node) }
-        if !outputs.isEmpty { beforeDurable(outputs) }
+        if injected {
+            // An fsync that reports an error may still have written the batch (a WAL frame that
+            // made it): the replica must stop either way, and a restart finds either.
+            observer.event("n\(self.node.rawValue) commit fails (injected I/O error)")
+            // The store hands outputs out before its fsync: the failure comes after that.
+            if !outputs.isEmpty { beforeDurable(outputs) }
+            if scheduler.chance(0.5), make(next, generation) {
+                observer.committed(node: self.node, mutations, state: next)
+            }
+            throw SimulatedIOError("injected commit failure")
+        }
         let fsync = Duration.microseconds(Int64(scheduler.random(in: fsyncRange)))
         if bug == .ackBeforeFsync {
-            let made = state.withLock { state -> Bool in
-                guard state.generation == generation else { return false }
-                state.current = next
-                return true
-            }
-            guard made else { throw SimulatedIOError("the disk's incarnation is gone") }
-            observer.committed(node: self.node, mutations)
+            guard
+                state.withLock({ state in
+                    guard state.generation == generation else { return false }
+                    state.current = next
+                    return true
+                })
+            else { throw SimulatedIOError("the disk's incarnation is gone") }
+            if !outputs.isEmpty { beforeDurable(outputs) }
+            observer.committed(node: self.node, mutations, state: next)
             onCommit?()
             let synced = next
             scheduler.after(fsync) { [self] in
@@ -127,22 +154,39 @@ final class SimulatedDisk: Sendable {
             }
             return outputs
         }
+        state.withLock { $0.inFlight = InFlight(generation: generation, next: next, mutations: mutations) }
+        if !outputs.isEmpty { beforeDurable(outputs) }
         var interrupted: (any Error)?
         do { try await scheduler.sleep(fsync) } catch { interrupted = error }
-        // A crash (or a kill) during the fsync: the batch may or may not have reached the disk,
-        // and either way the replica hears that it failed.
         let survives = scheduler.chance(0.5)
-        try state.withLock { state in
-            if state.generation != generation || interrupted != nil {
-                if survives { state.durable = next }
+        let made = try state.withLock { state -> Bool in
+            guard let flight = state.inFlight, flight.generation == generation, state.generation == generation
+            else {
+                // Crashed during the fsync: the crash decided what reached the disk.
                 throw interrupted ?? SimulatedIOError("crashed during the fsync")
             }
+            state.inFlight = nil
+            guard interrupted == nil || survives else { return false }
             state.current = next
             state.durable = next
+            return true
         }
-        observer.committed(node: self.node, mutations)
+        if made { observer.committed(node: self.node, mutations, state: next) }
+        // Killed during the fsync (not a crash): the batch may have landed, the replica hears
+        // that it failed.
+        if let interrupted { throw interrupted }
         onCommit?()
         return outputs
+    }
+
+    /// Makes `next` durable if `generation` still runs; whether it did.
+    private func make(_ next: LogDurableState, _ generation: UInt64) -> Bool {
+        state.withLock { state in
+            guard state.generation == generation else { return false }
+            state.current = next
+            state.durable = next
+            return true
+        }
     }
 
     /// What an incarnation of the node reads and writes.

@@ -90,12 +90,13 @@ final class SimulatedLinks: Sendable {
         _ payload: [UInt8], on channel: PeerChannel, from: NodeID, generation: UInt64, to: NodeID,
         done: @escaping @Sendable (Result<[UInt8], TransportError>) -> Void
     ) {
-        // A dead incarnation sends nothing, and hears nothing back.
-        guard isAlive(from, generation) else { return }
+        // A dead incarnation sends nothing, and hears nothing but failure back (its inbox is
+        // closed; `done` is still called exactly once, as the transport promises).
+        guard isAlive(from, generation) else { return done(.failure(TransportError("the sender crashed"))) }
         observer.sent(from: from, to: to, channel: channel.rawValue, payload: payload)
         let call = Call(done)
         let hear: @Sendable (Result<[UInt8], TransportError>) -> Void = { [self] result in
-            if isAlive(from, generation) { call.finish(result) }
+            call.finish(isAlive(from, generation) ? result : .failure(TransportError("the sender crashed")))
         }
         scheduler.after(callTimeout) { hear(.failure(TransportError("timed out"))) }
         guard passes(from, to) else { return }

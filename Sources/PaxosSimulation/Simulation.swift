@@ -34,6 +34,8 @@ public struct SimulationReport: Sendable {
     public var transcript: [String]
     /// Broken invariants; empty when the run passed.
     public var violations: [String]
+    /// Checks that could not decide either way.
+    public var inconclusive: [String]
     /// A digest of every message sent (two runs of one seed have the same).
     public var digest: UInt64
     public var messages: Int
@@ -52,8 +54,9 @@ public struct SimulationReport: Sendable {
         [
             "steps \(steps), virtual time \(Observer.stamp(elapsed)), messages \(messages), digest \(String(digest, radix: 16))",
             "operations: \(acknowledged) acknowledged, \(failed) failed, \(unknown) unknown",
-            passed
-                ? "PASS seed \(options.seed)" : "FAIL seed \(options.seed): \(violations.count) violation(s)",
+            !passed
+                ? "FAIL seed \(options.seed): \(violations.count) violation(s)"
+                : inconclusive.isEmpty ? "PASS seed \(options.seed)" : "INCONCLUSIVE seed \(options.seed)",
             "reproduce: \(options.reproduce)",
         ]
     }
@@ -61,11 +64,13 @@ public struct SimulationReport: Sendable {
 
 /// The production replica (``LogPeer`` over ``ReplicaRuntime``, with the key-value machine) in a
 /// deterministic world: one thread, a virtual clock, a network that loses, duplicates, delays
-/// and partitions, disks with fsync latency and failing commits, and crashes at any point between
-/// two steps of any task (TigerBeetle's VOPR, FoundationDB's simulation).
+/// and partitions, disks with fsync latency and failing commits (that may still have landed),
+/// crashes between any two jobs of any task, right after commits and inside a restart, and power
+/// losses of every node at once (TigerBeetle's VOPR, FoundationDB's simulation).
 ///
 /// A run checks, as it goes and at its end:
-/// - agreement: no slot is ever durably chosen with two different entries;
+/// - agreement: no slot is ever durably chosen with two different entries, and no two replicas
+///   hold different rows as of one applied slot (however they got there: entries or snapshot);
 /// - linearizability of every client operation (``LinearizabilityChecker``), with final reads
 ///   of every key, so an acknowledged write that was lost fails the run;
 /// - that once healed, the cluster serves again and every replica converges to the same rows;
@@ -84,18 +89,27 @@ public enum Simulation {
             finished.flag.store(true, ordering: .relaxed)
         }
         let isDone = { finished.flag.load(ordering: .relaxed) }
+        if !Scheduler.hashingIsDeterministic {
+            observer.event(
+                "note: SWIFT_DETERMINISTIC_HASHING is not 1, so dictionaries iterate in a per-process order: this run will not repeat exactly"
+            )
+        }
         scheduler.run(until: { isDone() || world.phase == .faults }, maxSteps: 2_000_000)
         if world.phase == .faults {
-            scheduler.run(until: isDone, maxSteps: options.steps)
+            scheduler.run(until: isDone, maxSteps: options.steps, between: world.betweenSteps)
             world.phase = .healing
         }
-        if !scheduler.run(until: isDone, maxSteps: 3_000_000) {
+        // Healed, the cluster must finish its clients' work within a bound of virtual time.
+        let deadline = scheduler.now + Duration.seconds(120).nanoseconds
+        if !scheduler.run(until: { isDone() || scheduler.now > deadline }, maxSteps: 20_000_000) || !isDone()
+        {
             observer.violation(
                 scheduler.isIdle
                     ? "stuck: nothing is left to run and the run is not done (a task waits on something outside the simulation)"
-                    : "liveness: the healed cluster did not finish its work (\(scheduler.steps) steps)")
+                    : "liveness: the healed cluster did not finish its clients' work within 120 s")
             root.cancel()
         }
+        scheduler.finish()
         if scheduler.escaped > 0 {
             observer.violation(
                 "determinism: \(scheduler.escaped) job(s) reached the scheduler from another thread (work escaped the simulation)"
@@ -103,6 +117,7 @@ public enum Simulation {
         }
         var report = SimulationReport(
             options: options, transcript: observer.lines, violations: observer.violations,
+            inconclusive: observer.inconclusive,
             digest: observer.digest, messages: observer.messages, steps: scheduler.steps,
             elapsed: scheduler.now)
         for operation in world.history {
@@ -131,6 +146,9 @@ final class World: Sendable {
     let ids: [NodeID]
     let disks: [SimulatedDisk]
     private let peers: Mutex<[LogPeer<KVStateMachine>?]>
+    /// Nodes inside ``LogPeer/make``: a crash there retires the disk it opens.
+    private let startingNodes = Mutex<Set<Int>>([])
+    private let lastStamp = Mutex<Int64>(0)
     private let phaseState = Mutex(Phase.starting)
     private let operations = Mutex<[HistoryOperation]>([])
     /// Incarnations crashed between two steps, whose tasks the reaper ends.
@@ -253,6 +271,8 @@ final class World: Sendable {
         let handle = disk.open()
         let transport = links.attach(ids[index], generation: handle.generation)
         let scheduler = scheduler
+        startingNodes.withLock { _ = $0.insert(index) }
+        defer { startingNodes.withLock { _ = $0.remove(index) } }
         do {
             let peer = try await LogPeer<KVStateMachine>.make(
                 me: ids[index], peers: ids, machine: KVStateMachine(), store: handle, transport: transport,
@@ -260,11 +280,18 @@ final class World: Sendable {
                 snapshotIdle: .seconds(2), seed: scheduler.random(in: 1...UInt64.max),
                 sleep: { try await scheduler.sleep($0) }, executor: scheduler,
                 snapshotTokens: { scheduler.random(in: 1...UInt64.max) })
+            guard disk.isCurrent(handle.generation) else {
+                // It crashed while starting: what started is already dead.
+                links.detach(ids[index])
+                return await peer.kill()
+            }
             peers.withLock { $0[index] = peer }
         } catch {
             observer.event("n\(index) does not start: \(error)")
-            links.detach(ids[index])
-            disk.crash()
+            if disk.isCurrent(handle.generation) {
+                links.detach(ids[index])
+                disk.crash()
+            }
         }
     }
 
@@ -278,15 +305,25 @@ final class World: Sendable {
     /// The crash itself, synchronous, so it can land between any two steps; returns the dead
     /// incarnation, whose tasks are still to be ended.
     private func crashNow(_ index: Int) -> LogPeer<KVStateMachine>? {
-        guard
-            let peer = peers.withLock({ peers in
-                defer { peers[index] = nil }; return peers[index]
-            })
-        else { return nil }
+        let (peer, starting) = peers.withLock { peers in
+            defer { peers[index] = nil }
+            return (peers[index], startingNodes.withLock { $0.contains(index) })
+        }
+        guard peer != nil || starting else { return nil }
         links.detach(ids[index])
         disks[index].crash()
-        observer.event("crash n\(index)")
+        observer.event(starting ? "crash n\(index) while it starts" : "crash n\(index)")
         return peer
+    }
+
+    /// Between two jobs of the fault phase: now and then a node crashes right there, whatever
+    /// it was in the middle of (a commit's fsync, a message half handled, a restart).
+    func betweenSteps() {
+        guard scheduler.chance(0.000_1) else { return }
+        let minority = (options.nodes - 1) / 2
+        guard options.nodes - running.count < minority else { return }
+        let index = Int(scheduler.random(in: 0...UInt64(options.nodes - 1)))
+        if let peer = crashNow(index) { reaped.yield(peer) }
     }
 
     /// A disk finished a commit of node `index`: sometimes crash the node, or every node, within
@@ -411,10 +448,11 @@ final class World: Sendable {
             guard let service = await service() else { continue }
             if case .done(let result) = await service.openSession(id: id), result.status == .ok {
                 session = id
+            } else {
+                await pause()
             }
         }
         while phase == .faults {
-            guard let service = await service() else { continue }
             let key = keys[Int(scheduler.random(in: 0...UInt64(keys.count - 1)))]
             request += 1
             let value = "c\(number).\(request);"
@@ -424,31 +462,32 @@ final class World: Sendable {
                 case 4...7: .put
                 default: .append
                 }
-            await perform(
-                service, kind, key: key, value: value, client: number, session: session, request: request)
+            await perform(kind, key: key, value: value, client: number, session: session, request: request)
             do { try await scheduler.sleep(.microseconds(Int64(scheduler.random(in: 0...5_000)))) } catch {
                 return
             }
         }
-        // Once healed, read every key: a write acknowledged and then lost cannot hide.
+        // Once healed, read every key: a write acknowledged and then lost cannot hide, and a
+        // cluster that does not serve again fails the run.
         for key in keys {
-            for _ in 0..<200 {
-                guard let service = await service() else { continue }
+            var read = false
+            for _ in 0..<100 where !read {
                 request += 1
-                if await perform(
-                    service, .get, key: key, value: "", client: number, session: session, request: request)
-                {
-                    break
-                }
+                read = await perform(
+                    .get, key: key, value: "", client: number, session: session, request: request)
             }
+            if !read { observer.violation("liveness: client \(number) could not read \(key) once healed") }
         }
     }
+
+    /// A tick of virtual time, so a client that failed at once does not spin.
+    private func pause() async { try? await scheduler.sleep(tick) }
 
     /// A running replica's key-value service, picked at random; waits a tick when none runs.
     private func service() async -> KVService? {
         let running = running
         guard !running.isEmpty else {
-            try? await scheduler.sleep(tick)
+            await pause()
             return nil
         }
         guard let peer = peer(running[Int(scheduler.random(in: 0...UInt64(running.count - 1)))]) else {
@@ -457,11 +496,23 @@ final class World: Sendable {
         return KVService(peer: peer)
     }
 
-    /// Runs one operation and records it; whether it was acknowledged.
+    /// Virtual nanoseconds, strictly increasing from one call to the next: operations that
+    /// follow one another in real time never look concurrent to the checker.
+    private func stamp() -> Int64 {
+        let now = Int64(scheduler.now)
+        return lastStamp.withLock { last in
+            last = Swift.max(last + 1, now)
+            return last
+        }
+    }
+
+    /// Runs one operation and records it; whether it was acknowledged. An unknown outcome is
+    /// retried with the same request number, as a clerk does: the session answers a repeat from
+    /// its record, so the operation takes effect once, somewhere between the first call and the
+    /// last return.
     @discardableResult
     private func perform(
-        _ service: KVService, _ kind: HistoryOperation.Kind, key: String, value: String, client: Int,
-        session: UInt64,
+        _ kind: HistoryOperation.Kind, key: String, value: String, client: Int, session: UInt64,
         request: UInt64
     ) async -> Bool {
         let operation: KVOperation =
@@ -470,22 +521,32 @@ final class World: Sendable {
             case .append: .append(key: Array(key.utf8), value: Array(value.utf8))
             default: .put(key: Array(key.utf8), value: Array(value.utf8))
             }
-        let call = Int64(scheduler.now)
-        let outcome = await service.execute(
-            KVCommand(client: session, request: request, operation: operation))
+        let command = KVCommand(client: session, request: request, operation: operation)
         var record = HistoryOperation(
-            client: client, op: kind, key: key, value: value, callNs: call, returnNs: Int64(scheduler.now))
-        switch outcome {
-        case .done(let result) where result.status == .ok || (kind == .get && result.status == .notFound):
-            record.output = result.value.map { String(decoding: $0, as: UTF8.self) } ?? ""
-        case .done(let result):
-            // The machine did nothing (a stale or expired session): certainly not executed.
-            record.status = .fail
-            record.output = "\(result.status)"
-        case .failed:
-            record.status = .fail
-        case .unknown:
-            record.status = .info
+            client: client, op: kind, key: key, value: value, callNs: stamp(), returnNs: 0)
+        record.status = .fail
+        attempts: for attempt in 0..<20 {
+            guard let service = await service() else { continue }
+            let outcome = await service.execute(command)
+            record.returnNs = stamp()
+            switch outcome {
+            case .done(let result) where result.status == .ok || (kind == .get && result.status == .notFound):
+                record.status = .ok
+                record.output = result.value.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                break attempts
+            case .done(let result):
+                // The machine did nothing (a stale or expired session): this attempt certainly
+                // did not execute, an earlier unknown one may have.
+                record.output = "\(result.status)"
+                break attempts
+            case .failed:
+                // Certainly not executed this time; an earlier attempt's outcome stays unknown.
+                if attempt == 0 { break attempts }
+                await pause()
+            case .unknown:
+                record.status = .info
+                await pause()
+            }
         }
         operations.withLock { $0.append(record) }
         return record.status == .ok
@@ -497,7 +558,12 @@ final class World: Sendable {
         let history = history
         let verdict = LinearizabilityChecker.check(history)
         observer.event("history: \(history.count) operations, \(verdict)")
-        if verdict != .linearizable { observer.violation("linearizability: \(verdict)") }
+        switch verdict {
+        case .linearizable: break
+        case .notLinearizable: observer.violation("linearizability: \(verdict)")
+        // Not a verdict either way: reported, and counted by a run of many seeds.
+        case .unknown: observer.inconclusive("linearizability: \(verdict)")
+        }
         // Every replica ends with the same rows: the same log, applied the same way.
         let converged = await settle(within: .seconds(20)) {
             var rows: [[MachineKey: [UInt8]]] = []

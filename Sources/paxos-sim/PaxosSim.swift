@@ -59,6 +59,7 @@ struct PaxosSim: ParsableCommand {
     func run() throws {
         Self.ensureDeterministicHashing()
         var failures: [UInt64] = []
+        var undecided: [UInt64] = []
         for offset in 0..<seeds {
             var options = SimulationOptions(seed: seed + UInt64(offset))
             options.nodes = nodes
@@ -71,7 +72,7 @@ struct PaxosSim: ParsableCommand {
             if single {
                 report.summary.forEach { print($0) }
             } else {
-                let verdict = report.passed ? "PASS" : "FAIL"
+                let verdict = report.passed ? (report.inconclusive.isEmpty ? "PASS" : "INCONCLUSIVE") : "FAIL"
                 print(
                     "\(verdict) seed \(options.seed): \(report.acknowledged) acknowledged, \(report.unknown) unknown, digest \(String(report.digest, radix: 16))"
                 )
@@ -81,8 +82,14 @@ struct PaxosSim: ParsableCommand {
                 }
             }
             if !report.passed { failures.append(options.seed) }
+            if report.passed, !report.inconclusive.isEmpty { undecided.append(options.seed) }
         }
         if seeds > 1 {
+            if !undecided.isEmpty {
+                print(
+                    "\(undecided.count) seed(s) inconclusive (a check ran out of budget): \(undecided.map(String.init).joined(separator: " "))"
+                )
+            }
             print(
                 failures.isEmpty
                     ? "all \(seeds) seeds passed"
@@ -98,7 +105,7 @@ struct PaxosSim: ParsableCommand {
     /// set before the process starts, and the replicas iterate some: so the simulator starts
     /// itself again with it set, and a seed repeats across processes, not just within one.
     static func ensureDeterministicHashing() {
-        guard getenv("SWIFT_DETERMINISTIC_HASHING") == nil else { return }
+        guard !Scheduler.hashingIsDeterministic else { return }
         setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
         execv("/proc/self/exe", arguments)
