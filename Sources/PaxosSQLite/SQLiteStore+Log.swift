@@ -186,14 +186,7 @@ extension SQLiteStore: LogStore {
         _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID,
         _ beforeDurable: @Sendable ([(ProposalID, Value)]) -> Void
     ) throws(SQLiteError) -> [(ProposalID, Value)] {
-        if let poison {
-            throw SQLiteError(
-                .poisoned, "\(path): an earlier commit failed (\(poison.message)); refusing to continue")
-        }
-        let connection = try openConnection()
-        var released = false
-        do throws(SQLiteError) {
-            try connection.execute("BEGIN IMMEDIATE")
+        try transaction { (connection) throws(SQLiteError) in
             // The same guards as LogDurableState.apply, so the file and the model never disagree.
             var bounds = (applied: Slot(0), logStart: Slot(1))
             try connection.run("SELECT applied, log_start FROM log_state") {
@@ -202,6 +195,7 @@ extension SQLiteStore: LogStore {
             }
             let appliedBefore = bounds.applied
             var outputs: [(ProposalID, Value)] = []
+            var released = false
             for mutation in mutations {
                 if case .apply(let slot, let entry) = mutation {
                     guard slot > bounds.applied else { continue }
@@ -225,13 +219,7 @@ extension SQLiteStore: LogStore {
             }
             // Computed from chosen entries only: the client need not wait for this fsync.
             if !outputs.isEmpty { beforeDurable(outputs) }
-            try connection.execute("COMMIT")
-            if released { reclaimSpace(connection) }
-            return outputs
-        } catch {
-            try? connection.execute("ROLLBACK")
-            poison = error
-            throw error
+            return (outputs, reclaim: released)
         }
     }
 

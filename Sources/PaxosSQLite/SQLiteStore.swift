@@ -173,26 +173,43 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     // MARK: - Commit
 
     private func commitOnQueue(_ mutations: [StoreMutation]) throws(SQLiteError) {
+        // The floor moves only once the batch is committed.
+        forgottenBelow = try transaction { (connection) throws(SQLiteError) in
+            var floor = forgottenBelow
+            var forgot = false
+            for mutation in mutations {
+                try apply(mutation, connection, floor: &floor, forgot: &forgot)
+            }
+            return (floor, reclaim: forgot)
+        }
+    }
+
+    /// The one way a batch of either protocol reaches the file: one `BEGIN IMMEDIATE … COMMIT`
+    /// (the commit is the fsync, `synchronous = FULL`). A batch that fails is rolled back and
+    /// poisons the store: every later commit is refused, since the process can no longer tell
+    /// what the disk holds (see ``SQLiteError/Code/poisoned``). `body` says whether the batch
+    /// freed pages worth reclaiming after the commit.
+    func transaction<T>(
+        _ body: (SQLiteConnection) throws(SQLiteError) -> (T, reclaim: Bool)
+    ) throws(SQLiteError) -> T {
         if let poison {
             throw SQLiteError(
                 .poisoned, "\(path): an earlier commit failed (\(poison.message)); refusing to continue")
         }
         let connection = try openConnection()
-        var floor = forgottenBelow
-        var forgot = false
-        do {
+        let result: T
+        let reclaim: Bool
+        do throws(SQLiteError) {
             try connection.execute("BEGIN IMMEDIATE")
-            for mutation in mutations {
-                try apply(mutation, connection, floor: &floor, forgot: &forgot)
-            }
+            (result, reclaim) = try body(connection)
             try connection.execute("COMMIT")
         } catch {
             try? connection.execute("ROLLBACK")
             poison = error
             throw error
         }
-        forgottenBelow = floor
-        if forgot { reclaimSpace(connection) }
+        if reclaim { reclaimSpace(connection) }
+        return result
     }
 
     private func apply(
