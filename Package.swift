@@ -50,6 +50,7 @@ let package = Package(
             dependencies: [
                 "PaxosCore", "PaxosWire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // The replicated key-value state machine (pure), its command codec, and KVService, which
         // drives it through a LogPeer.
@@ -188,7 +189,11 @@ let package = Package(
         .testTarget(name: "PaxosWireTests", dependencies: ["PaxosWire", "PaxosCore"]),
         .testTarget(
             name: "PaxosLabTests",
-            dependencies: ["Paxos", "PaxosCore", "PaxosTesting", "PaxosSQLite"]
+            dependencies: [
+                "Paxos", "PaxosCore", "PaxosTesting", "PaxosSQLite",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "PaxosNIOTests",

@@ -1,6 +1,7 @@
 import Logging
 import PaxosCore
 import PaxosWire
+import ServiceLifecycle
 
 /// The outcome of a proposal handed to a ``LogPeer``.
 public enum SubmitOutcome: Hashable, Sendable {
@@ -395,6 +396,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
     ///   - sleep: the clock; the simulator passes its virtual one.
     ///   - executor: where the replica's tasks prefer to run (see ``ReplicaRuntime``).
+    ///   - start: run the replica now, under a task of its own; `false` leaves it to whoever
+    ///     runs ``service`` (paxos-node's service group).
     ///   - snapshotTokens: draws the unguessable token of each snapshot served to a peer (the
     ///     system's CSPRNG; the simulator draws from its seed).
     public static func make(
@@ -406,7 +409,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         metrics: LogMetrics = .disabled,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
         executor: (any TaskExecutor)? = nil,
-        snapshotTokens: @escaping @Sendable () -> UInt64 = LogPeer.randomToken
+        snapshotTokens: @escaping @Sendable () -> UInt64 = LogPeer.randomToken,
+        start: Bool = true
     ) async throws -> LogPeer {
         var state = try await store.loadLog()
         state.incarnation += 1
@@ -456,9 +460,14 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
                 }
             }
         }
-        await runtime.start()
+        if start { await runtime.start() }
         return peer
     }
+
+    /// The replica's runtime as a service, for a `ServiceGroup` to run when the peer was made
+    /// with `start: false`: it ends when the group shuts down gracefully (a stop like
+    /// ``kill()``), or when a commit fails.
+    public var service: any Service { runtime }
 
     /// A snapshot token from the system's CSPRNG.
     @Sendable public static func randomToken() -> UInt64 {

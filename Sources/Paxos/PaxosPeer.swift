@@ -1,5 +1,6 @@
 import PaxosCore
 import PaxosWire
+import ServiceLifecycle
 
 /// One Paxos peer, the 6.824 lab's `Make(peers, me)`: a ``PaxosNode`` (the pure protocol) driven
 /// by a ``ReplicaRuntime`` with a durable ``AcceptorStore``, a ``PeerTransport`` and a clock.
@@ -63,6 +64,8 @@ public final class PaxosPeer: Sendable {
     ///   - tickInterval: the length of one protocol tick (timeouts and backoff are in ticks).
     ///   - sleep: the clock; tests may pass a faster or virtual one.
     ///   - seed: seeds the proposer's randomized backoff.
+    ///   - start: run the peer now, under a task of its own; `false` leaves it to whoever runs
+    ///     ``service`` (paxos-node's service group).
     ///   - recover: the store may have lost this node's acceptor state (a wiped data directory, a
     ///     truncated file: pass true when the store was created at this start). Unless the store
     ///     records a finished recovery, the peer then recovers (``PaxosNode/recover()``): it
@@ -78,7 +81,8 @@ public final class PaxosPeer: Sendable {
         me: NodeID, peers: [NodeID], store: any AcceptorStore, transport: any PeerTransport,
         configuration: PaxosConfiguration = PaxosConfiguration(), tickInterval: Duration = .milliseconds(10),
         seed: UInt64 = 1, recover: Bool = false,
-        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        start: Bool = true
     ) async throws -> PaxosPeer {
         let state = try await store.load()
         var core = PaxosNode(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
@@ -105,9 +109,14 @@ public final class PaxosPeer: Sendable {
         // The queries (and, in a single-node cluster, nothing): their mutations are durable.
         let queries = recovery
         await runtime.act { _ in ((), queries) }
-        await runtime.start()
+        if start { await runtime.start() }
         return peer
     }
+
+    /// The peer's runtime as a service, for a `ServiceGroup` to run when the peer was made with
+    /// `start: false`: it ends when the group shuts down gracefully (a stop like ``kill()``), or
+    /// when a commit fails.
+    public var service: any Service { runtime }
 
     // MARK: - The lab API
 

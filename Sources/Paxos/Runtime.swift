@@ -1,6 +1,7 @@
 import Logging
 import PaxosCore
 import PaxosWire
+import ServiceLifecycle
 import Synchronization
 
 // MARK: - What the runtime needs of a protocol
@@ -105,7 +106,7 @@ extension RuntimeDriver {
 /// ``kill()`` cancels them all. Messages need no task: the runtime hands them to the
 /// ``PeerTransport`` from its own executor, and requests, replies and early outputs come back
 /// through the inbox, decoded and checked on the transport's thread, onto this actor.
-public actor ReplicaRuntime<Driver: RuntimeDriver> {
+public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     public typealias Step = Driver.Step
     public typealias Request = Driver.Core.Request
     public typealias Reply = Step.Reply
@@ -172,7 +173,15 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
     private let wake: AsyncStream<Void>.Continuation
     private let jobs: AsyncStream<@Sendable () async -> Void>
     private let jobInput: AsyncStream<@Sendable () async -> Void>.Continuation
-    /// The task that runs ``run()``, cancelled by ``kill()`` and when the face is released.
+    /// Finished to end ``run()``: by ``kill()``, a failed commit, the face's release, or a
+    /// graceful shutdown of the service group that runs it.
+    private let stopSignal: AsyncStream<Void>
+    private nonisolated let stopInput: AsyncStream<Void>.Continuation
+    /// ``run()`` began, and has ended; who waits for it to end.
+    private var running = false
+    private var ended = false
+    private var endWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The task that runs ``run()`` when ``start()`` made it, cancelled with it.
     private nonisolated let root = Mutex<Task<Void, Never>?>(nil)
 
     /// - Parameters:
@@ -201,39 +210,65 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         (inbox, inboxInput) = AsyncStream.makeStream(of: Input.self)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (jobs, jobInput) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        (stopSignal, stopInput) = AsyncStream.makeStream(of: Void.self)
     }
 
     deinit {
         inboxInput.finish()
         wake.finish()
         jobInput.finish()
+        stopInput.finish()
     }
 
-    /// Starts ``run()`` under a task this runtime holds (cancelled by ``kill()`` or ``cancel()``).
-    /// The face serves the transport's requests into ``receive(from:payload:respond:)``.
+    /// Starts ``run()`` under a task this runtime holds (cancelled by ``kill()`` or ``cancel()``),
+    /// for a replica that no service group runs (tests, the lab API). The face serves the
+    /// transport's requests into ``receive(from:payload:respond:)``.
     public func start() {
         root.withLock { task in
-            guard task == nil, !killed else { return }
+            guard task == nil, !killed, !running else { return }
             task = Task(executorPreference: executor) { await self.run() }
         }
     }
 
-    /// Cancels the runtime's tasks without waiting (the face that owns it was released), and
+    /// Ends the runtime's tasks without waiting (the face that owns it was released), and
     /// answers every peer request not answered yet, and every later one, with nothing.
     public nonisolated func cancel() {
+        stopInput.finish()
         root.withLock { $0?.cancel() }
         unanswered.close()
     }
 
-    /// Runs the replica until cancelled: every task it needs is a child of this one.
+    /// Runs the replica until it is killed, a commit fails, the calling task is cancelled, or the
+    /// service group running it shuts down gracefully (then it stops as ``kill()`` stops it).
+    /// Every task it needs is a child of this one; it runs once.
     public func run() async {
-        await withDiscardingTaskGroup { group in
-            group.addTask { await self.inboxLoop() }
-            group.addTask { await self.commitLoop() }
-            group.addTask { await self.tickLoop() }
-            group.addTask { await self.jobLoop() }
-            for work in alongside { group.addTask { await work() } }
+        guard !running, !killed else { return }
+        running = true
+        let stop = stopInput
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.inboxLoop() }
+                group.addTask { await self.commitLoop() }
+                group.addTask { await self.tickLoop() }
+                group.addTask { await self.jobLoop() }
+                for work in alongside { group.addTask { await work() } }
+                for await _ in stopSignal {}
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            stop.finish()
         }
+        if !killed, failure == nil {
+            // Shut down gracefully, or cancelled: a stop like kill()'s.
+            killed = true
+            dropUnreleased()
+            driver.stopped(failure: nil)
+            unanswered.close()
+            await unserve(false)
+        }
+        ended = true
+        for waiter in endWaiters { waiter.resume() }
+        endWaiters = []
     }
 
     // MARK: Inputs
@@ -332,7 +367,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver> {
         dropUnreleased()
         if failure == nil { driver.stopped(failure: nil) }
         cancel()
-        await root.withLock { $0 }?.value
+        if running, !ended { await withCheckedContinuation { endWaiters.append($0) } }
         await unserve(false)
     }
 

@@ -442,7 +442,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                     && classic.forgottenBelow == 0)
             peer = try await PaxosPeer.make(
                 me: me, peers: Array(addresses.keys), store: store, transport: transport,
-                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id), recover: recover)
+                seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id), recover: recover,
+                start: false)
         } catch {
             await transport.shutdown()
             throw NodeStartupError("cannot load the state in \(databasePath): \(error)")
@@ -461,7 +462,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 transport: transport, configuration: configuration,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
-                joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory))
+                joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory),
+                start: false)
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
@@ -546,8 +548,14 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let node = NodeService(peer: peer, log: log, store: store, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
+                // Shut down gracefully in reverse order: clients first (the HTTP server), then
+                // the log, then the classic peer (which closes the peer connections), then the
+                // store. A replica whose commit failed ends its service and nothing else: the
+                // node goes on answering clients that it stopped, and /ready says so.
                 services: [
                     .init(service: node),
+                    .init(service: peer.service, successTerminationBehavior: .ignore),
+                    .init(service: log.service, successTerminationBehavior: .ignore),
                     .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -572,7 +580,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs until graceful shutdown, then stops the peer (and its transport) and closes the store.
+/// Runs until graceful shutdown, then closes the store: last, once the replicas' services ended.
+/// The kills are no-ops then; they stop the replicas if the group is cancelled instead.
 struct NodeService: Service {
     let peer: PaxosPeer
     let log: LogPeer<KVStateMachine>

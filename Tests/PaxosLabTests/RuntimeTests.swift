@@ -1,6 +1,8 @@
+import Logging
 import Paxos
 import PaxosCore
 import PaxosTesting
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -86,6 +88,55 @@ extension ClusterSuites {
             await peer.start(7, .text("v"))
             #expect(await peer.max() == before)
             #expect(await peer.status(7) == .pending)
+        }
+
+        @Test(
+            "run by a service group, a peer serves only once the group runs it, and a graceful shutdown stops it as kill does"
+        )
+        func serviceGroupRunsAndStopsThePeer() async throws {
+            let network = SimulatedNetwork(seed: 4)
+            let peer = try await PaxosPeer.make(
+                me: 0, peers: [0], store: InMemoryStore(), transport: network.transport(for: 0), start: false)
+            await peer.start(1, .text("v"))
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(await peer.status(1) == .pending, "decided before anything ran the peer")
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: peer.service)],
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                var decided = false
+                for _ in 0..<500 where !decided {
+                    decided = await peer.status(1) == .decided(.text("v"))
+                    if !decided { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                #expect(decided, "the group ran the peer, which decided nothing")
+                await group.triggerGracefulShutdown()
+                // The group ends only once the runtime's run() returned.
+                try await tasks.next()
+            }
+            #expect(await peer.isServing == false)
+            #expect(await peer.failure == nil)
+            await peer.start(2, .text("w"))
+            #expect(await peer.max() == 1, "a peer shut down gracefully went on starting instances")
+            await peer.kill()
+        }
+
+        @Test("a service group that is cancelled stops the peer it runs")
+        func cancelledServiceGroupStopsThePeer() async throws {
+            let network = SimulatedNetwork(seed: 5)
+            let peer = try await PaxosPeer.make(
+                me: 0, peers: [0], store: InMemoryStore(), transport: network.transport(for: 0), start: false)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: peer.service)],
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            let running = Task { try await group.run() }
+            try await Task.sleep(for: .milliseconds(50))
+            running.cancel()
+            _ = await running.result
+            #expect(await peer.isServing == false)
         }
     }
 }

@@ -63,21 +63,42 @@ struct LogFormatProcessTests {
             let other = added.filter { !events.contains($0["message"] as? String ?? "") }
             #expect(other.isEmpty, "node \(node) logged more than consensus events: \(other)")
         }
-        // The leader stops: the others elect another and log it; the old leader's peers are unreachable.
-        nodes.kill9(leader)
-        let survivors = (1...3).filter { $0 != leader }
+        // The leader stops: the others elect another and log it; the old leader's peers are
+        // unreachable. On a loaded machine an election may have moved the lead during the puts:
+        // the node killed is the one leading now, and only what is logged after the kill counts.
+        var current: Int?
+        try await eventually("the nodes agree on a leader") {
+            var leaders: Set<Int> = []
+            for node in 1...3 {
+                let status = try await http("GET", "\(nodes.url(node))/v1/status", timeout: 5)
+                guard let leader = status.json["leader"] as? Int else { return false }
+                leaders.insert(leader)
+            }
+            current = leaders.count == 1 ? leaders.first : nil
+            return current != nil
+        }
+        // Node ids are 1…3 in the API; the cluster's leader id is the node's.
+        let killed = try #require(current)
+        let survivors = (1...3).filter { $0 != killed }
+        let atKill = Dictionary(
+            uniqueKeysWithValues: survivors.map { ($0, jsonLines(nodes.log("node-\($0).log")).count) })
+        nodes.kill9(killed)
+        func since(_ node: Int) -> ArraySlice<[String: Any]> {
+            jsonLines(nodes.log("node-\(node).log")).dropFirst(atKill[node] ?? 0)
+        }
         try await eventually("another leader is logged") {
             survivors.contains { node in
-                jsonLines(nodes.log("node-\(node).log")).contains {
-                    $0["message"] as? String == "leader changed" && $0["leader"] as? String != "\(leader)"
+                since(node).contains {
+                    $0["message"] as? String == "leader changed" && $0["leader"] as? String != "\(killed)"
                 }
             }
         }
-        for node in survivors {
-            #expect(
-                jsonLines(nodes.log("node-\(node).log")).contains {
-                    $0["message"] as? String == "peer unreachable" && $0["peer"] as? String == "\(leader)"
-                })
+        try await eventually("each survivor logs the killed node unreachable") {
+            survivors.allSatisfy { node in
+                since(node).contains {
+                    $0["message"] as? String == "peer unreachable" && $0["peer"] as? String == "\(killed)"
+                }
+            }
         }
     }
 
