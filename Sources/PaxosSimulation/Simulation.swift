@@ -137,7 +137,7 @@ private final class Finished: Sendable {
 
 /// The simulated cluster and the work done on it.
 final class World: Sendable {
-    enum Phase: Sendable { case starting, faults, healing }
+    enum Phase: Sendable { case starting, faults, healing, healed }
 
     let options: SimulationOptions
     let scheduler: Scheduler
@@ -430,12 +430,19 @@ final class World: Sendable {
         for disk in disks { disk.clearFaults() }
         // A failure injected before the heal may be landing now: let it, then restart.
         try? await scheduler.sleep(tick * 5)
-        for index in ids.indices {
-            if let peer = peer(index), await peer.failure == nil { continue }
-            await crash(index)
-            observer.event("restart n\(index)")
-            await start(index)
+        for _ in 0..<10 {
+            var allUp = true
+            for index in ids.indices {
+                if let peer = peer(index), await peer.failure == nil { continue }
+                allUp = false
+                await crash(index)
+                observer.event("restart n\(index)")
+                await start(index)
+            }
+            if allUp { break }
         }
+        observer.event("healed")
+        phase = .healed
     }
 
     // MARK: Clients
