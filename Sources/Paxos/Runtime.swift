@@ -181,6 +181,9 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     private var running = false
     private var ended = false
     private var endWaiters: [CheckedContinuation<Void, Never>] = []
+    /// A stop finished (its tasks ended and it unserved); who waits for that.
+    private var stopped = false
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     /// The task that runs ``run()`` when ``start()`` made it, cancelled with it.
     private nonisolated let root = Mutex<Task<Void, Never>?>(nil)
 
@@ -245,6 +248,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
         guard !running, !killed else { return }
         running = true
         let stop = stopInput
+        var stoppedHere = false
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.inboxLoop() }
@@ -253,22 +257,28 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
                 group.addTask { await self.jobLoop() }
                 for work in alongside { group.addTask { await work() } }
                 for await _ in stopSignal {}
+                if !killed, failure == nil {
+                    // Shut down gracefully, or cancelled: stop as kill() does, before the loops
+                    // are cancelled, so a commit they interrupt is a stop, not a failure, and
+                    // nothing they still hold is released.
+                    killed = true
+                    stoppedHere = true
+                    dropUnreleased()
+                    driver.stopped(failure: nil)
+                    unanswered.close()
+                }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
             stop.finish()
         }
-        if !killed, failure == nil {
-            // Shut down gracefully, or cancelled: a stop like kill()'s.
-            killed = true
-            dropUnreleased()
-            driver.stopped(failure: nil)
-            unanswered.close()
-            await unserve(false)
-        }
         ended = true
         for waiter in endWaiters { waiter.resume() }
         endWaiters = []
+        if stoppedHere {
+            await unserve(false)
+            markStopped()
+        }
     }
 
     // MARK: Inputs
@@ -362,13 +372,25 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     /// the runtime's tasks have ended (a commit in flight has returned). What is committed stays
     /// in the store.
     public func kill() async {
-        guard !killed else { return }
+        guard !killed else {
+            // Stopping already (another kill, or run()'s graceful stop): return once it is done.
+            if !stopped { await withCheckedContinuation { stopWaiters.append($0) } }
+            return
+        }
         killed = true
         dropUnreleased()
         if failure == nil { driver.stopped(failure: nil) }
         cancel()
         if running, !ended { await withCheckedContinuation { endWaiters.append($0) } }
         await unserve(false)
+        markStopped()
+    }
+
+    /// A stop (kill or graceful) has ended: the tasks, and the unserving.
+    private func markStopped() {
+        stopped = true
+        for waiter in stopWaiters { waiter.resume() }
+        stopWaiters = []
     }
 
     private func inboxLoop() async {
@@ -527,9 +549,16 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
         }
     }
 
+    /// Answers nothing to whoever waits on a batch not committed yet: the pending one, and the
+    /// one handed to the commit loop that it has not taken (it takes a batch before persisting
+    /// it, so this one was never persisted).
     private func dropUnreleased() {
         for (responder, _) in pending.replies { resolve(responder, nil) }
         pending = Batch()
+        if let batch = inFlight {
+            for (responder, _) in batch.replies { resolve(responder, nil) }
+            inFlight = nil
+        }
     }
 }
 

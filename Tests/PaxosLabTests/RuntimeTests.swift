@@ -123,6 +123,29 @@ extension ClusterSuites {
             await peer.kill()
         }
 
+        @Test("a graceful shutdown while a commit is in flight is a stop, not a failed commit")
+        func gracefulShutdownDuringCommit() async throws {
+            let network = SimulatedNetwork(seed: 6)
+            let store = CancellableStore()
+            let peer = try await PaxosPeer.make(
+                me: 0, peers: [0], store: store, transport: network.transport(for: 0), start: false)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: peer.service)],
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                await peer.start(0, .text("v"))
+                while await store.commitsStarted == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                await group.triggerGracefulShutdown()
+                try await tasks.next()
+            }
+            #expect(await peer.failure == nil, "a graceful shutdown was reported as a failed commit")
+            #expect(await peer.isServing == false)
+            // Stopped already: returns at once.
+            await peer.kill()
+        }
+
         @Test("a service group that is cancelled stops the peer it runs")
         func cancelledServiceGroupStopsThePeer() async throws {
             let network = SimulatedNetwork(seed: 5)
