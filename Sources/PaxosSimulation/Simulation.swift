@@ -476,12 +476,14 @@ final class World: Sendable {
         }
         // Once healed, read every key: a write acknowledged and then lost cannot hide, and a
         // cluster that does not serve again fails the run.
+        while phase != .healed { await pause() }
         for key in keys {
             var read = false
             for _ in 0..<100 where !read {
                 request += 1
                 read = await perform(
                     .get, key: key, value: "", client: number, session: session, request: request)
+                if !read { await pause() }
             }
             if !read { observer.violation("liveness: client \(number) could not read \(key) once healed") }
         }
