@@ -461,12 +461,21 @@ struct MultiProcessTests {
 
 /// Runs the built paxosctl; its exit status and everything it printed.
 func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = try builtExecutable("paxosctl")
-    process.arguments = arguments
     // Only the settings a test gives: none of the caller's PAXOSCTL_ENDPOINTS, _TOKEN, _CACERT…
-    process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAXOSCTL_") }
-        .merging(environment) { $1 }
+    try runBuilt(
+        "paxosctl", arguments,
+        environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAXOSCTL_") }
+            .merging(environment) { $1 })
+}
+
+/// Runs the built executable `name` to its end: its exit status and its output (stdout and
+/// stderr together).
+func runBuilt(_ name: String, _ arguments: [String], environment: [String: String]) throws -> (Int32, String)
+{
+    let process = Process()
+    process.executableURL = try builtExecutable(name)
+    process.arguments = arguments
+    process.environment = environment
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe

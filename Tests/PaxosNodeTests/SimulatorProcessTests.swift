@@ -6,20 +6,12 @@ import Testing
 struct SimulatorProcessTests {
     /// Runs the built `paxos-sim` with `arguments`: its exit status and output.
     func simulate(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try builtExecutable("paxos-sim")
-        process.arguments = arguments
         // Not inherited: the simulator must set it itself for a seed to repeat across processes.
-        process.environment = ProcessInfo.processInfo.environment.filter {
-            $0.key != "SWIFT_DETERMINISTIC_HASHING"
-        }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try runBuilt(
+            "paxos-sim", arguments,
+            environment: ProcessInfo.processInfo.environment.filter {
+                $0.key != "SWIFT_DETERMINISTIC_HASHING"
+            })
     }
 
     @Test("one seed, one run: two processes print the same transcript, and another seed another one")
