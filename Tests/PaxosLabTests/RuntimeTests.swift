@@ -26,6 +26,14 @@ extension ClusterSuites {
         static let prepare = RequestEnvelope(
             from: 1, done: -1, request: .prepare(seq: 0, ballot: Ballot(round: 1, node: 1)))
 
+        /// A service group that runs only `peer`'s runtime, quietly.
+        static func group(running peer: PaxosPeer) -> ServiceGroup {
+            ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: peer.service)],
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+        }
+
         /// The outcome of `call` if it finishes within 10 s (a hang is the bug); nil if not. Polls
         /// rather than waits, so a call that never returns cannot hang the test.
         func settled(_ call: @escaping @Sendable () async throws -> ReplyEnvelope) async -> Result<
@@ -100,10 +108,7 @@ extension ClusterSuites {
             await peer.start(1, .text("v"))
             try await Task.sleep(for: .milliseconds(100))
             #expect(await peer.status(1) == .pending, "decided before anything ran the peer")
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [.init(service: peer.service)],
-                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            let group = Self.group(running: peer)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 var decided = false
@@ -129,10 +134,7 @@ extension ClusterSuites {
             let store = CancellableStore()
             let peer = try await PaxosPeer.make(
                 me: 0, peers: [0], store: store, transport: network.transport(for: 0), start: false)
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [.init(service: peer.service)],
-                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            let group = Self.group(running: peer)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 await peer.start(0, .text("v"))
@@ -151,10 +153,7 @@ extension ClusterSuites {
             let network = SimulatedNetwork(seed: 5)
             let peer = try await PaxosPeer.make(
                 me: 0, peers: [0], store: InMemoryStore(), transport: network.transport(for: 0), start: false)
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [.init(service: peer.service)],
-                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            let group = Self.group(running: peer)
             let running = Task { try await group.run() }
             try await Task.sleep(for: .milliseconds(50))
             running.cancel()
