@@ -114,6 +114,22 @@ public struct LogDriver: RuntimeDriver {
     /// them in a crash loses nothing: the replica re-learns and re-applies the chosen entries.
     public func mustCommit(_ notes: Notes) -> Bool { notes.prompt }
 
+    /// Learning and applying chosen entries need no fsync of their own when the batch releases
+    /// nothing: a crash that loses them loses a cache (the replica re-learns and re-applies the
+    /// chosen entries from its durable `applied`, computing the same rows), and the store keeps
+    /// commits in order, so no durable state ever depends on a lost one. Everything else (votes,
+    /// promises, `maxRound`, releases, a snapshot) is fsynced. The leader's apply of a client's
+    /// command is the common case: its output left before the fsync anyway, and the next accept
+    /// no longer waits for that fsync.
+    public func needsSync(_ mutations: [LogMutation]) -> Bool {
+        mutations.contains { mutation in
+            switch mutation {
+            case .choose, .apply: false
+            default: true
+            }
+        }
+    }
+
     public mutating func released(_ notes: Notes) {}
 
     public mutating func committed(
@@ -429,8 +445,9 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
             metrics: metrics, observed: LogMetrics.Observed(leader: nil, firstUnchosen: core.firstUnchosen))
         let runtime = ReplicaRuntime(
             me: me, driver: driver,
-            persist: { mutations, early in
-                try await store.commitLog(mutations, machine: machine, outputsFor: me, beforeDurable: early)
+            persist: { mutations, durable, early in
+                try await store.commitLog(
+                    mutations, machine: machine, outputsFor: me, durable: durable, beforeDurable: early)
             },
             transport: transport,
             unserve: { _ in

@@ -96,7 +96,7 @@ public final class PaxosPeer: Sendable {
         }
         let runtime = ReplicaRuntime(
             me: me, driver: Driver(core: core),
-            persist: { mutations, _ in try await store.commit(mutations) },
+            persist: { mutations, _, _ in try await store.commit(mutations) },
             transport: transport,
             // A peer whose commit failed stays on the network and answers nothing, as a lab peer.
             unserve: { failed in if !failed { await transport.shutdown() } }, tickInterval: tickInterval,

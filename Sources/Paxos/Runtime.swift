@@ -63,6 +63,11 @@ public protocol RuntimeDriver: SendableMetatype {
     /// Whether a batch must be committed now rather than wait for the next commit that gates a
     /// message or a reply, or for the next tick.
     func mustCommit(_ notes: Notes) -> Bool
+    /// Whether a batch of these mutations that releases nothing (no message, reply or vote) must
+    /// still be fsynced: `false` only for state a crash may lose because it is re-derived (the
+    /// log's learned and applied chosen entries). A batch that releases anything is always
+    /// fsynced, whatever this says.
+    func needsSync(_ mutations: [Step.Mutation]) -> Bool
     /// The batch with `notes` is durable; its messages and replies are about to be released.
     mutating func released(_ notes: Notes)
     /// The batch is durable and released: what the core makes of that, if anything.
@@ -86,6 +91,7 @@ public protocol RuntimeDriver: SendableMetatype {
 }
 
 extension RuntimeDriver {
+    public func needsSync(_ mutations: [Step.Mutation]) -> Bool { true }
     public func roundTripObserver(for outbound: Step.Outbound) -> (@Sendable (Duration) -> Void)? { nil }
     public mutating func takeJobs() -> [@Sendable () async -> Void] { [] }
 }
@@ -113,10 +119,12 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     public typealias Outbound = Step.Outbound
     public typealias Mutation = Step.Mutation
 
-    /// Commits mutations durably; hands early outputs to the closure while the fsync runs.
+    /// Commits mutations, durably unless `durable` is false (see
+    /// ``RuntimeDriver/needsSync(_:)``); hands early outputs to the closure while the fsync runs.
     public typealias Persist =
-        @Sendable ([Mutation], _ early: @escaping @Sendable (Driver.Early) -> Void) async throws ->
-        Driver.Output
+        @Sendable (
+            [Mutation], _ durable: Bool, _ early: @escaping @Sendable (Driver.Early) -> Void
+        ) async throws -> Driver.Output
     /// Answers one request of a peer.
     public typealias Respond = @Sendable (PeerAnswer) -> Void
 
@@ -126,6 +134,8 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
         var localReplies: [Reply] = []
         var replies: [(Responder, Reply?)] = []
         var notes = Driver.Notes()
+        /// Whether its commit must fsync: decided when it is handed to the commit loop.
+        var needsSync = true
 
         var isEmpty: Bool { mutations.isEmpty && messages.isEmpty && localReplies.isEmpty && replies.isEmpty }
     }
@@ -463,6 +473,9 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
             }
             committing = true
             inFlight = batch
+            inFlight?.needsSync =
+                !batch.messages.isEmpty || !batch.localReplies.isEmpty || !batch.replies.isEmpty
+                || driver.needsSync(batch.mutations)
             wake.yield()
         }
     }
@@ -480,7 +493,8 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
         let started = ContinuousClock.now
         let inbox = inboxInput
         do {
-            output = try await persist(batch.mutations) { early in inbox.yield(.early(early)) }
+            output = try await persist(batch.mutations, batch.needsSync) { early in inbox.yield(.early(early))
+            }
         } catch {
             committing = false
             guard !killed else {

@@ -91,12 +91,12 @@ extension SQLiteStore: LogStore {
     }
 
     public func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID, durable: Bool,
         beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) async throws -> [(ProposalID, Value)] {
         guard !mutations.isEmpty else { return [] }
         let outputs = try await onQueue { () throws(SQLiteError) -> [Output] in
-            try self.commitLogOnQueue(mutations, machine, node, beforeDurable).map {
+            try self.commitLogOnQueue(mutations, machine, node, durable, beforeDurable).map {
                 Output(id: $0.0, value: $0.1)
             }
         }
@@ -183,10 +183,10 @@ extension SQLiteStore: LogStore {
     }
 
     private func commitLogOnQueue(
-        _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID,
+        _ mutations: [LogMutation], _ machine: some StateMachine, _ node: NodeID, _ durable: Bool,
         _ beforeDurable: @Sendable ([(ProposalID, Value)]) -> Void
     ) throws(SQLiteError) -> [(ProposalID, Value)] {
-        try transaction { (connection) throws(SQLiteError) in
+        try transaction(sync: durable) { (connection) throws(SQLiteError) in
             // The same guards as LogDurableState.apply, so the file and the model never disagree.
             var bounds = (applied: Slot(0), logStart: Slot(1))
             try connection.run("SELECT applied, log_start FROM log_state") {

@@ -185,12 +185,12 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
     }
 
     /// The one way a batch of either protocol reaches the file: one `BEGIN IMMEDIATE … COMMIT`
-    /// (the commit is the fsync, `synchronous = FULL`). A batch that fails is rolled back and
-    /// poisons the store: every later commit is refused, since the process can no longer tell
-    /// what the disk holds (see ``SQLiteError/Code/poisoned``). `body` says whether the batch
-    /// freed pages worth reclaiming after the commit.
+    /// (the commit is the fsync, `synchronous = FULL`, unless `sync` is false). A batch that fails
+    /// is rolled back and poisons the store: every later commit is refused, since the process can
+    /// no longer tell what the disk holds (see ``SQLiteError/Code/poisoned``). `body` says whether
+    /// the batch freed pages worth reclaiming after the commit.
     func transaction<T>(
-        _ body: (SQLiteConnection) throws(SQLiteError) -> (T, reclaim: Bool)
+        sync: Bool = true, _ body: (SQLiteConnection) throws(SQLiteError) -> (T, reclaim: Bool)
     ) throws(SQLiteError) -> T {
         if let poison {
             throw SQLiteError(
@@ -200,9 +200,16 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
         let result: T
         let reclaim: Bool
         do throws(SQLiteError) {
+            // `synchronous` is a connection setting, read at COMMIT. NORMAL in WAL mode writes
+            // the frames without an fsync; the next FULL commit's fsync of the WAL covers them,
+            // and a crash keeps a prefix of the commits (the frames are checksummed in order).
+            // FULL comes back at once, so nothing else ever runs without an fsync; if either
+            // pragma fails, the store is poisoned like after any failed commit.
+            if !sync { try connection.execute("PRAGMA synchronous = NORMAL") }
             try connection.execute("BEGIN IMMEDIATE")
             (result, reclaim) = try body(connection)
             try connection.execute("COMMIT")
+            if !sync { try connection.execute("PRAGMA synchronous = FULL") }
         } catch {
             try? connection.execute("ROLLBACK")
             poison = error

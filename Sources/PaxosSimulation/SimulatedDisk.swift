@@ -7,6 +7,9 @@ public enum PlantedBug: String, CaseIterable, Sendable {
     /// The disk acknowledges a commit at once and makes it durable one fsync later: a crash in
     /// between loses what the replica already acted on (a promise, an accept, a choice).
     case ackBeforeFsync = "ack-before-fsync"
+    /// Every commit skips its fsync, as if the runtime took votes and promises for state a crash
+    /// may lose (``RuntimeDriver/needsSync(_:)`` answering wrong).
+    case unsyncedVotes = "unsynced-votes"
 }
 
 /// One node's disk: what survives its crashes. Each incarnation of the node writes through its
@@ -19,6 +22,9 @@ final class SimulatedDisk: Sendable {
         /// What the running incarnation sees: ahead of `durable` only with a planted bug.
         var current = LogDurableState()
         var generation: UInt64 = 0
+        /// Commits made without an fsync since the last durable one, oldest first: written, not
+        /// synced, so a crash keeps any prefix of them.
+        var unsynced: [LogDurableState] = []
         /// The commit in its fsync, if any.
         var inFlight: InFlight?
         var failNext = false
@@ -69,16 +75,24 @@ final class SimulatedDisk: Sendable {
 
     /// The node crashed: its handle is retired, and what was not durable is gone. A commit in
     /// its fsync at this instant may or may not have reached the disk: decided now, so nothing
-    /// the dead incarnation does later can change what the disk holds.
+    /// the dead incarnation does later can change what the disk holds. Of the commits made
+    /// without an fsync before it, any prefix survives (harsher than a process crash, which
+    /// keeps them in the page cache: what a power loss does).
     func crash() {
         let survives = scheduler.chance(0.5)
+        let draw = scheduler.random(in: 0...UInt64(UInt32.max))
         let landed = state.withLock { state -> InFlight? in
             defer {
                 state.inFlight = nil
+                state.unsynced = []
                 state.generation += 1
                 state.current = state.durable
             }
-            guard let flight = state.inFlight, flight.generation == state.generation, survives else {
+            let kept = Int(draw % UInt64(state.unsynced.count + 1))
+            if kept > 0 { state.durable = state.unsynced[kept - 1] }
+            guard let flight = state.inFlight, flight.generation == state.generation, survives,
+                kept == state.unsynced.count
+            else {
                 return nil
             }
             state.durable = flight.next
@@ -110,7 +124,7 @@ final class SimulatedDisk: Sendable {
 
     fileprivate func commit(
         _ generation: UInt64, _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
-        beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
+        durable: Bool, beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) async throws -> [(ProposalID, Value)] {
         let (start, injected) = try state.withLock { state -> (LogDurableState, Bool) in
             guard state.generation == generation else {
@@ -133,6 +147,21 @@ final class SimulatedDisk: Sendable {
                 observer.committed(node: self.node, mutations, state: next)
             }
             throw SimulatedIOError("injected commit failure")
+        }
+        if !durable || bug == .unsyncedVotes, bug != .ackBeforeFsync {
+            // Written without an fsync: visible at once, durable with the next durable commit.
+            if !outputs.isEmpty { beforeDurable(outputs) }
+            guard
+                state.withLock({ state in
+                    guard state.generation == generation else { return false }
+                    state.current = next
+                    state.unsynced.append(next)
+                    return true
+                })
+            else { throw SimulatedIOError("the disk's incarnation is gone") }
+            observer.committed(node: self.node, mutations, state: next)
+            onCommit?()
+            return outputs
         }
         let fsync = Duration.microseconds(Int64(scheduler.random(in: fsyncRange)))
         if bug == .ackBeforeFsync {
@@ -169,6 +198,7 @@ final class SimulatedDisk: Sendable {
             guard interrupted == nil || survives else { return false }
             state.current = next
             state.durable = next
+            state.unsynced = []
             return true
         }
         if made { observer.committed(node: self.node, mutations, state: next) }
@@ -185,6 +215,7 @@ final class SimulatedDisk: Sendable {
             guard state.generation == generation else { return false }
             state.current = next
             state.durable = next
+            state.unsynced = []
             return true
         }
     }
@@ -197,11 +228,12 @@ final class SimulatedDisk: Sendable {
         func loadLog() throws -> LogDurableState { try disk.load(generation) }
 
         func commitLog(
-            _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+            _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID, durable: Bool,
             beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
         ) async throws -> [(ProposalID, Value)] {
             try await disk.commit(
-                generation, mutations, machine: machine, outputsFor: node, beforeDurable: beforeDurable)
+                generation, mutations, machine: machine, outputsFor: node, durable: durable,
+                beforeDurable: beforeDurable)
         }
 
         func openSnapshot() throws -> any LogSnapshotSource {

@@ -36,7 +36,10 @@ struct PaxosSim: ParsableCommand {
     @Option(help: "Clients issuing operations.")
     var clients: Int = 3
 
-    @Option(help: "Plant a bug in the simulated disk, to see the checks catch it: ack-before-fsync.")
+    @Option(
+        help:
+            "Plant a bug in the simulated disk, to see the checks catch it: ack-before-fsync, unsynced-votes."
+    )
     var bug: String?
 
     @Flag(help: "Print only the summary of each run.")

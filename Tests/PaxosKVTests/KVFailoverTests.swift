@@ -25,6 +25,44 @@ struct KVFailoverTests {
         #expect(try await cluster.clerk([first]).get("k") == expected)
     }
 
+    @Test(
+        "applying chosen entries skips the fsync, and a power loss of every node loses no acknowledged write")
+    func powerLossAfterUnsyncedApplies() async throws {
+        let cluster = try await KVCluster(3)
+        defer { Task { await cluster.shutdown() } }
+        let clerk = cluster.clerk()
+        for index in 0..<30 { try await clerk.append("k", "\(index);") }
+        let expected = (0..<30).map { "\($0);" }.joined()
+        #expect(try await clerk.get("k") == expected)
+        let stores = (0..<3).map { cluster.store($0) as! InMemoryLogStore }
+        var unsynced = 0
+        for store in stores {
+            for commit in await store.unsyncedCommits {
+                unsynced += 1
+                for mutation in commit {
+                    switch mutation {
+                    case .choose, .apply: break
+                    default: Issue.record("\(mutation) was committed without an fsync")
+                    }
+                }
+            }
+        }
+        #expect(unsynced > 0, "the applies of the clients' commands did not each cost an fsync")
+        for index in 0..<3 { await cluster.kill(index) }
+        var lost = 0
+        for store in stores {
+            let before = try await store.loadLog().applied
+            await store.losePower()
+            if try await store.loadLog().applied < before { lost += 1 }
+        }
+        #expect(lost > 0, "the power loss took applies that had no fsync")
+        for index in 0..<3 { try await cluster.start(index) }
+        // Re-learned from the entries durable at a majority, applied once each.
+        #expect(try await cluster.clerk().get("k") == expected)
+        try await cluster.clerk().append("k", "after;")
+        #expect(try await cluster.clerk().get("k") == expected + "after;")
+    }
+
     @Test("proposals whose clients were given up on are not tracked forever")
     func givenUpProposalsAreForgotten() async throws {
         let cluster = try await KVCluster(3)

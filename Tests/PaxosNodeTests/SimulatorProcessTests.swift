@@ -38,13 +38,16 @@ struct SimulatorProcessTests {
         #expect(five.status == 0, "\(five.output)")
     }
 
-    @Test("a disk that acknowledges before its fsync is caught, and the failing seed says how to repeat it")
-    func plantedLostFsyncIsCaught() throws {
-        let run = try simulate(["--seed", "1", "--seeds", "10", "--bug", "ack-before-fsync"])
+    @Test(
+        "a disk that acknowledges before its fsync, or votes committed without one, are caught, and the failing seed says how to repeat it",
+        arguments: ["ack-before-fsync", "unsynced-votes"])
+    func plantedLostFsyncIsCaught(bug: String) throws {
+        let run = try simulate(["--seed", "1", "--seeds", "10", "--bug", bug])
         #expect(run.status == 1, "\(run.output)")
         #expect(run.output.contains("FAIL seed"), "\(run.output)")
         #expect(
-            run.output.contains("agreement:") || run.output.contains("linearizability:"), "\(run.output)")
+            run.output.contains("agreement:") || run.output.contains("linearizability:")
+                || run.output.contains("divergence:"), "\(run.output)")
         #expect(run.output.contains("reproduce: swift run paxos-sim --seed"), "\(run.output)")
     }
 

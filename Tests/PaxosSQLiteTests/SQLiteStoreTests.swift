@@ -29,6 +29,39 @@ struct SQLiteStoreTests {
         await reopened.close()
     }
 
+    @Test("a commit without an fsync runs under synchronous=NORMAL, and the next one fsyncs again")
+    func unsyncedCommitRestoresFull() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try SQLiteStore(path: dir.path("node.db"))
+        func synchronous() async throws -> Int64? {
+            try await store.onQueue { () throws(SQLiteError) -> Int64? in
+                try store.openConnection().scalar("PRAGMA synchronous")
+            }
+        }
+        #expect(try await synchronous() == 2, "FULL as it opens")
+        let entry = [Proposal(id: ProposalID(node: NodeID(1), incarnation: 1, number: 1), command: [1])]
+        try await store.commitLog([.accept(slot: 1, ballot: Ballot(round: 1, node: NodeID(1)), entry: entry)])
+        _ = try await store.commitLog(
+            [.choose(slot: 1, entry: entry), .apply(slot: 1, entry: entry)], machine: PutMachine(),
+            outputsFor: NodeID(1), durable: false, beforeDurable: { _ in })
+        // Anything written after it (the other protocol's commits, reclaiming space) must fsync.
+        #expect(try await synchronous() == 2, "FULL again right after the commit that skipped it")
+        #expect(try await store.loadLog().applied == 1)
+        await store.close()
+        let reopened = try SQLiteStore(path: dir.path("node.db"))
+        #expect(try await reopened.loadLog().applied == 1, "a clean close keeps it")
+        await reopened.close()
+    }
+
+    /// Puts each command under the key `[1]`.
+    struct PutMachine: StateMachine {
+        func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value {
+            try rows.put(MachineKey(space: 1, key: [1]), proposal.command)
+            return []
+        }
+    }
+
     @Test("the migrations the binary carries are exactly the files in migrations/")
     func carriedMigrationsMatchFiles() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -257,8 +257,14 @@ public protocol LogStore: Sendable {
     /// come back, in order. They are also handed to `beforeDurable` as soon as they are computed,
     /// before the commit's fsync: an output depends only on chosen entries, which a majority
     /// holds durably, so a client may have it at once (see ``LogReady``).
+    ///
+    /// With `durable: false` the commit may skip its fsync: it is atomic and visible to later
+    /// reads and commits, but a crash may lose it. Commits stay ordered: a crash keeps a prefix of
+    /// them, and a durable commit makes every earlier one durable too. The runtime asks for this
+    /// only for batches that learn and apply chosen entries and release nothing (see
+    /// ``LogDriver/needsSync(_:)``).
     func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID, durable: Bool,
         beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) async throws -> [(ProposalID, Value)]
     /// Opens a consistent snapshot of the state machine for a peer that fell behind the log.
@@ -288,7 +294,8 @@ extension LogStore {
     public func commitLog(
         _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID
     ) async throws -> [(ProposalID, Value)] {
-        try await commitLog(mutations, machine: machine, outputsFor: node, beforeDurable: { _ in })
+        try await commitLog(
+            mutations, machine: machine, outputsFor: node, durable: true, beforeDurable: { _ in })
     }
 }
 
@@ -329,16 +336,20 @@ public struct MemorySnapshotSource: LogSnapshotSource {
 /// to it, so a test can drop a replica without shutdown and start a new one on the same store.
 public actor InMemoryLogStore: LogStore {
     private var state = LogDurableState()
+    /// What a power loss keeps: `state` as of the last durable commit.
+    private var synced = LogDurableState()
     private var failures: [InMemoryStore.InjectedFailure] = []
-    /// How many batches were committed, a stand-in for fsyncs.
+    /// How many batches were committed with an fsync, a stand-in for fsyncs.
     public private(set) var commitCount = 0
+    /// The mutations of every commit that skipped its fsync (`durable: false`), in order.
+    public private(set) var unsyncedCommits: [[LogMutation]] = []
 
     public init() {}
 
     public func loadLog() -> LogDurableState { state }
 
     public func commitLog(
-        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID,
+        _ mutations: [LogMutation], machine: some StateMachine, outputsFor node: NodeID, durable: Bool,
         beforeDurable: @escaping @Sendable ([(ProposalID, Value)]) -> Void
     ) throws -> [(ProposalID, Value)] {
         if !failures.isEmpty { throw failures.removeFirst() }
@@ -347,9 +358,18 @@ public actor InMemoryLogStore: LogStore {
         for mutation in mutations { outputs += try next.apply(mutation, machine: machine, outputsFor: node) }
         if !outputs.isEmpty { beforeDurable(outputs) }
         state = next
-        commitCount += 1
+        if durable {
+            synced = next
+            commitCount += 1
+        } else {
+            unsyncedCommits.append(mutations)
+        }
         return outputs
     }
+
+    /// The machine lost power: every commit since the last durable one is gone (call it with no
+    /// replica running on this store).
+    public func losePower() { state = synced }
 
     public func openSnapshot() -> any LogSnapshotSource {
         MemorySnapshotSource(applied: state.applied, rows: state.machine)
