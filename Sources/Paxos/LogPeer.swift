@@ -545,7 +545,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     /// Why the replica stopped, when a commit failed.
     public var failure: String? { get async { await runtime.failure } }
 
-    /// Batches committed (each is one fsync with a durable store).
+    /// Batches committed with an fsync (each is one fsync with a durable store).
     public var commits: Int { get async { await runtime.commits } }
 
     /// Client proposals of this replica that were applied.

@@ -161,7 +161,8 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     private var killed = false
     /// Why the replica stopped, when a commit failed.
     public private(set) var failure: String?
-    /// Batches committed (each is one fsync with a durable store).
+    /// Batches committed with an fsync (a durable store's fsyncs); those committed without one
+    /// (``RuntimeDriver/needsSync(_:)``) are not counted.
     public private(set) var commits = 0
 
     private let persist: Persist
@@ -513,7 +514,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
             return
         }
         committing = false
-        commits += 1
+        if batch.needsSync { commits += 1 }
         if isServing {
             release(batch)
             if isServing,
