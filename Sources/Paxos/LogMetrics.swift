@@ -109,8 +109,10 @@ public final class LogMetrics: Sendable {
     }
 
     /// Counts what a successful commit of `mutations` made durable.
-    func committed(_ mutations: [LogMutation], duration: Duration) {
-        commitDuration.recordNanoseconds(Self.nanoseconds(duration))
+    /// `duration` is `nil` for a batch committed without an fsync: the histogram is the fsynced
+    /// commits' latency.
+    func committed(_ mutations: [LogMutation], duration: Duration?) {
+        if let duration { commitDuration.recordNanoseconds(Self.nanoseconds(duration)) }
         mutationsPerCommit.record(mutations.count)
         var applied = 0
         for mutation in mutations {

@@ -133,9 +133,10 @@ public struct LogDriver: RuntimeDriver {
     public mutating func released(_ notes: Notes) {}
 
     public mutating func committed(
-        _ mutations: [LogMutation], notes: Notes, output: [(ProposalID, Value)], duration: Duration
+        _ mutations: [LogMutation], notes: Notes, output: [(ProposalID, Value)], duration: Duration,
+        synced: Bool
     ) -> LogReady? {
-        metrics.committed(mutations, duration: duration)
+        metrics.committed(mutations, duration: synced ? duration : nil)
         guard let through = notes.appliedThrough else { return nil }
         return core.onApplied(through: through, outputs: output)
     }

@@ -31,7 +31,7 @@ public final class PaxosPeer: Sendable {
         public mutating func released(_ notes: Notes) { undurableDecisions.subtract(notes.decisions) }
 
         public mutating func committed(
-            _ mutations: [StoreMutation], notes: Notes, output: Void, duration: Duration
+            _ mutations: [StoreMutation], notes: Notes, output: Void, duration: Duration, synced: Bool
         ) -> Ready? { nil }
 
         public mutating func early(_ early: Void) {}

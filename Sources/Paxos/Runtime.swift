@@ -70,9 +70,10 @@ public protocol RuntimeDriver: SendableMetatype {
     func needsSync(_ mutations: [Step.Mutation]) -> Bool
     /// The batch with `notes` is durable; its messages and replies are about to be released.
     mutating func released(_ notes: Notes)
-    /// The batch is durable and released: what the core makes of that, if anything.
+    /// The batch is committed (durable, unless `synced` is false: see ``needsSync(_:)``) and
+    /// released: what the core makes of that, if anything. `duration` is the commit's.
     mutating func committed(
-        _ mutations: [Step.Mutation], notes: Notes, output: Output, duration: Duration
+        _ mutations: [Step.Mutation], notes: Notes, output: Output, duration: Duration, synced: Bool
     ) -> Step?
     /// Outputs a commit handed out before its fsync.
     mutating func early(_ early: Early)
@@ -520,7 +521,7 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
             if isServing,
                 let step = driver.committed(
                     batch.mutations, notes: batch.notes, output: output,
-                    duration: ContinuousClock.now - started)
+                    duration: ContinuousClock.now - started, synced: batch.needsSync)
             {
                 enqueue(step)
             }

@@ -212,6 +212,9 @@ public final class SQLiteStore: AcceptorStore, @unchecked Sendable {
             if !sync { try connection.execute("PRAGMA synchronous = FULL") }
         } catch {
             try? connection.execute("ROLLBACK")
+            // Poisoned, the store commits nothing more; FULL again all the same, for whatever
+            // else writes through this connection (closing checkpoints).
+            if !sync { try? connection.execute("PRAGMA synchronous = FULL") }
             poison = error
             throw error
         }

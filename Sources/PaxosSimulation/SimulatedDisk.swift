@@ -68,6 +68,7 @@ final class SimulatedDisk: Sendable {
         let generation = state.withLock { state in
             state.generation += 1
             state.current = state.durable
+            state.unsynced = []
             return state.generation
         }
         return Handle(disk: self, generation: generation)
@@ -149,8 +150,10 @@ final class SimulatedDisk: Sendable {
             throw SimulatedIOError("injected commit failure")
         }
         if !durable || bug == .unsyncedVotes, bug != .ackBeforeFsync {
-            // Written without an fsync: visible at once, durable with the next durable commit.
+            // Written without an fsync: visible once written, durable with the next durable
+            // commit. The write takes a moment, so other work interleaves with it.
             if !outputs.isEmpty { beforeDurable(outputs) }
+            try await scheduler.sleep(.microseconds(Int64(scheduler.random(in: 2...40))))
             guard
                 state.withLock({ state in
                     guard state.generation == generation else { return false }

@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import PaxosCore
+import Synchronization
 import Testing
 
 @testable import PaxosSQLite
@@ -42,15 +43,32 @@ struct SQLiteStoreTests {
         #expect(try await synchronous() == 2, "FULL as it opens")
         let entry = [Proposal(id: ProposalID(node: NodeID(1), incarnation: 1, number: 1), command: [1])]
         try await store.commitLog([.accept(slot: 1, ballot: Ballot(round: 1, node: NodeID(1)), entry: entry)])
-        _ = try await store.commitLog(
-            [.choose(slot: 1, entry: entry), .apply(slot: 1, entry: entry)], machine: PutMachine(),
-            outputsFor: NodeID(1), durable: false, beforeDurable: { _ in })
-        // Anything written after it (the other protocol's commits, reclaiming space) must fsync.
-        #expect(try await synchronous() == 2, "FULL again right after the commit that skipped it")
-        #expect(try await store.loadLog().applied == 1)
+        // The setting as the transaction runs: `beforeDurable` is called inside it, on the
+        // store's queue, before COMMIT.
+        let during = Mutex<[Int64?]>([])
+        for (slot, durable) in [(Slot(1), false), (Slot(2), true)] {
+            _ = try await store.commitLog(
+                [.choose(slot: slot, entry: entry), .apply(slot: slot, entry: entry)], machine: PutMachine(),
+                outputsFor: NodeID(1), durable: durable,
+                beforeDurable: { _ in
+                    let value = try? store.openConnection().scalar("PRAGMA synchronous")
+                    during.withLock { $0.append(value) }
+                })
+            // Anything written after it (the other protocol's commits, reclaiming space) fsyncs.
+            #expect(try await synchronous() == 2, "FULL again right after slot \(slot)")
+        }
+        #expect(during.withLock { $0 } == [1, 2], "NORMAL only for the commit that asked for no fsync")
+        #expect(try await store.loadLog().applied == 2)
+        // A commit without an fsync that fails (a gap) poisons the store and leaves FULL behind.
+        await #expect(throws: SQLiteError.self) {
+            try await store.commitLog(
+                [.apply(slot: 9, entry: entry)], machine: PutMachine(), outputsFor: NodeID(1), durable: false,
+                beforeDurable: { _ in })
+        }
+        #expect(try await synchronous() == 2, "FULL again after the failed commit")
         await store.close()
         let reopened = try SQLiteStore(path: dir.path("node.db"))
-        #expect(try await reopened.loadLog().applied == 1, "a clean close keeps it")
+        #expect(try await reopened.loadLog().applied == 2, "a clean close keeps it")
         await reopened.close()
     }
 

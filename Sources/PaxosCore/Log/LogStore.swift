@@ -341,7 +341,12 @@ public actor InMemoryLogStore: LogStore {
     private var failures: [InMemoryStore.InjectedFailure] = []
     /// How many batches were committed with an fsync, a stand-in for fsyncs.
     public private(set) var commitCount = 0
-    /// The mutations of every commit that skipped its fsync (`durable: false`), in order.
+    /// How many commits skipped their fsync (`durable: false`).
+    public private(set) var unsyncedCommitCount = 0
+    /// How many commits skipped their fsync since the last one that did not: what a power loss
+    /// would take now.
+    public private(set) var unsyncedSinceSync = 0
+    /// The mutations of the last 256 commits that skipped their fsync, oldest first.
     public private(set) var unsyncedCommits: [[LogMutation]] = []
 
     public init() {}
@@ -361,7 +366,11 @@ public actor InMemoryLogStore: LogStore {
         if durable {
             synced = next
             commitCount += 1
+            unsyncedSinceSync = 0
         } else {
+            unsyncedCommitCount += 1
+            unsyncedSinceSync += 1
+            if unsyncedCommits.count == 256 { unsyncedCommits.removeFirst() }
             unsyncedCommits.append(mutations)
         }
         return outputs
@@ -369,7 +378,10 @@ public actor InMemoryLogStore: LogStore {
 
     /// The machine lost power: every commit since the last durable one is gone (call it with no
     /// replica running on this store).
-    public func losePower() { state = synced }
+    public func losePower() {
+        state = synced
+        unsyncedSinceSync = 0
+    }
 
     public func openSnapshot() -> any LogSnapshotSource {
         MemorySnapshotSource(applied: state.applied, rows: state.machine)
