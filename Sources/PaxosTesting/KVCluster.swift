@@ -34,7 +34,16 @@ public final class KVCluster: Sendable {
         for index in 0..<count {
             while await peer(index)!.inspect({ $0.membership.isProvisional }) {
                 guard ContinuousClock.now < deadline else {
-                    throw LabFailure("the cluster did not record its first membership within 20 s")
+                    var states: [String] = []
+                    for other in 0..<count {
+                        states.append(
+                            await peer(other)!.inspect {
+                                "\(other): \($0.role), leader \($0.leader.map { "\($0.rawValue)" } ?? "none"), applied \($0.applied), first unchosen \($0.firstUnchosen), \($0.membership)"
+                            })
+                    }
+                    throw LabFailure(
+                        "the cluster did not record its first membership within 20 s (\(states.joined(separator: "; ")))"
+                    )
                 }
                 try await Task.sleep(for: .milliseconds(5))
             }

@@ -377,20 +377,22 @@ struct MultiProcessTests {
         try Data("tok-\(UUID().uuidString)\n".utf8).write(to: tokenFile)
         let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .newlines)
         try await nodes.start(1, flags: ["--client-token-file", tokenFile.path])
-        func paxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-            try runPaxosctl(arguments + ["--endpoint", nodes.url(1)], environment: environment)
+        func paxosctl(_ arguments: [String], environment: [String: String] = [:]) async throws -> (
+            Int32, String
+        ) {
+            try await runPaxosctl(arguments + ["--endpoint", nodes.url(1)], environment: environment)
         }
-        let refused = try paxosctl(["put", "k", "v"])
+        let refused = try await paxosctl(["put", "k", "v"])
         #expect(
             refused.0 != 0 && refused.1.contains("HTTP 401") && refused.1.contains("unauthorized"),
             "\(refused.1)")
-        let wrong = try paxosctl(["put", "k", "v", "--token", "nope"])
+        let wrong = try await paxosctl(["put", "k", "v", "--token", "nope"])
         #expect(wrong.0 != 0 && wrong.1.contains("HTTP 401"), "\(wrong.1)")
-        #expect(try paxosctl(["put", "k", "v", "--token", token]).0 == 0)
-        let read = try paxosctl(["get", "k"], environment: ["PAXOSCTL_TOKEN": token])
+        #expect(try await paxosctl(["put", "k", "v", "--token", token]).0 == 0)
+        let read = try await paxosctl(["get", "k"], environment: ["PAXOSCTL_TOKEN": token])
         #expect(read.0 == 0 && read.1 == "v\n", "\(read.1)")
-        #expect(try paxosctl(["done", "1"], environment: ["PAXOSCTL_TOKEN": token]).0 == 0)
-        #expect(try paxosctl(["done", "1"]).0 != 0, "an admin operation without the token")
+        #expect(try await paxosctl(["done", "1"], environment: ["PAXOSCTL_TOKEN": token]).0 == 0)
+        #expect(try await paxosctl(["done", "1"]).0 != 0, "an admin operation without the token")
         #expect(nodes.terminate(1) == 0)
 
         try Data("\n".utf8).write(to: tokenFile)
@@ -428,13 +430,16 @@ struct MultiProcessTests {
         let https = "https://127.0.0.1:\(port)"
         try await eventually("the node serves HTTPS") {
             guard process.isRunning else { throw TestError("exited: \(nodes.log("node-1.log"))") }
-            return try runPaxosctl(["cluster-status", "--endpoint", https, "--cacert", authority]).0 == 0
+            return try await runPaxosctl(["cluster-status", "--endpoint", https, "--cacert", authority]).0
+                == 0
         }
-        #expect(try runPaxosctl(["put", "k", "over tls", "--endpoint", https, "--cacert", authority]).0 == 0)
-        let read = try runPaxosctl(["get", "k", "--endpoint", https, "--cacert", authority])
+        #expect(
+            try await runPaxosctl(["put", "k", "over tls", "--endpoint", https, "--cacert", authority]).0 == 0
+        )
+        let read = try await runPaxosctl(["get", "k", "--endpoint", https, "--cacert", authority])
         #expect(read.0 == 0 && read.1 == "over tls\n", "\(read.1)")
         // Without the CA the certificate is not trusted; plaintext on the TLS port gets nothing.
-        let untrusted = try runPaxosctl(["get", "k", "--endpoint", https])
+        let untrusted = try await runPaxosctl(["get", "k", "--endpoint", https])
         #expect(untrusted.0 != 0 && untrusted.1.contains("cannot reach"), "\(untrusted.1)")
         let plain = try? await http("GET", "http://127.0.0.1:\(port)/health", timeout: 2)
         #expect(plain == nil || plain?.status != 200)
@@ -460,9 +465,9 @@ struct MultiProcessTests {
 }
 
 /// Runs the built paxosctl; its exit status and everything it printed.
-func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) async throws -> (Int32, String) {
     // Only the settings a test gives: none of the caller's PAXOSCTL_ENDPOINTS, _TOKEN, _CACERT…
-    try runBuilt(
+    try await runBuilt(
         "paxosctl", arguments,
         environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAXOSCTL_") }
             .merging(environment) { $1 })
@@ -470,8 +475,9 @@ func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) thr
 
 /// Runs the built executable `name` to its end: its exit status and its output (stdout and
 /// stderr together).
-func runBuilt(_ name: String, _ arguments: [String], environment: [String: String]) throws -> (Int32, String)
-{
+func runBuilt(_ name: String, _ arguments: [String], environment: [String: String]) async throws -> (
+    Int32, String
+) {
     let process = Process()
     process.executableURL = try builtExecutable(name)
     process.arguments = arguments
@@ -480,9 +486,17 @@ func runBuilt(_ name: String, _ arguments: [String], environment: [String: Strin
     process.standardOutput = pipe
     process.standardError = pipe
     try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    // Waited for on a thread of its own: blocking a thread of the cooperative pool for the
+    // seconds a simulator run takes starved every other test of the process (clusters whose
+    // ticks did not run for 20 s).
+    return await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            continuation.resume(
+                returning: (process.terminationStatus, String(decoding: output, as: UTF8.self)))
+        }
+    }
 }
 
 extension ClosedRange where Bound == Int {

@@ -31,40 +31,42 @@ struct PaxosctlTests {
         let nodes = try NodeProcesses(count: 1)
         try await nodes.start(1)
         let live = nodes.url(1)
-        func paxosctl(_ arguments: [String]) throws -> (Int32, String) {
-            try runPaxosctl(arguments + ["--endpoints", live])
+        func paxosctl(_ arguments: [String]) async throws -> (Int32, String) {
+            try await runPaxosctl(arguments + ["--endpoints", live])
         }
-        #expect(try paxosctl(["put", "k", "one"]).0 == 0)
-        let read = try paxosctl(["get", "k"])
+        #expect(try await paxosctl(["put", "k", "one"]).0 == 0)
+        let read = try await paxosctl(["get", "k"])
         #expect(read.0 == 0 && read.1 == "one\n", "\(read.1)")
-        let absent = try paxosctl(["get", "absent"])
+        let absent = try await paxosctl(["get", "absent"])
         #expect(absent.0 == 3 && absent.1.contains("no key 'absent'"), "\(absent.1)")
-        #expect(try paxosctl(["delete", "absent"]).0 == 3)
-        let mismatch = try paxosctl(["cas", "k", "two", "three"])
+        #expect(try await paxosctl(["delete", "absent"]).0 == 3)
+        let mismatch = try await paxosctl(["cas", "k", "two", "three"])
         #expect(mismatch.0 == 4 && mismatch.1.contains("'one'"), "\(mismatch.1)")
-        #expect(try paxosctl(["cas", "--absent", "k", "three"]).0 == 4)
-        #expect(try paxosctl(["cas", "k", "one", "two"]).0 == 0)
-        #expect(try paxosctl(["get", "k"]).1 == "two\n")
-        #expect(try paxosctl(["append", "k", "!"]).1 == "two!\n")
-        let serializable = try paxosctl(["get", "k", "--serializable"])
+        #expect(try await paxosctl(["cas", "--absent", "k", "three"]).0 == 4)
+        #expect(try await paxosctl(["cas", "k", "one", "two"]).0 == 0)
+        #expect(try await paxosctl(["get", "k"]).1 == "two\n")
+        #expect(try await paxosctl(["append", "k", "!"]).1 == "two!\n")
+        let serializable = try await paxosctl(["get", "k", "--serializable"])
         #expect(serializable.0 == 0 && serializable.1 == "two!\n", "\(serializable.1)")
-        #expect(try paxosctl(["delete", "k"]).0 == 0)
+        #expect(try await paxosctl(["delete", "k"]).0 == 0)
 
         let closed = "http://127.0.0.1:\(try freePort())"
-        let unreachable = try runPaxosctl(["get", "k", "--endpoints", closed])
+        let unreachable = try await runPaxosctl(["get", "k", "--endpoints", closed])
         #expect(unreachable.0 == 5 && unreachable.1.contains("cannot reach \(closed)"), "\(unreachable.1)")
 
         // Instance 7 was never started: pending when the wait runs out.
-        let waited = try paxosctl(["status", "7", "--wait", "0.3"])
+        let waited = try await paxosctl(["status", "7", "--wait", "0.3"])
         #expect(waited.0 == 8 && waited.1.contains("7 pending"), "\(waited.1)")
-        #expect(try paxosctl(["start", "7", "seven"]).0 == 0)
-        try await eventually("instance 7 decided") { try paxosctl(["status", "7"]).1 == "7 decided seven\n" }
-        #expect(try paxosctl(["status", "7", "--wait", "1"]).0 == 0)
+        #expect(try await paxosctl(["start", "7", "seven"]).0 == 0)
+        try await eventually("instance 7 decided") {
+            try await paxosctl(["status", "7"]).1 == "7 decided seven\n"
+        }
+        #expect(try await paxosctl(["status", "7", "--wait", "1"]).0 == 0)
 
         // Usage: a missing argument, both endpoint flags, a bad URL.
-        #expect(try paxosctl(["cas", "k", "only-one"]).0 == 64)
-        #expect(try runPaxosctl(["get", "k", "--endpoints", live, "--endpoint", live]).0 == 64)
-        #expect(try runPaxosctl(["get", "k", "--endpoints", "ftp://nowhere"]).0 == 64)
+        #expect(try await paxosctl(["cas", "k", "only-one"]).0 == 64)
+        #expect(try await runPaxosctl(["get", "k", "--endpoints", live, "--endpoint", live]).0 == 64)
+        #expect(try await runPaxosctl(["get", "k", "--endpoints", "ftp://nowhere"]).0 == 64)
         #expect(nodes.terminate(1) == 0)
     }
 
@@ -77,7 +79,9 @@ struct PaxosctlTests {
         try await nodes.start(1)
         // The node answers 503 no_leader after about 2 s; the client starts no attempt that the
         // 4 s deadline would cut (that one's outcome would be unknown).
-        let put = try runPaxosctl(["put", "k", "v", "--endpoints", nodes.url(1), "--command-timeout", "4"])
+        let put = try await runPaxosctl([
+            "put", "k", "v", "--endpoints", nodes.url(1), "--command-timeout", "4",
+        ])
         #expect(put.0 == 6, "\(put.1)")
         #expect(put.1.contains("no leader"), "\(put.1)")
         #expect(nodes.terminate(1) == 0)
@@ -88,20 +92,20 @@ struct PaxosctlTests {
         let nodes = try NodeProcesses(count: 3)
         for node in 1...3 { try await nodes.start(node) }
         let closed = "http://127.0.0.1:\(try freePort())"
-        let put = try runPaxosctl(["put", "fail", "over", "--endpoints", "\(closed),\(nodes.url(2))"])
+        let put = try await runPaxosctl(["put", "fail", "over", "--endpoints", "\(closed),\(nodes.url(2))"])
         #expect(put.0 == 0, "\(put.1)")
-        let read = try runPaxosctl(["get", "fail", "--endpoint", "\(closed),\(nodes.url(3))"])
+        let read = try await runPaxosctl(["get", "fail", "--endpoint", "\(closed),\(nodes.url(3))"])
         #expect(read.0 == 0 && read.1 == "over\n", "\(read.1)")
 
-        let fromEnvironment = try runPaxosctl(
+        let fromEnvironment = try await runPaxosctl(
             ["get", "fail"], environment: ["PAXOSCTL_ENDPOINTS": "\(closed),\(nodes.url(1))"])
         #expect(fromEnvironment.0 == 0 && fromEnvironment.1 == "over\n", "\(fromEnvironment.1)")
-        let flagWins = try runPaxosctl(
+        let flagWins = try await runPaxosctl(
             ["get", "fail", "--endpoints", closed], environment: ["PAXOSCTL_ENDPOINTS": nodes.url(1)])
         #expect(flagWins.0 == 5, "\(flagWins.1)")
 
         // endpoint status: one row per endpoint, the closed one with its error (exit 5).
-        let status = try runPaxosctl(
+        let status = try await runPaxosctl(
             ["endpoint", "status", "-w", "json", "--endpoints", "\(nodes.url(1)),\(nodes.url(2)),\(closed)"])
         #expect(status.0 == 5, "\(status.1)")
         let report = try JSONDecoder().decode(EndpointStatusOutput.self, from: Data(status.1.utf8))
@@ -117,7 +121,7 @@ struct PaxosctlTests {
         #expect(report.endpoints[0].leader == report.endpoints[1].leader)
 
         // --cluster: node 3 is a member none of the endpoints is, so it is listed, unasked.
-        let cluster = try runPaxosctl(
+        let cluster = try await runPaxosctl(
             [
                 "endpoint", "status", "--cluster", "-w", "json", "--endpoints",
                 "\(nodes.url(1)),\(nodes.url(2))",
@@ -128,18 +132,22 @@ struct PaxosctlTests {
         #expect(whole.endpoints[2].endpoint == nil && whole.endpoints[2].peerAddress != nil)
         #expect(whole.note?.contains("peer addresses only") == true)
 
-        let table = try runPaxosctl(["endpoint", "status", "--endpoints", nodes.url(1)])
+        let table = try await runPaxosctl(["endpoint", "status", "--endpoints", nodes.url(1)])
         #expect(
             table.0 == 0 && table.1.hasPrefix("ENDPOINT") && table.1.contains("FIRST UNCHOSEN"), "\(table.1)")
-        let health = try runPaxosctl(["endpoint", "health", "--endpoints", "\(nodes.url(1)),\(nodes.url(3))"])
+        let health = try await runPaxosctl([
+            "endpoint", "health", "--endpoints", "\(nodes.url(1)),\(nodes.url(3))",
+        ])
         #expect(health.0 == 0 && health.1.components(separatedBy: "healthy").count == 3, "\(health.1)")
-        let unhealthy = try runPaxosctl(["endpoint", "health", "--endpoints", "\(nodes.url(1)),\(closed)"])
+        let unhealthy = try await runPaxosctl([
+            "endpoint", "health", "--endpoints", "\(nodes.url(1)),\(closed)",
+        ])
         #expect(unhealthy.0 == 5, "\(unhealthy.1)")
     }
 
     @Test("--version: paxosctl, paxos-node and /v1/status report one version with the build's git commit")
     func versionFromTheBuild() async throws {
-        let ctl = try runPaxosctl(["--version"])
+        let ctl = try await runPaxosctl(["--version"])
         #expect(ctl.0 == 0)
         let version = ctl.1.trimmingCharacters(in: .whitespacesAndNewlines)
         let node = Process()

@@ -48,12 +48,12 @@ struct SnapshotProcessTests {
             }
         }
         let file = old.directory.appendingPathComponent("backup.snap").path
-        let saved = try runPaxosctl(["snapshot", "save", file, "--endpoint", old.url(2)])
+        let saved = try await runPaxosctl(["snapshot", "save", file, "--endpoint", old.url(2)])
         writer.cancel()
         _ = await writer.value
         #expect(saved.0 == 0, "\(saved.1)")
         #expect(saved.1.contains("cluster 'backup-old'"), "\(saved.1)")
-        let status = try runPaxosctl(["snapshot", "status", file, "--json"])
+        let status = try await runPaxosctl(["snapshot", "status", file, "--json"])
         #expect(status.0 == 0, "\(status.1)")
         let summary = try JSONSerialization.jsonObject(with: Data(status.1.utf8)) as? [String: Any]
         let rows = try #require(summary?["rows"] as? Int)
@@ -111,7 +111,7 @@ struct SnapshotProcessTests {
         try await nodes.start(1)
         try await eventually("the node serves") { try await put(nodes, 1, "k", "v") == 200 }
         let file = nodes.directory.appendingPathComponent("good.snap").path
-        let saved = try runPaxosctl(["snapshot", "save", file, "--endpoint", nodes.url(1)])
+        let saved = try await runPaxosctl(["snapshot", "save", file, "--endpoint", nodes.url(1)])
         try #require(saved.0 == 0, "\(saved.1)")
         let good = try Data(contentsOf: URL(fileURLWithPath: file))
 
@@ -157,7 +157,7 @@ struct SnapshotProcessTests {
         plain.waitUntilExit()
         #expect(plain.terminationStatus != 0)
         #expect(nodes.log("interrupted.log").contains("was interrupted"), "\(nodes.log("interrupted.log"))")
-        let status = try runPaxosctl([
+        let status = try await runPaxosctl([
             "snapshot", "status", nodes.directory.appendingPathComponent("damaged.snap").path,
         ])
         #expect(status.0 != 0, "\(status.1)")
@@ -181,7 +181,7 @@ struct InspectProcessTests {
                 ).status == 200
             }
         }
-        let inspected = try runPaxosctl(["inspect", "--data-dir", nodes.dataDir(2), "--recent", "5"])
+        let inspected = try await runPaxosctl(["inspect", "--data-dir", nodes.dataDir(2), "--recent", "5"])
         #expect(inspected.0 == 0, "\(inspected.1)")
         #expect(inspected.1.contains("replicated log:"), "\(inspected.1)")
         #expect(inspected.1.contains("key-value store: 25 keys"), "\(inspected.1)")
