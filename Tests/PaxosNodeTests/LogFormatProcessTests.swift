@@ -111,7 +111,7 @@ struct LogFormatProcessTests {
                 nodes.dataDir(1),
             ],
             log: "bad.log")
-        process.waitUntilExit()
+        await exited(process)
         #expect(process.terminationStatus == 64)
         #expect(nodes.log("bad.log").contains("yaml"), "\(nodes.log("bad.log"))")
     }

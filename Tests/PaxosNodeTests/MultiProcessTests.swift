@@ -290,7 +290,7 @@ struct MultiProcessTests {
             ], log: "second.log")
         defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
         try await eventually("the second process exits", timeout: .seconds(20)) { !second.isRunning }
-        second.waitUntilExit()
+        await exited(second)
         let status = second.terminationStatus
         let log = nodes.log("second.log")
         #expect(status != 0, "\(log)")
@@ -402,7 +402,7 @@ struct MultiProcessTests {
                 "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster, "--client-token-file",
                 tokenFile.path,
             ], log: "empty.log")
-        empty.waitUntilExit()
+        await exited(empty)
         #expect(empty.terminationStatus != 0)
         #expect(
             nodes.log("empty.log").contains("--client-token-file \(tokenFile.path) is empty"),
@@ -445,7 +445,7 @@ struct MultiProcessTests {
         #expect(plain == nil || plain?.status != 200)
         #expect(process.isRunning)
         process.terminate()
-        process.waitUntilExit()
+        await exited(process)
 
         // A key that is not the certificate's is a one-line startup error.
         // Node 2's key, which is not the certificate's.
@@ -456,7 +456,7 @@ struct MultiProcessTests {
                 nodes.dataDir(1),
                 "--cluster-id", nodes.cluster, "--client-cert", cert, "--client-key", otherKey,
             ], log: "mismatched.log")
-        mismatched.waitUntilExit()
+        await exited(mismatched)
         #expect(mismatched.terminationStatus != 0)
         #expect(
             nodes.log("mismatched.log").contains("paxos-node: error: cannot serve HTTPS"),
@@ -471,6 +471,17 @@ func runPaxosctl(_ arguments: [String], environment: [String: String] = [:]) asy
         "paxosctl", arguments,
         environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PAXOSCTL_") }
             .merging(environment) { $1 })
+}
+
+/// Waits for `process` to exit on a thread of its own: blocking a thread of the cooperative pool
+/// starves every other test of the process.
+func exited(_ process: Process) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        Thread.detachNewThread {
+            process.waitUntilExit()
+            continuation.resume()
+        }
+    }
 }
 
 /// Runs the built executable `name` to its end: its exit status and its output (stdout and

@@ -157,7 +157,7 @@ struct PaxosctlTests {
         node.standardOutput = pipe
         try node.run()
         let nodeVersion = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        node.waitUntilExit()
+        await exited(node)
         #expect(nodeVersion.trimmingCharacters(in: .whitespacesAndNewlines) == version)
 
         let nodes = try NodeProcesses(count: 1)
@@ -178,7 +178,7 @@ struct PaxosctlTests {
         try git.run()
         let commit = String(decoding: gitOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        git.waitUntilExit()
+        await exited(git)
         let expected = git.terminationStatus == 0 && !commit.isEmpty ? commit : "unknown"
         #expect(version == "0.1.0 (\(expected))")
     }

@@ -96,7 +96,7 @@ struct SnapshotProcessTests {
                 "--data-dir", new.dataDir(2), "--cluster-id", new.cluster, "--insecure-peers", "--restore",
                 file,
             ], log: "again.log")
-        again.waitUntilExit()
+        await exited(again)
         #expect(again.terminationStatus != 0)
         #expect(new.log("again.log").contains("already holds a node's database"), "\(new.log("again.log"))")
         try await new.start(2)
@@ -154,7 +154,7 @@ struct SnapshotProcessTests {
                 "127.0.0.1:\(try freePort())",
                 "--data-dir", cutOff, "--cluster-id", "backup-target", "--insecure-peers",
             ], log: "interrupted.log")
-        plain.waitUntilExit()
+        await exited(plain)
         #expect(plain.terminationStatus != 0)
         #expect(nodes.log("interrupted.log").contains("was interrupted"), "\(nodes.log("interrupted.log"))")
         let status = try await runPaxosctl([
@@ -199,7 +199,7 @@ struct InspectProcessTests {
         sqlite.standardOutput = pipe
         try sqlite.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        sqlite.waitUntilExit()
+        await exited(sqlite)
         let fields = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(
             String.init)
         try #require(fields.count == 3, "\(output)")
