@@ -82,7 +82,7 @@ struct LogFormatProcessTests {
         let survivors = (1...3).filter { $0 != killed }
         let atKill = Dictionary(
             uniqueKeysWithValues: survivors.map { ($0, jsonLines(nodes.log("node-\($0).log")).count) })
-        nodes.kill9(killed)
+        await nodes.kill9(killed)
         func since(_ node: Int) -> ArraySlice<[String: Any]> {
             jsonLines(nodes.log("node-\(node).log")).dropFirst(atKill[node] ?? 0)
         }

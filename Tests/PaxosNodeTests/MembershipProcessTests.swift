@@ -27,11 +27,11 @@ struct MembershipProcessTests {
         try await eventually("the cluster serves") { try await put(nodes, 1, "warm", "up") == 200 }
 
         // Node 2 down; X acknowledged through node 3 with the quorum {1, 3}.
-        nodes.kill9(2)
+        await nodes.kill9(2)
         try await eventually("X acknowledged") { try await put(nodes, 3, "X", "acked-v1") == 200 }
         // Nodes 3 and 1 down; node 1's data directory deleted; nodes 1 and 2 up.
-        nodes.kill9(3)
-        nodes.kill9(1)
+        await nodes.kill9(3)
+        await nodes.kill9(1)
         try FileManager.default.removeItem(atPath: nodes.dataDir(1))
         try await nodes.start(1)
         try await nodes.start(2)
@@ -57,7 +57,7 @@ struct MembershipProcessTests {
         // The replacement, step by step as the README says.
         let removed = try await http("DELETE", "\(nodes.url(2))/v1/members/1", timeout: 15)
         #expect(removed.status == 200, "\(removed.json)")
-        nodes.kill9(1)
+        await nodes.kill9(1)
         try FileManager.default.removeItem(atPath: nodes.dataDir(1))
         try await nodes.start(1, flags: ["--join"])
         let body = try JSONSerialization.data(withJSONObject: [
@@ -75,7 +75,7 @@ struct MembershipProcessTests {
         #expect(list.count == 3)
         #expect(list.allSatisfy { $0["role"] as? String == "voter" }, "\(list)")
         // Node 1 counts again: with node 2 down, {1, 3} serve, and node 1 has X.
-        nodes.kill9(2)
+        await nodes.kill9(2)
         try await eventually("Y through node 1 with node 2 down") { try await put(nodes, 1, "Y", "v") == 200 }
         let x = try await get(nodes, 1, "X")
         #expect(x.status == 200 && String(decoding: x.body, as: UTF8.self) == "acked-v1")
@@ -98,8 +98,8 @@ struct MembershipProcessTests {
             try await http("POST", "\(nodes.url(1))/v1/members/4/promote", timeout: 15).status == 200
         }
         // Four voters: a majority is three. With nodes 3 and 4 down, nothing is written.
-        nodes.kill9(3)
-        nodes.kill9(4)
+        await nodes.kill9(3)
+        await nodes.kill9(4)
         let stuck = try? await http("PUT", "\(nodes.url(1))/v1/kv/never", body: Data("x".utf8), timeout: 8)
         #expect(stuck?.status != 200)
         try await nodes.start(3)
@@ -109,8 +109,8 @@ struct MembershipProcessTests {
         try await eventually("node 4 removed") {
             try await http("DELETE", "\(nodes.url(1))/v1/members/4", timeout: 15).status == 200
         }
-        nodes.kill9(4)
-        nodes.kill9(3)
+        await nodes.kill9(4)
+        await nodes.kill9(3)
         try await eventually("two of three voters serve") { try await put(nodes, 2, "after", "v") == 200 }
         let list = try await members(nodes, 1)
         #expect(list.map { $0["id"] as? Int } == [1, 2, 3])

@@ -42,8 +42,8 @@ struct MetricsProcessTests {
         }
         #expect(leaders.filter { $0 == 1 }.count == 1, "exactly one leader: \(leaders)")
 
-        nodes.kill9(2)
-        nodes.kill9(3)
+        await nodes.kill9(2)
+        await nodes.kill9(3)
         var ready = try await http("GET", "\(nodes.url(1))/ready")
         try await eventually("node 1 not ready with both peers down") {
             ready = try await http("GET", "\(nodes.url(1))/ready", timeout: 2)
@@ -57,6 +57,6 @@ struct MetricsProcessTests {
             return scrape.value("paxos_network_peer_reachable", ["peer": "2"]) == 0
                 && scrape.value("paxos_network_peer_reachable", ["peer": "3"]) == 0
         }
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
     }
 }

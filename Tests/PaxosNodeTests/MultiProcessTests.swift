@@ -96,18 +96,19 @@ final class NodeProcesses: @unchecked Sendable {
         }
     }
 
-    func kill9(_ node: Int) {
+    func kill9(_ node: Int) async {
         guard let process = processes[node] else { return }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        await exited(process)
         processes[node] = nil
     }
 
-    /// SIGTERM, and the exit status.
-    func terminate(_ node: Int) -> Int32? {
+    /// SIGTERM, and the exit status. A graceful shutdown takes seconds, so it is waited for off
+    /// the cooperative pool.
+    func terminate(_ node: Int) async -> Int32? {
         guard let process = processes[node] else { return nil }
         process.terminate()
-        process.waitUntilExit()
+        await exited(process)
         processes[node] = nil
         return process.terminationStatus
     }
@@ -147,7 +148,7 @@ struct MultiProcessTests {
             }
         }
 
-        nodes.kill9(3)
+        await nodes.kill9(3)
         for seq in 30..<45 {
             _ = try await http(
                 "PUT", "\(nodes.url(seq % 2 + 1))/v1/instances/\(seq)", body: Data("v\(seq)".utf8))
@@ -169,7 +170,7 @@ struct MultiProcessTests {
             #expect(Set(values).count == 1, "seq \(seq): \(values)")
             #expect(values[0] == "v\(seq)")
         }
-        for node in 1...3 { #expect(nodes.terminate(node) == 0, "graceful shutdown of node \(node)") }
+        for node in 1...3 { #expect(await nodes.terminate(node) == 0, "graceful shutdown of node \(node)") }
         let security = tls ? "mutual TLS 1.3" : "off"
         #expect(nodes.log("node-1.log").contains("tls=\(security)"), "\(nodes.log("node-1.log"))")
     }
@@ -177,23 +178,23 @@ struct MultiProcessTests {
     @Test("peers need mutual TLS unless plaintext is asked for, and a node's certificate must name it")
     func peerSecurityAtStartup() async throws {
         let nodes = try NodeProcesses(count: 2, tls: true)
-        func run(_ arguments: [String], _ name: String) throws -> (Int32, String) {
+        func run(_ arguments: [String], _ name: String) async throws -> (Int32, String) {
             let process = try nodes.launch(arguments, log: name)
-            process.waitUntilExit()
+            await exited(process)
             return (process.terminationStatus, nodes.log(name))
         }
         let base = [
             "--id", "1", "--peers", nodes.peersFlag, "--http", "127.0.0.1:\(nodes.httpPorts[0])",
             "--data-dir", nodes.dataDir(1), "--cluster-id", nodes.cluster,
         ]
-        let (noTLSStatus, noTLS) = try run(base, "no-tls.log")
+        let (noTLSStatus, noTLS) = try await run(base, "no-tls.log")
         #expect(noTLSStatus != 0 && noTLS.contains("peers need mutual TLS"), "\(noTLS)")
-        let (partialStatus, partial) = try run(
+        let (partialStatus, partial) = try await run(
             base + ["--peer-cert", "\(nodes.certificates)/node-1.pem"], "partial.log")
         #expect(partialStatus != 0 && partial.contains("go together"), "\(partial)")
-        let (wrongStatus, wrong) = try run(base + nodes.securityFlags(2), "wrong-cert.log")
+        let (wrongStatus, wrong) = try await run(base + nodes.securityFlags(2), "wrong-cert.log")
         #expect(wrongStatus != 0 && wrong.contains("names node 2"), "\(wrong)")
-        let (missingStatus, missing) = try run(
+        let (missingStatus, missing) = try await run(
             base + [
                 "--peer-cert", "/nonexistent.pem", "--peer-key", "/nonexistent.pem", "--peer-ca",
                 "/nonexistent.pem",
@@ -215,20 +216,20 @@ struct MultiProcessTests {
         let nodes = try NodeProcesses(count: 1)
         try await nodes.start(1)
 
-        func run(_ arguments: [String], _ name: String) throws -> (Int32, String) {
+        func run(_ arguments: [String], _ name: String) async throws -> (Int32, String) {
             let process = try nodes.launch(arguments, log: name)
-            process.waitUntilExit()
+            await exited(process)
             return (process.terminationStatus, nodes.log(name))
         }
 
-        let (badFlagsStatus, badFlags) = try run(["--peers", "garbage"], "bad-flags.log")
+        let (badFlagsStatus, badFlags) = try await run(["--peers", "garbage"], "bad-flags.log")
         #expect(badFlagsStatus != 0 && badFlags.contains("not ID=HOST:PORT"), "\(badFlags)")
 
-        let (missingSelfStatus, missingSelf) = try run(
+        let (missingSelfStatus, missingSelf) = try await run(
             ["--id", "4", "--peers", "1=127.0.0.1:1"], "missing-self.log")
         #expect(missingSelfStatus != 0 && missingSelf.contains("must include this node"), "\(missingSelf)")
 
-        let busyPeerPort = try run(
+        let busyPeerPort = try await run(
             [
                 "--id", "1", "--peers", "1=127.0.0.1:\(nodes.peerPorts[0])", "--http",
                 "127.0.0.1:\(try freePort())",
@@ -238,7 +239,7 @@ struct MultiProcessTests {
 
         let aFile = nodes.directory.appendingPathComponent("a-file").path
         #expect(FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8)))
-        let unusable = try run(
+        let unusable = try await run(
             [
                 "--peers", "1=127.0.0.1:\(try freePort())", "--http", "127.0.0.1:\(try freePort())",
                 "--data-dir", aFile,
@@ -254,11 +255,11 @@ struct MultiProcessTests {
         }
         // The running node was not disturbed.
         #expect(try await http("GET", "\(nodes.url(1))/health").status == 200)
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
 
         // Node 1's directory, stopped, is refused to another node id (with node 1 running, its
         // lock refuses first; see `secondProcessOnDataDirectory`).
-        let takeover = try run(
+        let takeover = try await run(
             [
                 "--id", "2", "--peers", "2=127.0.0.1:\(try freePort())", "--http",
                 "127.0.0.1:\(try freePort())",
@@ -312,10 +313,10 @@ struct MultiProcessTests {
         #expect(try await http("PUT", "\(nodes.url(1))/v1/kv/after", body: Data("two".utf8)).status == 200)
 
         // The lock dies with its process, even by kill -9: a restart on the directory starts.
-        nodes.kill9(1)
+        await nodes.kill9(1)
         try await nodes.start(1)
         #expect(try await http("GET", "\(nodes.url(1))/v1/kv/after").body == Data("two".utf8))
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
     }
 
     @Test(
@@ -367,7 +368,7 @@ struct MultiProcessTests {
         if !flags.isEmpty {
             #expect(nodes.log("node-1.log").contains("--http-max-connections 100000 is more than half"))
         }
-        #expect(nodes.terminate(1) == 0, "\(nodes.log("node-1.log").suffix(2000))")
+        #expect(await nodes.terminate(1) == 0, "\(nodes.log("node-1.log").suffix(2000))")
     }
 
     @Test("--client-token-file: paxosctl needs --token or PAXOSCTL_TOKEN; the node refuses an empty file")
@@ -393,7 +394,7 @@ struct MultiProcessTests {
         #expect(read.0 == 0 && read.1 == "v\n", "\(read.1)")
         #expect(try await paxosctl(["done", "1"], environment: ["PAXOSCTL_TOKEN": token]).0 == 0)
         #expect(try await paxosctl(["done", "1"]).0 != 0, "an admin operation without the token")
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
 
         try Data("\n".utf8).write(to: tokenFile)
         let empty = try nodes.launch(

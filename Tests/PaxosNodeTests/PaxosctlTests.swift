@@ -67,7 +67,7 @@ struct PaxosctlTests {
         #expect(try await paxosctl(["cas", "k", "only-one"]).0 == 64)
         #expect(try await runPaxosctl(["get", "k", "--endpoints", live, "--endpoint", live]).0 == 64)
         #expect(try await runPaxosctl(["get", "k", "--endpoints", "ftp://nowhere"]).0 == 64)
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
     }
 
     @Test(
@@ -84,7 +84,7 @@ struct PaxosctlTests {
         ])
         #expect(put.0 == 6, "\(put.1)")
         #expect(put.1.contains("no leader"), "\(put.1)")
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
     }
 
     @Test("--endpoints fails over past a closed port; PAXOSCTL_ENDPOINTS is used, and the flag wins over it")
@@ -164,7 +164,7 @@ struct PaxosctlTests {
         try await nodes.start(1)
         let status = try await http("GET", "\(nodes.url(1))/v1/status")
         #expect(status.json["version"] as? String == version)
-        #expect(nodes.terminate(1) == 0)
+        #expect(await nodes.terminate(1) == 0)
 
         // The commit is the checkout's, as git tells it (or "unknown" where git cannot).
         let git = Process()

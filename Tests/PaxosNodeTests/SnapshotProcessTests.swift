@@ -89,7 +89,7 @@ struct SnapshotProcessTests {
                 with: oldList.compactMap { $0["incarnation"] as? String }))
 
         // Restarted, a restored node keeps its state; started again with --restore, it refuses.
-        #expect(new.terminate(2) == 0)
+        #expect(await new.terminate(2) == 0)
         let again = try new.launch(
             [
                 "--id", "2", "--peers", new.peersFlag, "--http", "127.0.0.1:\(new.httpPorts[1])",
@@ -115,7 +115,7 @@ struct SnapshotProcessTests {
         try #require(saved.0 == 0, "\(saved.1)")
         let good = try Data(contentsOf: URL(fileURLWithPath: file))
 
-        func restore(_ bytes: Data, cluster: String = "backup-target", _ name: String) throws -> (
+        func restore(_ bytes: Data, cluster: String = "backup-target", _ name: String) async throws -> (
             Int32, String, Bool
         ) {
             let path = nodes.directory.appendingPathComponent("\(name).snap").path
@@ -127,21 +127,21 @@ struct SnapshotProcessTests {
                     "127.0.0.1:\(try freePort())",
                     "--data-dir", dataDir, "--cluster-id", cluster, "--insecure-peers", "--restore", path,
                 ], log: "\(name).log")
-            process.waitUntilExit()
+            await exited(process)
             let wrote = FileManager.default.fileExists(atPath: dataDir + "/node.db")
             return (process.terminationStatus, nodes.log("\(name).log"), wrote)
         }
         var flipped = good
         flipped[flipped.count / 2] ^= 0x40
-        let damaged = try restore(flipped, "damaged")
+        let damaged = try await restore(flipped, "damaged")
         #expect(damaged.0 != 0 && !damaged.2, "\(damaged.1)")
         #expect(damaged.1.contains("damaged") || damaged.1.contains("checksum"), "\(damaged.1)")
-        let cut = try restore(good.prefix(good.count - 10), "cut")
+        let cut = try await restore(good.prefix(good.count - 10), "cut")
         #expect(cut.0 != 0 && !cut.2 && cut.1.contains("cut off"), "\(cut.1)")
-        let foreign = try restore(Data("not a backup at all".utf8), "foreign")
+        let foreign = try await restore(Data("not a backup at all".utf8), "foreign")
         #expect(
             foreign.0 != 0 && !foreign.2 && foreign.1.contains("not a swift-paxos backup"), "\(foreign.1)")
-        let same = try restore(good, cluster: "backup-source", "same")
+        let same = try await restore(good, cluster: "backup-source", "same")
         #expect(same.0 != 0 && !same.2 && same.1.contains("another --cluster-id"), "\(same.1)")
         // A restore cut off before its install leaves a mark: the node refuses to start as an
         // empty member until it is restored again.
