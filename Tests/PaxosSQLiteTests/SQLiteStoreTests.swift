@@ -43,21 +43,27 @@ struct SQLiteStoreTests {
         #expect(try await synchronous() == 2, "FULL as it opens")
         let entry = [Proposal(id: ProposalID(node: NodeID(1), incarnation: 1, number: 1), command: [1])]
         try await store.commitLog([.accept(slot: 1, ballot: Ballot(round: 1, node: NodeID(1)), entry: entry)])
-        // The setting as the transaction runs: `beforeDurable` is called inside it, on the
-        // store's queue, before COMMIT.
+        // The setting as the transaction runs: the machine applies inside it, on the store's
+        // queue, before COMMIT.
         let during = Mutex<[Int64?]>([])
+        let early = Mutex<[Slot]>([])
+        let probe = PutMachine {
+            let value = try? store.openConnection().scalar("PRAGMA synchronous")
+            during.withLock { $0.append(value) }
+        }
         for (slot, durable) in [(Slot(1), false), (Slot(2), true)] {
-            _ = try await store.commitLog(
-                [.choose(slot: slot, entry: entry), .apply(slot: slot, entry: entry)], machine: PutMachine(),
+            let outputs = try await store.commitLog(
+                [.choose(slot: slot, entry: entry), .apply(slot: slot, entry: entry)], machine: probe,
                 outputsFor: NodeID(1), durable: durable,
-                beforeDurable: { _ in
-                    let value = try? store.openConnection().scalar("PRAGMA synchronous")
-                    during.withLock { $0.append(value) }
-                })
+                beforeDurable: { _ in early.withLock { $0.append(slot) } })
+            #expect(outputs.map(\.0) == [entry[0].id], "slot \(slot)'s output comes back")
             // Anything written after it (the other protocol's commits, reclaiming space) fsyncs.
             #expect(try await synchronous() == 2, "FULL again right after slot \(slot)")
         }
         #expect(during.withLock { $0 } == [1, 2], "NORMAL only for the commit that asked for no fsync")
+        // Outputs go out before the fsync only where there is one: without, they come back with
+        // the commit, which spares the runtime's thread a second wake-up.
+        #expect(early.withLock { $0 } == [2])
         #expect(try await store.loadLog().applied == 2)
         // A commit without an fsync that fails (a gap) poisons the store and leaves FULL behind.
         await #expect(throws: SQLiteError.self) {
@@ -72,9 +78,11 @@ struct SQLiteStoreTests {
         await reopened.close()
     }
 
-    /// Puts each command under the key `[1]`.
+    /// Puts each command under the key `[1]`; `probe` runs first, inside the transaction.
     struct PutMachine: StateMachine {
+        var probe: @Sendable () -> Void = {}
         func apply<Rows: MachineRows>(_ proposal: Proposal, slot: Slot, rows: inout Rows) throws -> Value {
+            probe()
             try rows.put(MachineKey(space: 1, key: [1]), proposal.command)
             return []
         }

@@ -256,7 +256,8 @@ public protocol LogStore: Sendable {
     /// `apply` mutations are applied with `machine`; the outputs of `node`'s proposals among them
     /// come back, in order. They are also handed to `beforeDurable` as soon as they are computed,
     /// before the commit's fsync: an output depends only on chosen entries, which a majority
-    /// holds durably, so a client may have it at once (see ``LogReady``).
+    /// holds durably, so a client may have it at once (see ``LogReady``). A commit without an
+    /// fsync (below) may return them only.
     ///
     /// With `durable: false` the commit may skip its fsync: it is atomic and visible to later
     /// reads and commits, but a crash may lose it. Commits stay ordered: a crash keeps a prefix of
