@@ -130,6 +130,7 @@ let package = Package(
             dependencies: [
                 "Paxos", "PaxosCore", "PaxosKV", "PaxosSQLite", "PaxosNIO", "PaxosServer", "PaxosBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -84,6 +84,9 @@ final class PeerClient: Sendable {
     let peer: NodeID
     private let settings: TCPTransport.Configuration
     private let group: any EventLoopGroup
+    /// Where the connection's and the sweeper's tasks run (the node's event loop); nil: the
+    /// global executor.
+    private let executor: (any TaskExecutor)?
     private let logger: Logger
     private let calls = Calls()
     private let state: Mutex<State>
@@ -93,8 +96,9 @@ final class PeerClient: Sendable {
 
     init(
         peer: NodeID, address: PeerAddress, settings: TCPTransport.Configuration, group: any EventLoopGroup,
-        logger: Logger, ownAddress: @escaping @Sendable () -> String
+        executor: (any TaskExecutor)?, logger: Logger, ownAddress: @escaping @Sendable () -> String
     ) {
+        self.executor = executor
         self.ownAddress = ownAddress
         self.peer = peer
         self.settings = settings
@@ -123,9 +127,13 @@ final class PeerClient: Sendable {
             calls.insert(id, Pending(done: done, deadline: deadline))
             let frame = PeerFrame.request(id: id, channel: channel, payload: payload)
             if state.sweeper == nil {
-                state.sweeper = Task { [weak self] in
+                state.sweeper = Task(executorPreference: executor) { [weak self, executor] in
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(50))
+                        if let loop = executor as? EventLoopExecutor {
+                            try? await loop.sleep(for: .milliseconds(50))
+                        } else {
+                            try? await Task.sleep(for: .milliseconds(50))
+                        }
                         guard let self else { return }
                         self.expire()
                     }
@@ -145,7 +153,7 @@ final class PeerClient: Sendable {
         case .fail(let error):
             done(.failure(error))
         case .dial(let generation):
-            let task = Task { await self.run(generation) }
+            let task = Task(executorPreference: executor) { await self.run(generation) }
             state.withLock { state in
                 if state.generation == generation, !state.closed {
                     state.connection = task

@@ -38,9 +38,10 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
 /// Every connection starts with a handshake that names the cluster and both node ids; a node of
 /// another cluster, an unknown node id, or a connection meant for another node is refused and
 /// logged. A malformed, truncated, oversized or unexpected frame closes that connection with a
-/// log line; nothing a peer sends can crash the process. Handlers never run on an event loop:
-/// a connection's reading task hands each request to its channel's handler, which answers by
-/// writing the reply to the connection from wherever it is computed.
+/// log line; nothing a peer sends can crash the process. A connection's reading task hands each
+/// request to its channel's handler, which answers by writing the reply to the connection from
+/// wherever it is computed. With an ``EventLoopExecutor`` the connections and their tasks run on
+/// its loop, so a handler must not block.
 public final class TCPTransport: PeerTransport {
     public struct Configuration: Sendable {
         /// Nodes of other clusters are refused.
@@ -105,6 +106,7 @@ public final class TCPTransport: PeerTransport {
 
     public let configuration: Configuration
     private let group: any EventLoopGroup
+    private let executor: EventLoopExecutor?
     private let logger: Logger
     private let clientTable: Mutex<[NodeID: PeerClient]>
     private var clients: [NodeID: PeerClient] { clientTable.withLock { $0 } }
@@ -114,13 +116,21 @@ public final class TCPTransport: PeerTransport {
     /// What unauthenticated connections cause is logged at a bounded rate: anyone can open them.
     private let unauthenticatedLog: LogThrottle
 
+    /// - Parameters:
+    ///   - group: where connections run, when `executor` is nil.
+    ///   - executor: the node's event loop: every connection, dialed or accepted, runs on it, and
+    ///     so do the tasks that read them, so a frame reaches a replica on the same thread (see
+    ///     ``EventLoopExecutor``). Nil: connections spread over `group`, their tasks on the global
+    ///     executor.
     public init(
         configuration: Configuration, logger: Logger = Logger(label: "swift-paxos.tcp"),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, executor: EventLoopExecutor? = nil
     ) {
         self.configuration = configuration
         unauthenticatedLog = LogThrottle(perWindow: 20, window: configuration.unauthenticatedLogWindow)
+        let group = executor?.eventLoop ?? group
         self.group = group
+        self.executor = executor
         let book = AddressBook(configuration.peers)
         self.book = book
         self.admission = Admission(limit: configuration.maxInboundConnections, logger: logger)
@@ -130,7 +140,8 @@ public final class TCPTransport: PeerTransport {
         var clients: [NodeID: PeerClient] = [:]
         for (peer, address) in configuration.peers where peer != configuration.me {
             clients[peer] = PeerClient(
-                peer: peer, address: address, settings: configuration, group: group, logger: logger,
+                peer: peer, address: address, settings: configuration, group: group, executor: executor,
+                logger: logger,
                 ownAddress: { [me = configuration.me] in book[me]?.description ?? "" })
         }
         self.clientTable = Mutex(clients)
@@ -156,7 +167,8 @@ public final class TCPTransport: PeerTransport {
             let created: PeerClient? = clientTable.withLock { table in
                 guard table[peer] == nil else { return nil }
                 let client = PeerClient(
-                    peer: peer, address: address, settings: configuration, group: group, logger: logger,
+                    peer: peer, address: address, settings: configuration, group: group, executor: executor,
+                    logger: logger,
                     ownAddress: { [book, me = configuration.me] in book[me]?.description ?? "" })
                 table[peer] = client
                 return client
@@ -208,7 +220,7 @@ public final class TCPTransport: PeerTransport {
                     }
             }
         let port = server.channel.localAddress?.port ?? address.port
-        let task = Task { await self.acceptLoop(server) }
+        let task = Task(executorPreference: executor) { await self.acceptLoop(server) }
         state.withLock {
             $0.server = server
             $0.acceptTask = task

@@ -53,9 +53,11 @@ public enum HTTPServer {
     ///
     /// `tls`: serve HTTPS with it (see ``tlsConfiguration(certificateFile:keyFile:)``).
     /// `onServerRunning` runs once the server listens (after the connection guard is in place).
+    /// `eventLoopGroup`: where connections run (the node's one event loop); nil: NIO's singleton.
     public static func application(
         router: Router<BasicRequestContext>, address: BindAddress, limits: HTTPLimits,
         tls: TLSConfiguration? = nil, serverName: String? = nil, logger: Logger,
+        eventLoopGroup: (any EventLoopGroup)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(limits.idleTimeout))
@@ -78,6 +80,7 @@ public enum HTTPServer {
                 }.get()
                 await onServerRunning(channel)
             },
+            eventLoopGroupProvider: eventLoopGroup.map { .shared($0) } ?? .singleton,
             logger: logger)
     }
 }

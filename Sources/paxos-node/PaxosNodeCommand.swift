@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 import NIOSSL
 import Paxos
 import PaxosBuildInfo
@@ -419,7 +420,13 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         transportConfiguration.maxFrameBytes = max(
             transportConfiguration.maxFrameBytes,
             maxValueBytes + maxKeyBytes + snapshotChunkBytes + (64 << 10))
-        let transport = TCPTransport(configuration: transportConfiguration, logger: logger)
+        // One event loop runs the node: peer connections, HTTP connections, the replicas' actors
+        // and every task under the service group (EventLoopExecutor). Only the store's commits
+        // leave it.
+        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let executor = EventLoopExecutor(loopGroup.next())
+        let transport = TCPTransport(
+            configuration: transportConfiguration, logger: logger, executor: executor)
         do {
             try await transport.start()
         } catch {
@@ -443,7 +450,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             peer = try await PaxosPeer.make(
                 me: me, peers: Array(addresses.keys), store: store, transport: transport,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id), recover: recover,
-                start: false)
+                sleep: { try await executor.sleep(for: $0) }, start: false)
         } catch {
             await transport.shutdown()
             throw NodeStartupError("cannot load the state in \(databasePath): \(error)")
@@ -463,7 +470,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
                 joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory),
-                start: false)
+                sleep: { try await executor.sleep(for: $0) }, start: false)
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
@@ -534,7 +541,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let scheme = tls == nil ? "http" : "https"
         let application = HTTPServer.application(
             router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
-            tls: tls, serverName: "paxos-node", logger: logger,
+            tls: tls, serverName: "paxos-node", logger: logger, eventLoopGroup: loopGroup,
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
@@ -569,7 +576,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 "lock": "\(directory.path)/\(DataDirectoryLock.fileName) (fd \(lock.descriptor))",
             ])
         do {
-            try await group.run()
+            try await withTaskExecutorPreference(executor) { try await group.run() }
         } catch {
             await log.kill()
             await peer.kill()

@@ -70,7 +70,7 @@ func peerTLS(_ node: NodeID, authority: ClusterAuthority = testAuthority, extraN
 /// `tls`, every connection is mutual TLS with certificates from ``testAuthority``.
 func makeTCPTransports(
     _ count: Int, clusterID: String = "test-cluster", tls: Bool = false, logger: Logger = quietLogger,
-    configure: (inout TCPTransport.Configuration) -> Void = { _ in }
+    executors: [EventLoopExecutor]? = nil, configure: (inout TCPTransport.Configuration) -> Void = { _ in }
 ) async throws -> [TCPTransport] {
     let ids = (0..<count).map { NodeID(UInt32($0)) }
     let unbound = Dictionary(uniqueKeysWithValues: ids.map { ($0, PeerAddress(host: "127.0.0.1", port: 0)) })
@@ -81,7 +81,8 @@ func makeTCPTransports(
         configuration.callTimeout = .seconds(2)
         if tls { configuration.tls = try peerTLS(id) }
         configure(&configuration)
-        let transport = TCPTransport(configuration: configuration, logger: logger)
+        let transport = TCPTransport(
+            configuration: configuration, logger: logger, executor: executors?[Int(id.rawValue)])
         ports[id] = try await transport.start()
         transports.append(transport)
     }

@@ -1,9 +1,11 @@
 import Logging
+import NIOPosix
 import Paxos
 import PaxosCore
 import PaxosNIO
 import PaxosTesting
 import PaxosWire
+import Synchronization
 import Testing
 
 @Suite("TCP transport", .serialized)
@@ -176,6 +178,36 @@ struct TCPTransportTests {
         #expect(answered)
         await again.shutdown()
         await transports[1].shutdown()
+    }
+}
+
+extension TCPTransportTests {
+    @Test(
+        "with an event loop executor, a request reaches its handler on the server's loop and a reply its callback on the client's, with no hop to another thread"
+    )
+    func requestsAndRepliesStayOnTheLoop() async throws {
+        let groups = [
+            MultiThreadedEventLoopGroup(numberOfThreads: 1), MultiThreadedEventLoopGroup(numberOfThreads: 1),
+        ]
+        let executors = groups.map { EventLoopExecutor($0.next()) }
+        let transports = try await makeTCPTransports(2, executors: executors)
+        let handledOnLoop = Mutex<[Bool]>([])
+        transports[0].serve(.log) { _, payload, respond in
+            handledOnLoop.withLock { $0.append(executors[0].eventLoop.inEventLoop) }
+            respond(.reply(payload.reversed()))
+        }
+        for round in 0..<20 {
+            let (onLoop, reply) = await withCheckedContinuation { continuation in
+                transports[1].send([1, 2, UInt8(round)], on: .log, to: 0) { result in
+                    continuation.resume(returning: (executors[1].eventLoop.inEventLoop, result))
+                }
+            }
+            #expect(try reply.get() == [UInt8(round), 2, 1])
+            #expect(onLoop, "round \(round): the reply's callback ran off the client's event loop")
+        }
+        #expect(handledOnLoop.withLock { $0 } == Array(repeating: true, count: 20))
+        for transport in transports { await transport.shutdown() }
+        for group in groups { try await group.shutdownGracefully() }
     }
 }
 

@@ -1,0 +1,41 @@
+import NIOCore
+import NIOPosix
+
+/// A task executor that runs its jobs on one NIO event loop: a node runs its replica, its peer
+/// connections and its HTTP server under this preference, so a frame read from a socket, the
+/// runtime actor that takes it and the write of the answer follow one another on one thread,
+/// with no hand-off to a sleeping thread between them. Only the store's commits leave it (they
+/// block for an fsync), and come back once.
+///
+/// A job enqueued from the loop's own thread is appended to the loop's queue with no wake-up;
+/// from another thread (a store's queue, a timer) it wakes the loop once.
+public final class EventLoopExecutor: TaskExecutor {
+    /// The loop that runs every job.
+    public let eventLoop: any EventLoop
+
+    public init(_ eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+extension EventLoopExecutor {
+    /// Sleeps on the loop's own timer: the sleeper wakes on the loop, with no timer thread
+    /// between (Swift's `Task.sleep` fires on a thread of its own, which then wakes the loop).
+    /// Throws when the calling task is cancelled, or when the loop has shut down.
+    public func sleep(for duration: Duration) async throws {
+        try Task.checkCancellation()
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {}
+        try await withTaskCancellationHandler {
+            try await scheduled.futureResult.get()
+        } onCancel: {
+            scheduled.cancel()
+        }
+    }
+}
