@@ -8,7 +8,8 @@ import NIOPosix
 /// block for an fsync), and come back once.
 ///
 /// A job enqueued from the loop's own thread is appended to the loop's queue with no wake-up;
-/// from another thread (a store's queue, a timer) it wakes the loop once.
+/// from another thread (a store's queue, a timer) it wakes the loop once. The loop must outlive
+/// every task that prefers it: NIO drops what is enqueued on a loop that has shut down.
 public final class EventLoopExecutor: TaskExecutor {
     /// The loop that runs every job.
     public let eventLoop: any EventLoop
