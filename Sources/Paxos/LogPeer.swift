@@ -413,6 +413,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
     ///   - sleep: the clock; the simulator passes its virtual one.
     ///   - executor: where the replica's tasks prefer to run (see ``ReplicaRuntime``).
+    ///   - serialExecutor: where the replica's actor runs, whoever calls it (see
+    ///     ``ReplicaRuntime``).
     ///   - start: run the replica now, under a task of its own; `false` leaves it to whoever
     ///     runs ``service`` (paxos-node's service group).
     ///   - snapshotTokens: draws the unguessable token of each snapshot served to a peer (the
@@ -425,7 +427,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         logger: Logger = Logger(label: "paxos.log", factory: { _ in SwiftLogNoOpLogHandler() }),
         metrics: LogMetrics = .disabled,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-        executor: (any TaskExecutor)? = nil,
+        executor: (any TaskExecutor)? = nil, serialExecutor: (any SerialExecutor)? = nil,
         snapshotTokens: @escaping @Sendable () -> UInt64 = LogPeer.randomToken,
         start: Bool = true
     ) async throws -> LogPeer {
@@ -456,8 +458,9 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
                 await snapshots.close()
             },
             tickInterval: tickInterval, sleep: sleep,
-            alongside: [{ await snapshots.run(tickInterval: tickInterval, sleep: sleep) }], executor: executor
-        )
+            alongside: [{ await snapshots.run(tickInterval: tickInterval, sleep: sleep) }],
+            executor: executor,
+            serialExecutor: serialExecutor)
         let peer = LogPeer(
             runtime: runtime, machine: machine, store: store, transport: transport, snapshots: snapshots,
             metrics: metrics)

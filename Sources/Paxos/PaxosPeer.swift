@@ -63,6 +63,7 @@ public final class PaxosPeer: Sendable {
     /// - Parameters:
     ///   - tickInterval: the length of one protocol tick (timeouts and backoff are in ticks).
     ///   - sleep: the clock; tests may pass a faster or virtual one.
+    ///   - serialExecutor: where the peer's actor runs, whoever calls it (see ``ReplicaRuntime``).
     ///   - seed: seeds the proposer's randomized backoff.
     ///   - start: run the peer now, under a task of its own; `false` leaves it to whoever runs
     ///     ``service`` (paxos-node's service group).
@@ -82,7 +83,7 @@ public final class PaxosPeer: Sendable {
         configuration: PaxosConfiguration = PaxosConfiguration(), tickInterval: Duration = .milliseconds(10),
         seed: UInt64 = 1, recover: Bool = false,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-        start: Bool = true
+        serialExecutor: (any SerialExecutor)? = nil, start: Bool = true
     ) async throws -> PaxosPeer {
         let state = try await store.load()
         var core = PaxosNode(me: me, peers: peers, state: state, configuration: configuration, seed: seed)
@@ -100,7 +101,7 @@ public final class PaxosPeer: Sendable {
             transport: transport,
             // A peer whose commit failed stays on the network and answers nothing, as a lab peer.
             unserve: { failed in if !failed { await transport.shutdown() } }, tickInterval: tickInterval,
-            sleep: sleep)
+            sleep: sleep, serialExecutor: serialExecutor)
         let peer = PaxosPeer(runtime: runtime)
         transport.serve(.classic) { [weak runtime] from, payload, respond in
             guard let runtime else { return respond(.none) }

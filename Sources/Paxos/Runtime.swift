@@ -176,8 +176,17 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     private let sleep: @Sendable (Duration) async throws -> Void
     private let alongside: [@Sendable () async -> Void]
     /// Where the runtime's tasks prefer to run (the simulator's deterministic executor); `nil`:
-    /// the global concurrent executor.
+    /// whatever the task that runs it prefers (paxos-node: its event loop).
     private let executor: (any TaskExecutor)?
+    /// Where the actor runs, whoever calls it: the node's event loop, so that a client's call
+    /// from another thread (an HTTP handler's) hops to the loop instead of running the replica
+    /// there. Without one, the actor's own default executor (its code then runs on the
+    /// preferred executor of the task that calls it, as any default actor's).
+    private nonisolated let serial: UnownedSerialExecutor
+    /// Keeps the default executor `serial` borrows when none was given.
+    private nonisolated let isolation: DefaultIsolation?
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { serial }
 
     private let inbox: AsyncStream<Input>
     private let inboxInput: AsyncStream<Input>.Continuation
@@ -206,13 +215,24 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     ///     a failed commit (`failed`), when the replica answers no request either way.
     ///   - alongside: more work that lives as long as the replica (serving snapshots' sweeper).
     ///   - executor: where the runtime's tasks prefer to run: the simulator passes its own, so a
-    ///     run is repeatable; `nil` (production) leaves them on the global concurrent executor.
+    ///     run is repeatable; `nil` leaves them to the task that runs the runtime.
+    ///   - serialExecutor: where the actor runs, whoever calls it (paxos-node: its event loop,
+    ///     where the peer connections are); `nil`: a default executor of its own.
     public init(
         me: NodeID, driver: Driver, persist: @escaping Persist, transport: any PeerTransport,
         unserve: @escaping @Sendable (_ failed: Bool) async -> Void, tickInterval: Duration,
         sleep: @escaping @Sendable (Duration) async throws -> Void,
-        alongside: [@Sendable () async -> Void] = [], executor: (any TaskExecutor)? = nil
+        alongside: [@Sendable () async -> Void] = [], executor: (any TaskExecutor)? = nil,
+        serialExecutor: (any SerialExecutor)? = nil
     ) {
+        if let serialExecutor {
+            serial = serialExecutor.asUnownedSerialExecutor()
+            isolation = nil
+        } else {
+            let isolation = DefaultIsolation()
+            serial = isolation.unownedExecutor
+            self.isolation = isolation
+        }
         self.me = me
         self.driver = driver
         self.persist = persist
@@ -577,6 +597,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
         }
     }
 }
+
+/// A default actor whose executor a runtime without a serial executor of its own borrows: a
+/// default actor's executor runs its jobs one at a time, on the preferred executor of the task
+/// that enqueues them (the simulator's scheduler, in a simulation).
+final actor DefaultIsolation {}
 
 /// The requests of peers a runtime has not answered yet, under a lock: taken by whoever answers
 /// first (the runtime, or its stop), so each is answered exactly once.

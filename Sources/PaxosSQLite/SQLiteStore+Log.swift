@@ -379,7 +379,9 @@ struct SQLiteRows: MachineRows {
 /// A read-only connection of its own, for reads that must not wait behind the store's commits
 /// (WAL lets them run while a commit writes). A read runs on the caller's thread under a lock:
 /// a point read of rows the page cache holds takes microseconds, less than the two thread hops
-/// a queue of its own would cost. Opened at the first read; closed with the store.
+/// a queue of its own would cost. A large value read from disk can take far longer, so callers
+/// must not be a replica's thread (paxos-node reads on its HTTP loop, never on the replicas').
+/// Opened at the first read; closed with the store.
 final class SQLiteReader: @unchecked Sendable {
     private let path: String
     private let lock = Mutex(())

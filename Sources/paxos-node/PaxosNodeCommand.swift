@@ -420,11 +420,15 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         transportConfiguration.maxFrameBytes = max(
             transportConfiguration.maxFrameBytes,
             maxValueBytes + maxKeyBytes + snapshotChunkBytes + (64 << 10))
-        // One event loop runs the node: peer connections, HTTP connections, the replicas' actors
-        // and every task under the service group (EventLoopExecutor). Only the store's commits
-        // leave it.
+        // One event loop runs the replicas: their actors, their ticks, the peer connections and
+        // every task under the service group but the HTTP server's (EventLoopExecutor); only
+        // the store's commits leave it. Clients get a loop of their own: what anyone who can
+        // reach the HTTP port sends (TLS handshakes, bodies, reads of large values) never
+        // delays a heartbeat or a vote.
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let executor = EventLoopExecutor(loopGroup.next())
+        let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let httpExecutor = EventLoopExecutor(httpGroup.next())
         let transport = TCPTransport(
             configuration: transportConfiguration, logger: logger, executor: executor)
         do {
@@ -450,7 +454,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             peer = try await PaxosPeer.make(
                 me: me, peers: Array(addresses.keys), store: store, transport: transport,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id), recover: recover,
-                sleep: { try await executor.sleep(for: $0) }, start: false)
+                sleep: { try await executor.sleep(for: $0) }, serialExecutor: executor.eventLoop.executor,
+                start: false)
         } catch {
             await transport.shutdown()
             throw NodeStartupError("cannot load the state in \(databasePath): \(error)")
@@ -470,7 +475,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
                 joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory),
-                sleep: { try await executor.sleep(for: $0) }, start: false)
+                sleep: { try await executor.sleep(for: $0) }, serialExecutor: executor.eventLoop.executor,
+                start: false)
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")
@@ -541,7 +547,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let scheme = tls == nil ? "http" : "https"
         let application = HTTPServer.application(
             router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
-            tls: tls, serverName: "paxos-node", logger: logger, eventLoopGroup: loopGroup,
+            tls: tls, serverName: "paxos-node", logger: logger, eventLoopGroup: httpGroup,
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
@@ -563,7 +569,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                     .init(service: node),
                     .init(service: peer.service, successTerminationBehavior: .ignore),
                     .init(service: log.service, successTerminationBehavior: .ignore),
-                    .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(
+                        service: PreferringExecutor(base: application, executor: httpExecutor),
+                        successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
@@ -584,6 +592,16 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             throw NodeStartupError("stopped: \(describe(error))")
         }
         logger.info("node stopped")
+    }
+}
+
+/// Runs a service's tasks on an executor of their own (the HTTP server's on its event loop).
+struct PreferringExecutor<Base: Service>: Service {
+    let base: Base
+    let executor: any TaskExecutor
+
+    func run() async throws {
+        try await withTaskExecutorPreference(executor) { try await base.run() }
     }
 }
 

@@ -1,6 +1,9 @@
 import NIOCore
 import NIOPosix
+import Paxos
+import PaxosCore
 import PaxosNIO
+import PaxosTesting
 import Synchronization
 import Testing
 
@@ -38,6 +41,34 @@ struct EventLoopExecutorTests {
         }
         let result = try #require(outcome.result.withLock { $0 }, "a cancelled sleep of an hour still sleeps")
         #expect(throws: (any Error).self) { try result.get() }
+        try await group.shutdownGracefully()
+    }
+
+    @Test(
+        "a replica given the loop as its serial executor runs there whoever calls it; without, it runs where its caller does"
+    )
+    func replicaRunsOnItsSerialExecutor() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let network = SimulatedNetwork(seed: 5)
+        let pinned = try await PaxosPeer.make(
+            me: 0, peers: [0], store: InMemoryStore(), transport: network.transport(for: 0),
+            serialExecutor: loop.executor)
+        let free = try await PaxosPeer.make(
+            me: 1, peers: [1], store: InMemoryStore(), transport: network.transport(for: 1))
+        // Called from this test's task, which prefers no executor: Swift's pool.
+        #expect(await pinned.inspect { _ in loop.inEventLoop })
+        #expect(!(await free.inspect { _ in loop.inEventLoop }))
+        // It still works as a replica there: a value proposed on the loop is decided.
+        await pinned.start(0, .text("on the loop"))
+        var status = await pinned.status(0)
+        for _ in 0..<500 where status != .decided(.text("on the loop")) {
+            try await Task.sleep(for: .milliseconds(10))
+            status = await pinned.status(0)
+        }
+        #expect(status == .decided(.text("on the loop")))
+        await pinned.kill()
+        await free.kill()
         try await group.shutdownGracefully()
     }
 
