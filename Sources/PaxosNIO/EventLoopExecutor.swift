@@ -1,11 +1,11 @@
 import NIOCore
 import NIOPosix
 
-/// A task executor that runs its jobs on one NIO event loop: a node runs its replica, its peer
-/// connections and its HTTP server under this preference, so a frame read from a socket, the
-/// runtime actor that takes it and the write of the answer follow one another on one thread,
-/// with no hand-off to a sleeping thread between them. Only the store's commits leave it (they
-/// block for an fsync), and come back once.
+/// A task executor that runs its jobs on one NIO event loop: paxos-node runs its replicas and
+/// their peer connections under one (and its HTTP server under another), so a frame read from a
+/// socket, the runtime actor that takes it and the write of the answer follow one another on one
+/// thread, with no hand-off to a sleeping thread between them. Only the store's commits leave it
+/// (they block for an fsync), and come back once.
 ///
 /// A job enqueued from the loop's own thread is appended to the loop's queue with no wake-up;
 /// from another thread (a store's queue, a timer) it wakes the loop once. The loop must outlive

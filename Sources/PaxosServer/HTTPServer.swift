@@ -53,7 +53,8 @@ public enum HTTPServer {
     ///
     /// `tls`: serve HTTPS with it (see ``tlsConfiguration(certificateFile:keyFile:)``).
     /// `onServerRunning` runs once the server listens (after the connection guard is in place).
-    /// `eventLoopGroup`: where connections run (the node's one event loop); nil: NIO's singleton.
+    /// `eventLoopGroup`: where connections run (paxos-node: its clients' event loop, apart from
+    /// the replicas'); nil: NIO's singleton.
     public static func application(
         router: Router<BasicRequestContext>, address: BindAddress, limits: HTTPLimits,
         tls: TLSConfiguration? = nil, serverName: String? = nil, logger: Logger,
