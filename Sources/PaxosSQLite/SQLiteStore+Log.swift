@@ -153,10 +153,12 @@ extension SQLiteStore: LogStore {
     }
 
     /// From the primary key's index: a scrape of the sessions held costs no table scan.
+    /// On the reader's connection: a scrape of `/metrics` counts without holding up the commits
+    /// (and so the votes) queued behind it on the store's queue.
     public func machineRowCount(in space: UInt8) async throws -> Int {
-        try await onQueue { () throws(SQLiteError) -> Int in
+        try reader.run { (connection) throws(SQLiteError) -> Int in
             Int(
-                try self.openConnection().scalar(
+                try connection.scalar(
                     "SELECT count(*) FROM machine_rows WHERE space = ?1", [.integer(Int64(space))]) ?? 0)
         }
     }

@@ -78,6 +78,55 @@ struct SQLiteStoreTests {
         await reopened.close()
     }
 
+    @Test(
+        "counting a space's rows (for /metrics) does not wait behind the store's queue, where the commits wait"
+    )
+    func rowCountDoesNotWaitForTheQueue() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let store = try SQLiteStore(path: dir.path("node.db"))
+        let entry = [Proposal(id: ProposalID(node: NodeID(1), incarnation: 1, number: 1), command: [1])]
+        try await store.commitLog([.accept(slot: 1, ballot: Ballot(round: 1, node: NodeID(1)), entry: entry)])
+        _ = try await store.commitLog(
+            [.choose(slot: 1, entry: entry), .apply(slot: 1, entry: entry)], machine: PutMachine(),
+            outputsFor: NodeID(1))
+        // The queue is held until the count returns, or 10 s pass.
+        let gate = Gate()
+        let held = Task {
+            try await store.onQueue { () throws(SQLiteError) -> Void in
+                gate.state.withLock { $0.holding = true }
+                while !gate.state.withLock({ $0.released }) { usleep(1000) }
+            }
+        }
+        while !gate.state.withLock({ $0.holding }) { try await Task.sleep(for: .milliseconds(1)) }
+        let watchdog = Task {
+            try? await Task.sleep(for: .seconds(10))
+            gate.state.withLock {
+                if !$0.released { $0.timedOut = true }
+                $0.released = true
+            }
+        }
+        let count = try await store.machineRowCount(in: 1)
+        let timedOut = gate.state.withLock { state in
+            defer { state.released = true }
+            return state.timedOut
+        }
+        #expect(count == 1)
+        #expect(!timedOut, "the count waited for the queue to be free")
+        try await held.value
+        watchdog.cancel()
+        await store.close()
+    }
+
+    final class Gate: Sendable {
+        struct State {
+            var holding = false
+            var released = false
+            var timedOut = false
+        }
+        let state = Mutex(State())
+    }
+
     /// Puts each command under the key `[1]`; `probe` runs first, inside the transaction.
     struct PutMachine: StateMachine {
         var probe: @Sendable () -> Void = {}
