@@ -176,15 +176,17 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     private let sleep: @Sendable (Duration) async throws -> Void
     private let alongside: [@Sendable () async -> Void]
     /// Where the runtime's tasks prefer to run (the simulator's deterministic executor); `nil`:
-    /// whatever the task that runs it prefers (paxos-node: its event loop).
+    /// under ``run()``, whatever the calling task prefers (paxos-node: its event loop); under
+    /// ``start()``, Swift's global executor.
     private let executor: (any TaskExecutor)?
     /// Where the actor runs, whoever calls it: the node's event loop, so that a client's call
     /// from another thread (an HTTP handler's) hops to the loop instead of running the replica
     /// there. Without one, the actor's own default executor (its code then runs on the
     /// preferred executor of the task that calls it, as any default actor's).
     private nonisolated let serial: UnownedSerialExecutor
-    /// Keeps the default executor `serial` borrows when none was given.
-    private nonisolated let isolation: DefaultIsolation?
+    /// What `serial` points to, held strongly (an unowned executor must outlive the actor): the
+    /// serial executor given, or the default actor whose executor it borrows.
+    private nonisolated let serialOwner: any AnyObject & Sendable
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { serial }
 
@@ -215,7 +217,8 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     ///     a failed commit (`failed`), when the replica answers no request either way.
     ///   - alongside: more work that lives as long as the replica (serving snapshots' sweeper).
     ///   - executor: where the runtime's tasks prefer to run: the simulator passes its own, so a
-    ///     run is repeatable; `nil` leaves them to the task that runs the runtime.
+    ///     run is repeatable; `nil` leaves them to the task that calls ``run()`` (``start()``:
+    ///     Swift's global executor).
     ///   - serialExecutor: where the actor runs, whoever calls it (paxos-node: its event loop,
     ///     where the peer connections are); `nil`: a default executor of its own.
     public init(
@@ -227,11 +230,11 @@ public actor ReplicaRuntime<Driver: RuntimeDriver>: Service {
     ) {
         if let serialExecutor {
             serial = serialExecutor.asUnownedSerialExecutor()
-            isolation = nil
+            serialOwner = serialExecutor
         } else {
             let isolation = DefaultIsolation()
             serial = isolation.unownedExecutor
-            self.isolation = isolation
+            serialOwner = isolation
         }
         self.me = me
         self.driver = driver

@@ -596,9 +596,12 @@ struct PaxosNodeCommand: AsyncParsableCommand {
 }
 
 /// Runs a service's tasks on an executor of their own (the HTTP server's on its event loop).
-struct PreferringExecutor<Base: Service>: Service {
+struct PreferringExecutor<Base: Service>: Service, CustomStringConvertible {
     let base: Base
     let executor: any TaskExecutor
+
+    /// The service group names a service by its description in its logs: the base's name.
+    var description: String { "\(base)" }
 
     func run() async throws {
         try await withTaskExecutorPreference(executor) { try await base.run() }
