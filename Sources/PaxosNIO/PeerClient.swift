@@ -86,7 +86,7 @@ final class PeerClient: Sendable {
     private let group: any EventLoopGroup
     /// Where the connection's and the sweeper's tasks run (the node's event loop); nil: the
     /// global executor.
-    private let executor: (any TaskExecutor)?
+    private let executor: EventLoopExecutor?
     private let logger: Logger
     private let calls = Calls()
     private let state: Mutex<State>
@@ -96,7 +96,7 @@ final class PeerClient: Sendable {
 
     init(
         peer: NodeID, address: PeerAddress, settings: TCPTransport.Configuration, group: any EventLoopGroup,
-        executor: (any TaskExecutor)?, logger: Logger, ownAddress: @escaping @Sendable () -> String
+        executor: EventLoopExecutor?, logger: Logger, ownAddress: @escaping @Sendable () -> String
     ) {
         self.executor = executor
         self.ownAddress = ownAddress
@@ -129,8 +129,8 @@ final class PeerClient: Sendable {
             if state.sweeper == nil {
                 state.sweeper = Task(executorPreference: executor) { [weak self, executor] in
                     while !Task.isCancelled {
-                        if let loop = executor as? EventLoopExecutor {
-                            try? await loop.sleep(for: .milliseconds(50))
+                        if let executor {
+                            try? await executor.sleep(for: .milliseconds(50))
                         } else {
                             try? await Task.sleep(for: .milliseconds(50))
                         }
