@@ -23,7 +23,7 @@ import PaxosCore
 /// snapshot chunk (0xA9) token:u64 applied:slot done:u8 has-after:u8 [space:u8 key:bytes] rows
 /// (in strictly rising key order);
 /// snapshot gone (0xAA); refused (0xAB) known:u64; confirmed (0xAC) ballot round:u64
-/// has-promised:u8 [promised:ballot]. (0xA5 was the whole snapshot in one message, which no longer exists.)
+/// has-promised:u8 [promised:ballot]; lease confirmed (0xAD) ballot round:u64. (0xA5 was the whole snapshot in one message, which no longer exists.)
 public enum LogWire {
     /// 2: the sender's incarnation in every message, the promise's membership slot, `refused`.
     public static let version: UInt8 = 2
@@ -49,6 +49,7 @@ public enum LogWire {
         case snapshotGone = 0xAA
         case refused = 0xAB
         case confirmed = 0xAC
+        case leaseConfirmed = 0xAD
     }
 
     /// Whether an encoded message belongs to this protocol rather than ``PaxosWire``'s.
@@ -155,6 +156,10 @@ public enum LogWire {
             write(ballot, &writer)
             writer.write(round)
             writeOptional(promised, &writer)
+        case .leaseConfirmed(let ballot, let round):
+            header(&writer, .leaseConfirmed, envelope.from, envelope.incarnation)
+            write(ballot, &writer)
+            writer.write(round)
         }
         return writer.bytes
     }
@@ -280,6 +285,8 @@ public enum LogWire {
             let round = try reader.readUInt64("round")
             let promised = try readFlag(&reader, "has promised") ? try readBallot(&reader) : nil
             reply = .confirmed(ballot: ballot, round: round, promised: promised)
+        case .leaseConfirmed:
+            reply = .leaseConfirmed(ballot: try readBallot(&reader), round: try reader.readUInt64("round"))
         default:
             throw WireError(.unknownMessageType, "log message type \(type.rawValue) is not a reply")
         }

@@ -241,11 +241,12 @@ struct LogSimulation {
         return id
     }
 
-    /// Starts a linearizable read at `node` (``LogReplica/read()``).
+    /// Starts a linearizable read at `node` (``LogReplica/read(clock:)``), checked against a
+    /// lease at `clock` when given.
     @discardableResult
-    mutating func read(at node: NodeID) -> ReadID? {
+    mutating func read(at node: NodeID, clock: UInt64? = nil) -> ReadID? {
         guard replicas[node] != nil else { return nil }
-        let (id, ready) = replicas[node]!.read()
+        let (id, ready) = replicas[node]!.read(clock: clock)
         openReads[node, default: [:]][id] = Set(results.keys.compactMap { commands[$0] })
         carryOut(ready, at: node, answering: nil)
         return id

@@ -61,6 +61,7 @@ struct LogWireTests {
         LogReplyEnvelope(from: NodeID(1), reply: .forwarded(taken: true)),
         LogReplyEnvelope(from: NodeID(1), reply: .preVote(ballot: ballot, granted: true, promised: nil)),
         LogReplyEnvelope(from: NodeID(1), reply: .confirmed(ballot: ballot, round: 1, promised: nil)),
+        LogReplyEnvelope(from: NodeID(2), reply: .leaseConfirmed(ballot: ballot, round: 3)),
         LogReplyEnvelope(
             from: NodeID(3),
             reply: .confirmed(ballot: ballot, round: 7, promised: Ballot(round: 9, node: NodeID(2)))),

@@ -55,5 +55,37 @@ public struct LogConfiguration: Hashable, Sendable {
     /// Proposals in one forward message (a second bound beside ``maxMessageBytes``).
     public var maxProposalsPerForward = 4096
 
+    /// Leader-lease reads (off: 0). A leader that a majority of its voters confirmed in a round
+    /// it started at tick `s` answers linearizable reads without another round until its clock
+    /// reaches `s + leaseTicks`; each acceptor that confirmed refuses, for ``electionTicks`` of
+    /// its own ticks from receiving the confirmation, to promise any other node's ballot (and a
+    /// replica refuses every ballot for ``electionTicks`` after it starts, since it may have
+    /// confirmed one before a crash). Every replica of a cluster must run with the same setting,
+    /// tick length and ``electionTicks``.
+    ///
+    /// The clock argument (a lease is only as safe as it):
+    /// - an acceptor's ticks never run ahead of real time: each follows a full sleep of one tick
+    ///   length after the one before, so its refusal lasts at least `electionTicks - 1` tick
+    ///   lengths of its clock from the moment it received the confirmation;
+    /// - the leader measures its lease from the tick the round started, which is no later than
+    ///   when any confirmation request left, and checks it against its clock's reading at the
+    ///   read (``LogReplica/read(clock:)``), never against its tick count, which lags behind
+    ///   real time when the process stalls;
+    /// - so a lease holds while `leaseTicks × (1 + ρ) ≤ (electionTicks − 1) × (1 − ρ)`, where ρ
+    ///   bounds how far each node's monotonic clock runs fast or slow against real time. At most
+    ///   ``maxLeaseTicks(electionTicks:)`` is allowed: 90% of `electionTicks − 1`, which
+    ///   tolerates ρ up to 5%, fifty times what NTP may slew a clock (500 ppm) and far beyond a
+    ///   crystal's drift. A clock that jumps or a VM that runs its clock faster than that breaks
+    ///   leases; read-index reads (the default) do not depend on clocks at all.
+    public var leaseTicks = 0
+
+    /// The longest lease the clock argument of ``leaseTicks`` allows for `electionTicks`.
+    public static func maxLeaseTicks(electionTicks: Int) -> Int {
+        Swift.max(0, (electionTicks - 1) * 9 / 10)
+    }
+
+    /// Whether leader-lease reads are on.
+    public var leaseReads: Bool { leaseTicks > 0 }
+
     public init() {}
 }

@@ -75,6 +75,13 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
     /// Answer to `confirm`: the highest ballot the responder has promised (`nil`: none). It
     /// confirms `ballot` when that is not above it.
     case confirmed(ballot: Ballot, round: UInt64, promised: Ballot?)
+    /// Answer to `confirm` from a replica with leader-lease reads on
+    /// (``LogConfiguration/leaseTicks``) that has promised `ballot` and nothing above it: it
+    /// confirms `ballot`, and it refuses to promise any other node's ballot for an election
+    /// timeout of its own ticks from when it received the request. A leader counts only these
+    /// towards its lease; a replica with leases off answers `confirmed`, which counts for a read
+    /// round only.
+    case leaseConfirmed(ballot: Ballot, round: UInt64)
 
     public var description: String {
         switch self {
@@ -94,6 +101,7 @@ public enum LogReply: Hashable, Sendable, CustomStringConvertible {
         case .refused(let known): "refused(known: \(String(known, radix: 16)))"
         case .confirmed(let ballot, let round, let promised):
             "confirmed(\(ballot), round: \(round), promised: \(promised.map(\.description) ?? "-"))"
+        case .leaseConfirmed(let ballot, let round): "leaseConfirmed(\(ballot), round: \(round))"
         }
     }
 }

@@ -38,9 +38,16 @@ extension LogReplica {
         case .preVote(let ballot):
             ready.reply = reply(onPreVote(ballot))
         case .confirm(let ballot, let round):
-            // Nothing changes, nothing to persist; sent at once (see LogReady.eagerReply).
+            // Nothing durable changes, nothing to persist; sent at once (see LogReady.eagerReply).
             observe(ballot.round)
-            ready.eagerReply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
+            if configuration.leaseReads, let promised, ballot >= promised {
+                // A lease only from a replica that promised something: one that promised nothing
+                // could not refuse a prepare (a refusal names the promise it keeps).
+                grantLease(to: ballot.node)
+                ready.eagerReply = reply(.leaseConfirmed(ballot: ballot, round: round))
+            } else {
+                ready.eagerReply = reply(.confirmed(ballot: ballot, round: round, promised: promised))
+            }
         case .snapshotChunk:
             // The driver answers these from its store.
             break
@@ -63,9 +70,17 @@ extension LogReplica {
     mutating func onPrepare(_ ballot: Ballot, _ fromSlot: Slot, _ ready: inout LogReady) -> LogReply {
         observe(ballot.round)
         if let promised, ballot < promised { return .rejected(ballot: ballot, promised: promised) }
-        if let promised, ballot > promised, heardLeaderRecently(other: ballot.node) {
-            // Leader stickiness: we heard a live leader recently; refusing is always safe.
+        if let promised, ballot > promised,
+            heardLeaderRecently(other: ballot.node) || leaseForbids(ballot.node)
+        {
+            // Leader stickiness (we heard a live leader recently), or a lease this replica
+            // granted: refusing is always safe.
             return .rejected(ballot: ballot, promised: promised)
+        }
+        if promised == nil, leaseForbids(ballot.node) {
+            // Just started: it may have granted a lease before it stopped (with a promise that
+            // was not durable yet). A round-0 ballot names no promise and deposes nobody.
+            return .rejected(ballot: ballot, promised: Ballot(round: 0, node: me))
         }
         promise(ballot, &ready)
         preVote = nil
@@ -73,6 +88,22 @@ extension LogReplica {
         return .promise(
             ballot: ballot, firstUnchosen: firstUnchosen, records: report(from: fromSlot),
             membershipSlot: membership.slot)
+    }
+
+    /// Whether a lease this replica granted (or may have granted before it started) forbids
+    /// promising a ballot of `node`; while it leads with leases on, no other node's either.
+    func leaseForbids(_ node: NodeID) -> Bool {
+        guard configuration.leaseReads else { return false }
+        if leadership != nil { return node != me }
+        guard let leaseGuard, now < leaseGuard.until else { return false }
+        return leaseGuard.holder != node
+    }
+
+    /// Refuses other nodes' ballots for an election timeout from now: `holder` may serve reads
+    /// under a lease counted from before now.
+    mutating func grantLease(to holder: NodeID) {
+        let until = now + UInt64(configuration.electionTicks)
+        leaseGuard = (holder: holder, until: Swift.max(until, leaseGuard?.until ?? 0))
     }
 
     /// Whether a leader other than `node` was heard from within an election timeout.
@@ -86,7 +117,7 @@ extension LogReplica {
     func onPreVote(_ ballot: Ballot) -> LogReply {
         let granted =
             (promised.map { ballot > $0 } ?? true) && leadership == nil
-            && !heardLeaderRecently(other: ballot.node)
+            && !heardLeaderRecently(other: ballot.node) && !leaseForbids(ballot.node)
         return .preVote(ballot: ballot, granted: granted, promised: promised)
     }
 

@@ -5,6 +5,12 @@ extension LogReplica {
     /// Asks every peer whether it would promise the next ballot. Nothing is persisted or
     /// promised: a node that cannot reach a majority keeps its promise where the leader left it.
     mutating func startPreVote(_ ready: inout LogReady) {
+        if leaseForbids(me) {
+            // It granted another leader a lease (or may have, before it started): its own
+            // promise would break it as surely as one to another candidate.
+            resetElectionTimer()
+            return
+        }
         if let candidacy {
             ready.events.append(
                 .electionLost(candidacy.ballot, reason: "no quorum of promises within an election timeout"))
@@ -26,6 +32,11 @@ extension LogReplica {
 
     mutating func startElection(_ ready: inout LogReady) {
         preVote = nil
+        if leaseForbids(me) {
+            // It granted a lease while its pre-vote was out.
+            resetElectionTimer()
+            return
+        }
         let ballot = Ballot(round: maxRound + 1, node: me)
         maxRound = ballot.round
         ready.mutations.append(.maxRound(ballot.round))

@@ -143,7 +143,8 @@ extension LogReplica {
     /// may be lost. The round keeps its number: every read it serves arrived before it started.
     mutating func resendReadRound(_ ready: inout LogReady) {
         // A round whose reads were all given up on waits for the next read to ask again.
-        guard let leadership, leadership.readRound > leadership.confirmedRound, !leadership.reads.isEmpty,
+        guard let leadership, leadership.readRound > leadership.confirmedRound,
+            !leadership.reads.isEmpty || configuration.leaseReads,
             now - leadership.readRoundSentAt >= UInt64(configuration.resendTicks)
         else { return }
         self.leadership!.readRoundSentAt = now

@@ -10,7 +10,15 @@ extension LogReplica {
     ///
     /// Reads that arrive while a round is in flight wait for the next one, which starts when
     /// that one completes: one round of messages serves every read that arrived during the last.
-    public mutating func read() -> (ReadID, LogReady) {
+    ///
+    /// With leader-lease reads on (``LogConfiguration/leaseTicks``), a read that arrives while
+    /// this leader's lease holds needs no round: it waits only for its index to be applied. The
+    /// lease is checked against `clock`, the driver's reading of its monotonic clock in ticks
+    /// since before this replica's first tick (`nil`: no lease read). It must never be below
+    /// the true number of tick lengths elapsed, which the tick count may be after a stall: the
+    /// lease argument (see ``LogConfiguration/leaseTicks``) holds only for a clock that does not
+    /// lag.
+    public mutating func read(clock: UInt64? = nil) -> (ReadID, LogReady) {
         nextReadID += 1
         let id = nextReadID
         var ready = LogReady()
@@ -22,7 +30,12 @@ extension LogReplica {
         // slot (it learns its own slots chosen first), or an earlier leader's (its takeover).
         let index = Swift.max(firstUnchosen, leadership.takeoverEnd) - 1
         let round: UInt64
-        if leadership.readRound == leadership.confirmedRound {
+        if let clock, leaseHolds(at: clock) {
+            // No other leader can have chosen anything yet, nor can before the lease ends.
+            round = leadership.confirmedRound
+            self.leadership!.leaseWanted = true
+            leaseReads += 1
+        } else if leadership.readRound == leadership.confirmedRound {
             startReadRound(&ready)
             round = self.leadership!.readRound
         } else {
@@ -33,6 +46,12 @@ extension LogReplica {
         self.leadership!.reads.append(PendingRead(id: id, index: index, round: round))
         finish(&ready)
         return (id, ready)
+    }
+
+    /// Whether this leader's lease holds at `clock` (ticks, as ``read(clock:)`` takes it).
+    public func leaseHolds(at clock: UInt64) -> Bool {
+        guard configuration.leaseReads, let leadership else { return false }
+        return Swift.max(now, clock) < leadership.leaseEnd
     }
 
     /// The lowest read index a read waits to see applied (`nil`: none waits for an apply), so
@@ -53,9 +72,14 @@ extension LogReplica {
         self.leadership!.readRound = round
         self.leadership!.readConfirmations = [me]
         self.leadership!.readRoundSentAt = now
+        self.leadership!.readRoundStartedAt = now
         self.leadership!.readRoundWanted = false
+        self.leadership!.leaseWanted = false
+        self.leadership!.leaseConfirmations = [me]
         if isQuorum([me], of: leadership.voters, unanimous: false) {
             self.leadership!.confirmedRound = round
+            // Alone, it refuses every other node's ballot while it leads.
+            if configuration.leaseReads { self.leadership!.leaseEnd = now + UInt64(configuration.leaseTicks) }
             return
         }
         // May leave at once: it depends on this leader's promise, durable before it led.
@@ -65,13 +89,22 @@ extension LogReplica {
     }
 
     mutating func onConfirmed(
-        _ from: NodeID, _ ballot: Ballot, _ round: UInt64, _ theirPromise: Ballot?, _ ready: inout LogReady
+        _ from: NodeID, _ ballot: Ballot, _ round: UInt64, _ theirPromise: Ballot?, lease: Bool,
+        _ ready: inout LogReady
     ) {
         if let theirPromise { observe(theirPromise.round) }
         guard let leadership, leadership.ballot == ballot else { return }
         if let theirPromise, theirPromise > ballot {
             stepDown("node \(from.rawValue) promised the higher ballot \(theirPromise)", &ready)
             return
+        }
+        if lease, configuration.leaseReads, round == leadership.readRound, leadership.voters.contains(from) {
+            // Counted for the round in flight only: its start is what the lease is measured from.
+            self.leadership!.leaseConfirmations.insert(from)
+            if isQuorum(self.leadership!.leaseConfirmations, of: leadership.voters, unanimous: false) {
+                let end = leadership.readRoundStartedAt + UInt64(configuration.leaseTicks)
+                self.leadership!.leaseEnd = Swift.max(leadership.leaseEnd, end)
+            }
         }
         guard round == leadership.readRound, round > leadership.confirmedRound,
             leadership.voters.contains(from)
@@ -82,6 +115,16 @@ extension LogReplica {
         }
         self.leadership!.confirmedRound = round
         if self.leadership!.readRoundWanted { startReadRound(&ready) }
+    }
+
+    /// Lease reads: starts a round that renews the lease when reads were served under it since
+    /// the last round and half of it is gone, so a steady stream of reads never waits for one.
+    mutating func renewLease(_ ready: inout LogReady) {
+        guard configuration.leaseReads, let leadership, leadership.leaseWanted,
+            leadership.readRound == leadership.confirmedRound,
+            leadership.leaseEnd <= now + UInt64(configuration.leaseTicks / 2)
+        else { return }
+        startReadRound(&ready)
     }
 
     /// Hands out the reads whose round is confirmed and whose index is applied.

@@ -136,6 +136,15 @@ public struct LogReplica: Sendable {
         var readConfirmations: Set<NodeID> = []
         var readRoundSentAt: UInt64 = 0
         var readRoundWanted = false
+        /// The tick the round in flight started (a resend does not move it): the earliest any of
+        /// its requests left, where a lease it earns is measured from.
+        var readRoundStartedAt: UInt64 = 0
+        /// Lease reads (``LogConfiguration/leaseTicks``): who granted the round in flight a
+        /// lease (``LogReply/leaseConfirmed(ballot:round:)``), the tick the lease ends, and
+        /// whether a read was served under it since the last round started (so it is renewed).
+        var leaseConfirmations: Set<NodeID> = []
+        var leaseEnd: UInt64 = 0
+        var leaseWanted = false
         /// Reads waiting for their round to be confirmed and their index to be applied, in order.
         var reads: [PendingRead] = []
     }
@@ -196,6 +205,10 @@ public struct LogReplica: Sendable {
     var standing = Standing.follower
     var electionDeadline: UInt64 = 0
     var lastHeardLeader: UInt64?
+    /// Lease reads: until which tick this acceptor promises no ballot of a node other than
+    /// `holder` (`nil`: of any node, after a start), because it granted that leader a lease
+    /// (see ``LogConfiguration/leaseTicks``).
+    var leaseGuard: (holder: NodeID?, until: UInt64)?
     var releasable: Slot = 1
     var nextNumber: UInt64 = 0
     var nextReadID: ReadID = 0
@@ -262,6 +275,14 @@ public struct LogReplica: Sendable {
         }
         advanceFirstUnchosen()
         resetElectionTimer()
+        let maxLease = LogConfiguration.maxLeaseTicks(electionTicks: configuration.electionTicks)
+        precondition(
+            configuration.leaseTicks <= maxLease,
+            "leaseTicks \(configuration.leaseTicks) exceeds what the clock argument allows")
+        if configuration.leaseReads {
+            // It may have granted a lease just before it stopped, and remembers nothing of it.
+            leaseGuard = (holder: nil, until: UInt64(configuration.electionTicks))
+        }
     }
 
     /// What this replica does now.
@@ -275,6 +296,13 @@ public struct LogReplica: Sendable {
     }
 
     public var isLeader: Bool { leadership != nil }
+
+    /// Ticks taken since this replica was created.
+    public var ticks: UInt64 { now }
+
+    /// Reads this replica took under its lease, with no round of messages (for metrics and
+    /// tests).
+    public internal(set) var leaseReads: UInt64 = 0
 
     /// Whether this replica knows a leader it heard from within an election timeout (a leader
     /// hears itself at every tick): what a readiness probe asks before sending clients here.
@@ -392,7 +420,7 @@ public struct LogReplica: Sendable {
         let from = envelope.from
         let (admitted, known) = admits(from, envelope.incarnation)
         switch envelope.reply {
-        case .promise, .accepted, .preVote, .confirmed:
+        case .promise, .accepted, .preVote, .confirmed, .leaseConfirmed:
             // A vote counts only from the member the membership records: a node that lost its
             // disk comes back with another incarnation, and its promises and votes are void.
             if !admitted {
@@ -488,7 +516,9 @@ public struct LogReplica: Sendable {
         case .forwarded:
             break
         case .confirmed(let ballot, let round, let theirPromise):
-            onConfirmed(from, ballot, round, theirPromise, &ready)
+            onConfirmed(from, ballot, round, theirPromise, lease: false, &ready)
+        case .leaseConfirmed(let ballot, let round):
+            onConfirmed(from, ballot, round, nil, lease: true, &ready)
         }
         finish(&ready)
         return ready
@@ -570,6 +600,7 @@ public struct LogReplica: Sendable {
             }
             resendStale(&ready)
             resendReadRound(&ready)
+            renewLease(&ready)
         }
         if let fetchDeadline, now >= fetchDeadline { self.fetchDeadline = nil }
         if let download, now >= download.deadline { self.download = nil }
@@ -654,6 +685,9 @@ public struct LogReplica: Sendable {
             precondition(leadership.ballot == promised, "a leader's promise is its own ballot")
             precondition(
                 leadership.confirmedRound <= leadership.readRound, "a read round confirmed before it began")
+            precondition(
+                leadership.leaseEnd <= now + UInt64(configuration.leaseTicks),
+                "a lease ends at most leaseTicks after the round that earned it began")
             precondition(leader == me, "a leader knows itself as the leader")
         }
         if let candidacy {
