@@ -185,6 +185,7 @@ let package = Package(
             name: "PaxosKVTests",
             dependencies: [
                 "PaxosKV", "Paxos", "PaxosCore", "PaxosWire", "PaxosTesting", "PaxosSQLite", "PaxosHistory",
+                "PaxosSimulation",
             ]
         ),
         .testTarget(name: "PaxosWireTests", dependencies: ["PaxosWire", "PaxosCore"]),

@@ -19,6 +19,8 @@ public final class LogMetrics: Sendable {
     /// This replica's own proposals that ended without being applied: certainly failed, or with
     /// an unknown outcome (timed out, stopped).
     let proposalsFailed: Counter
+    /// Linearizable reads this replica, as leader, took under its lease: no round of messages.
+    let leaseReads: Counter
     /// One store commit (a SQLite transaction with its fsync), as the replica waits for it.
     let commitDuration: CoreMetrics.Timer
     /// Mutations (promises, accepts, chosen marks, applies…) one commit carried: how much group
@@ -39,6 +41,7 @@ public final class LogMetrics: Sendable {
         proposalsCommitted = Counter(label: "paxos_server_proposals_committed_total", factory: factory)
         proposalsApplied = Counter(label: "paxos_server_proposals_applied_total", factory: factory)
         proposalsFailed = Counter(label: "paxos_server_proposals_failed_total", factory: factory)
+        leaseReads = Counter(label: "paxos_server_lease_reads_total", factory: factory)
         commitDuration = CoreMetrics.Timer(label: Self.commitDurationName, factory: factory)
         mutationsPerCommit = Recorder(label: Self.mutationsPerCommitName, aggregate: true, factory: factory)
         snapshotSends = Counter(label: "paxos_snapshot_sends_total", factory: factory)

@@ -19,12 +19,31 @@ public enum SubmitOutcome: Hashable, Sendable {
 public enum ReadConsistency: String, Hashable, Sendable, CaseIterable {
     /// Reflects every write completed before the read began, on any node (etcd's default): the
     /// leader confirms it still leads with one round of messages and answers once applied
-    /// through the read index, without a log write or an fsync. A non-leader sends the read
-    /// through the log.
+    /// through the read index, without a log write or an fsync; with leader-lease reads on
+    /// (``LogConfiguration/leaseTicks``), without the round while its lease holds. A non-leader
+    /// sends the read through the log.
     case linearizable
     /// This replica's committed state, at once, whatever its role: may be stale (behind writes
     /// another node has answered), never ahead of what is chosen.
     case serializable
+}
+
+/// A monotonic clock read in ticks, for leader-lease reads (``LogReplica/read(clock:)``).
+struct LeaseClock: Sendable {
+    /// The clock's reading; the same clock the replica's tick sleeps are measured on, or one
+    /// that never runs slower than it.
+    let now: @Sendable () -> Duration
+    /// A reading taken before the replica's first tick began.
+    let origin: Duration
+    let tick: Duration
+
+    /// Whole tick lengths since `origin`: never fewer than the ticks the replica has taken,
+    /// each of which followed a full sleep of one tick length.
+    func ticks() -> UInt64 {
+        let elapsed = LogMetrics.nanoseconds(now() - origin)
+        let length = Swift.max(1, LogMetrics.nanoseconds(tick))
+        return elapsed <= 0 ? 0 : UInt64(elapsed / length)
+    }
 }
 
 fileprivate struct Waiter {
@@ -75,6 +94,8 @@ public struct LogDriver: RuntimeDriver {
     var appliedProposals = 0
     /// Why the replica stopped, once it did.
     var stopReason: String?
+    /// The monotonic clock lease reads are checked against (`nil`: no lease reads).
+    var leaseClock: LeaseClock?
 
     public mutating func absorb(_ step: LogReady, into notes: inout Notes) {
         if !step.events.isEmpty { report(step.events) }
@@ -231,7 +252,9 @@ public struct LogDriver: RuntimeDriver {
             continuation.resume(returning: .failed(stopReason))
             return nil
         }
-        let (id, ready) = core.read()
+        let leaseReads = core.leaseReads
+        let (id, ready) = core.read(clock: leaseClock?.ticks())
+        if core.leaseReads > leaseReads { metrics.leaseReads.increment() }
         if ready.failedReads.contains(id) {
             // A leader refuses a read only when too many wait: not a reason to send it through
             // the log, which is busier still.
@@ -412,6 +435,9 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - logger: where membership events and refusals are reported.
     ///   - metrics: where counters and histograms are recorded (see ``LogMetrics``).
     ///   - sleep: the clock; the simulator passes its virtual one.
+    ///   - clock: the monotonic clock `sleep` is measured on (or one that never runs slower),
+    ///     which leader-lease reads are checked against (``LogConfiguration/leaseTicks``); `nil`:
+    ///     leases are never used to serve a read, whatever the configuration says.
     ///   - executor: where the replica's tasks prefer to run (see ``ReplicaRuntime``).
     ///   - serialExecutor: where the replica's actor runs, whoever calls it (see
     ///     ``ReplicaRuntime``).
@@ -427,6 +453,7 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
         logger: Logger = Logger(label: "paxos.log", factory: { _ in SwiftLogNoOpLogHandler() }),
         metrics: LogMetrics = .disabled,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        clock: (@Sendable () -> Duration)? = nil,
         executor: (any TaskExecutor)? = nil, serialExecutor: (any SerialExecutor)? = nil,
         snapshotTokens: @escaping @Sendable () -> UInt64 = LogPeer.randomToken,
         start: Bool = true
@@ -442,10 +469,12 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
             chunkBytes: configuration.snapshotChunkBytes,
             idleTicks: UInt64(Swift.max(1, snapshotIdle / tickInterval)), metrics: metrics,
             tokens: snapshotTokens)
-        let driver = Driver(
+        var driver = Driver(
             core: core, me: me, transport: transport,
             submitTimeoutTicks: UInt64(Swift.max(1, submitTimeout / tickInterval)), logger: logger,
             metrics: metrics, observed: LogMetrics.Observed(leader: nil, firstUnchosen: core.firstUnchosen))
+        // Read before the runtime exists, so before its first tick's sleep begins.
+        driver.leaseClock = clock.map { LeaseClock(now: $0, origin: $0(), tick: tickInterval) }
         let runtime = ReplicaRuntime(
             me: me, driver: driver,
             persist: { mutations, durable, early in

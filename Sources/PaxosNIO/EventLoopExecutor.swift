@@ -39,4 +39,10 @@ extension EventLoopExecutor {
             scheduled.cancel()
         }
     }
+
+    /// The monotonic clock ``sleep(for:)`` is measured on (NIO's deadlines), as time since an
+    /// arbitrary origin: what leader-lease reads are checked against.
+    public static func now() -> Duration {
+        .nanoseconds(Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds))
+    }
 }

@@ -46,6 +46,8 @@ public struct SimulationReport: Sendable {
     public var acknowledged = 0
     public var failed = 0
     public var unknown = 0
+    /// Reads leaders served under their lease, with no round of messages (lease runs only).
+    public var leaseReads: UInt64 = 0
 
     public var passed: Bool { violations.isEmpty }
 
@@ -53,7 +55,7 @@ public struct SimulationReport: Sendable {
     public var summary: [String] {
         [
             "steps \(steps), virtual time \(Observer.stamp(elapsed)), messages \(messages), digest \(String(digest, radix: 16))",
-            "operations: \(acknowledged) acknowledged, \(failed) failed, \(unknown) unknown",
+            "operations: \(acknowledged) acknowledged, \(failed) failed, \(unknown) unknown, \(leaseReads) reads under a lease",
             !passed
                 ? "FAIL seed \(options.seed): \(violations.count) violation(s)"
                 : inconclusive.isEmpty ? "PASS seed \(options.seed)" : "INCONCLUSIVE seed \(options.seed)",
@@ -120,6 +122,7 @@ public enum Simulation {
             inconclusive: observer.inconclusive,
             digest: observer.digest, messages: observer.messages, steps: scheduler.steps,
             elapsed: scheduler.now)
+        report.leaseReads = world.leaseReads
         for operation in world.history {
             switch operation.status {
             case .ok: report.acknowledged += 1
@@ -159,6 +162,16 @@ final class World: Sendable {
     let network: SimulatedLinks.Faults
     let tick = Duration.milliseconds(10)
     let keys = ["x", "y", "z"]
+    /// Lease reads: how much slower than virtual time each node's clock runs (1: not at all;
+    /// every sleep lasts that much longer, every clock reading is that much smaller). Empty:
+    /// leases are off in this run.
+    let clockRates: [Double]
+    /// Lease reads: the virtual time until which each node's tick loop stalls (its sleeps end
+    /// no earlier), as a paused process's would, while it still handles messages and reads.
+    private let stalledUntil: Mutex<[UInt64]>
+    /// Reads served under a lease by every incarnation that has ended (each counts its own).
+    private let leaseReadTally = Mutex<UInt64>(0)
+    var leaseReads: UInt64 { leaseReadTally.withLock { $0 } }
 
     init(options: SimulationOptions, scheduler: Scheduler, observer: Observer) {
         self.options = options
@@ -183,6 +196,18 @@ final class World: Sendable {
         // Short enough that a replica back from a crash often catches up by snapshot.
         configuration.retainEntries = 24
         configuration.snapshotChunkBytes = 64
+        // Half the runs read under leases, with clocks up to 10% apart (the most the lease
+        // bound tolerates is 11%), and the tick loops of the nodes a partition cuts off stall
+        // now and then: a lease measured on the tick count, or longer than the bound allows,
+        // serves stale reads here.
+        stalledUntil = Mutex(Array(repeating: 0, count: options.nodes))
+        if scheduler.chance(0.5) {
+            configuration.leaseTicks = LogConfiguration.maxLeaseTicks(
+                electionTicks: configuration.electionTicks)
+            clockRates = ids.map { _ in 1 + Double(scheduler.random(in: 0...100)) / 1_000 }
+        } else {
+            clockRates = []
+        }
         self.configuration = configuration
         var network = SimulatedLinks.Faults()
         if scheduler.chance(0.5) {
@@ -221,6 +246,12 @@ final class World: Sendable {
                 .joined(separator: ", ")
                 + "; network latency \(network.minLatency.nanoseconds / 1_000)-\(network.maxLatency.nanoseconds / 1_000) us"
         )
+        observer.event(
+            clockRates.isEmpty
+                ? "reads: read index"
+                : "reads: leases of \(configuration.leaseTicks) ticks; clocks slow by "
+                    + clockRates.enumerated().map { "n\($0.offset) \(Int(($0.element - 1) * 1_000))‰" }
+                    .joined(separator: ", "))
         for index in ids.indices { await start(index) }
         // A new cluster serves once all its replicas were up together (the first leader needs
         // every one's promise); faults start after that.
@@ -232,7 +263,7 @@ final class World: Sendable {
         phase = .faults
         await withDiscardingTaskGroup { group in
             group.addTask {
-                for await peer in self.dead { await peer.kill() }
+                for await peer in self.dead { await self.end(peer) }
             }
             group.addTask {
                 await self.nemesis()
@@ -278,7 +309,7 @@ final class World: Sendable {
                 me: ids[index], peers: ids, machine: KVStateMachine(), store: handle, transport: transport,
                 configuration: configuration, tickInterval: tick, submitTimeout: .seconds(1),
                 snapshotIdle: .seconds(2), seed: scheduler.random(in: 1...UInt64.max),
-                sleep: { try await scheduler.sleep($0) }, executor: scheduler,
+                sleep: sleep(index), clock: clock(index), executor: scheduler,
                 snapshotTokens: { scheduler.random(in: 1...UInt64.max) })
             guard disk.isCurrent(handle.generation) else {
                 // It crashed while starting: what started is already dead.
@@ -295,10 +326,44 @@ final class World: Sendable {
         }
     }
 
+    /// A running node that believes it leads, if any.
+    private func leaderIndex() async -> Int? {
+        for index in ids.indices {
+            if let peer = peer(index), await peer.inspect({ $0.isLeader }) { return index }
+        }
+        return nil
+    }
+
+    /// Node `index`'s sleep: on its own clock, and now and then much longer (its process
+    /// stalls), when leases are on.
+    private func sleep(_ index: Int) -> @Sendable (Duration) async throws -> Void {
+        guard !clockRates.isEmpty else { return { [scheduler] in try await scheduler.sleep($0) } }
+        let rate = clockRates[index]
+        return { [self] duration in
+            try await scheduler.sleep(duration * rate)
+            let until = stalledUntil.withLock { $0[index] }
+            if until > scheduler.now { try await scheduler.sleep(.nanoseconds(Int64(until - scheduler.now))) }
+        }
+    }
+
+    /// Node `index`'s monotonic clock (lease reads are checked against it), or none.
+    private func clock(_ index: Int) -> (@Sendable () -> Duration)? {
+        guard !clockRates.isEmpty else { return nil }
+        let rate = clockRates[index]
+        return { [scheduler] in .nanoseconds(Int64(Double(scheduler.now) / rate)) }
+    }
+
     /// Crashes node `index` at this very point: nothing it has not made durable survives, and
     /// nothing it still runs is heard.
     private func crash(_ index: Int) async {
         guard let peer = crashNow(index) else { return }
+        await end(peer)
+    }
+
+    /// Ends an incarnation's tasks, counting the reads it served under a lease.
+    private func end(_ peer: LogPeer<KVStateMachine>) async {
+        let served = await peer.inspect { $0.leaseReads }
+        leaseReadTally.withLock { $0 += served }
         await peer.kill()
     }
 
@@ -350,7 +415,7 @@ final class World: Sendable {
                 defer { peers[index] = nil }; return peers[index]
             }) {
                 links.detach(ids[index])
-                await peer.kill()
+                await end(peer)
             }
         }
     }
@@ -387,6 +452,11 @@ final class World: Sendable {
             case 5 where !partitioned:
                 let size = Int(scheduler.random(in: 1...UInt64(Swift.max(1, options.nodes / 2))))
                 var side: Set<NodeID> = []
+                if !clockRates.isEmpty, scheduler.chance(0.8), let leader = await leaderIndex() {
+                    // Under leases, often the leader: where a lease that outlives its guarantee
+                    // answers a stale read.
+                    side.insert(ids[leader])
+                }
                 while side.count < size {
                     side.insert(ids[Int(scheduler.random(in: 0...UInt64(ids.count - 1)))])
                 }
@@ -395,6 +465,16 @@ final class World: Sendable {
                 observer.event(
                     "partition \(side.map { "n\($0.rawValue)" }.sorted().joined(separator: ",")) from the rest"
                 )
+                if !clockRates.isEmpty {
+                    let length = scheduler.random(in: 500...2_500)
+                    let until = scheduler.now + length * 1_000_000
+                    stalledUntil.withLock { stalled in
+                        for node in side { stalled[Int(node.rawValue)] = until }
+                    }
+                    observer.event(
+                        "the tick loops of \(side.map { "n\($0.rawValue)" }.sorted().joined(separator: ",")) stall for \(length) ms"
+                    )
+                }
             case 5 where partitioned, 6 where partitioned:
                 links.heal()
                 partitioned = false
@@ -419,7 +499,7 @@ final class World: Sendable {
                 // A power loss: every node at once. Only what each made durable survives.
                 observer.event("power loss")
                 let dead = ids.indices.compactMap { crashNow($0) }
-                for peer in dead { await peer.kill() }
+                for peer in dead { await end(peer) }
             default:
                 continue
             }

@@ -16,14 +16,22 @@ public final class KVCluster: Sendable {
     private let stores: StoreShelf<any LogStore>
     private let restarts = Mutex(0)
 
+    /// - Parameter leaseReads: leader-lease reads on (``LogConfiguration/leaseTicks`` at its
+    ///   most), checked against the clock the replicas' ticks sleep on.
     public init(
         _ count: Int, seed: UInt64 = 1, configuration: LogConfiguration = KVCluster.testConfiguration,
+        leaseReads: Bool = false,
         stores: @escaping StoreFactory = { _ in InMemoryLogStore() },
         metrics: @escaping @Sendable (Int) -> LogMetrics = { _ in .disabled }
     ) async throws {
         self.makeMetrics = metrics
         self.network = SimulatedNetwork(seed: seed)
         self.count = count
+        var configuration = configuration
+        if leaseReads {
+            configuration.leaseTicks = LogConfiguration.maxLeaseTicks(
+                electionTicks: configuration.electionTicks)
+        }
         self.configuration = configuration
         self.slots = Mutex(Array(repeating: nil, count: count))
         self.stores = StoreShelf(stores)
@@ -50,6 +58,12 @@ public final class KVCluster: Sendable {
         }
     }
 
+    /// An origin for the clock `Task.sleep` measures (the replicas' ticks sleep on it).
+    static let epoch = ContinuousClock.now
+
+    /// Time since ``epoch`` on that clock.
+    @Sendable static func clock() -> Duration { epoch.duration(to: .now) }
+
     /// Shorter timeouts than production, for quick tests (ticks are 5 ms here).
     public static var testConfiguration: LogConfiguration {
         var configuration = LogConfiguration()
@@ -72,7 +86,8 @@ public final class KVCluster: Sendable {
             me: NodeID(UInt32(index)), peers: ids, machine: KVStateMachine(), store: store,
             transport: network.transport(for: NodeID(UInt32(index))),
             configuration: configuration, tickInterval: .milliseconds(5), submitTimeout: .milliseconds(500),
-            seed: generation &* 7919 &+ UInt64(index), metrics: makeMetrics(index))
+            seed: generation &* 7919 &+ UInt64(index), metrics: makeMetrics(index),
+            clock: configuration.leaseReads ? KVCluster.clock : nil)
         slots.withLock { $0[index] = peer }
         return peer
     }

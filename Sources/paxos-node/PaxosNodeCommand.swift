@@ -176,6 +176,15 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(help: "The longest key-value key a client may name, in bytes (after percent-decoding).")
     var maxKeyBytes: Int = KVHTTPAPI.defaultMaxKeyBytes
 
+    @Flag(
+        help: ArgumentHelp(
+            "Serve linearizable reads under a leader lease: no round of messages while the lease holds "
+                + "(off: every linearizable read confirms the leader with one round). Safe only while no "
+                + "node's monotonic clock runs more than 5% fast or slow. A node with it refuses to promise "
+                + "another node's ballot for 300 ms after granting a lease, or after it starts; a node "
+                + "without it grants none, so a leader holds a lease only when a majority runs with it."))
+    var leaseReads = false
+
     @Option(
         help: ArgumentHelp(
             "Log slots the leader may have proposed but not yet seen chosen. Fewer slots in flight put "
@@ -469,14 +478,18 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             configuration.maxSlotsInFlight = pipelineWindow
             configuration.retainEntries = retainEntries
             configuration.snapshotChunkBytes = snapshotChunkBytes
+            if leaseReads {
+                configuration.leaseTicks = LogConfiguration.maxLeaseTicks(
+                    electionTicks: configuration.electionTicks)
+            }
             log = try await LogPeer<KVStateMachine>.make(
                 me: me, peers: Array(addresses.keys), machine: KVStateMachine(), store: store,
                 transport: transport, configuration: configuration,
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
                 joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory),
-                sleep: { try await executor.sleep(for: $0) }, serialExecutor: executor.eventLoop.executor,
-                start: false)
+                sleep: { try await executor.sleep(for: $0) }, clock: { EventLoopExecutor.now() },
+                serialExecutor: executor.eventLoop.executor, start: false)
         } catch {
             await peer.kill()
             throw NodeStartupError("cannot load the replicated log in \(databasePath): \(error)")

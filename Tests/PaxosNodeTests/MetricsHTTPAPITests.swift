@@ -73,6 +73,7 @@ struct MetricsHTTPAPITests {
                 ("paxos_server_proposals_applied_total", "counter"),
                 ("paxos_server_proposals_pending", "gauge"),
                 ("paxos_server_proposals_failed_total", "counter"),
+                ("paxos_server_lease_reads_total", "counter"),
                 ("paxos_server_serving", "gauge"),
                 ("paxos_log_applied_index", "gauge"), ("paxos_log_first_unchosen_slot", "gauge"),
                 ("paxos_disk_commit_duration_seconds", "histogram"),
