@@ -1,6 +1,12 @@
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A task executor that runs its jobs on one NIO event loop: paxos-node runs its replicas and
 /// their peer connections under one (and its HTTP server under another), so a frame read from a
 /// socket, the runtime actor that takes it and the write of the answer follow one another on one
@@ -40,9 +46,17 @@ extension EventLoopExecutor {
         }
     }
 
-    /// The monotonic clock ``sleep(for:)`` is measured on (NIO's deadlines), as time since an
-    /// arbitrary origin: what leader-lease reads are checked against.
-    public static func now() -> Duration {
-        .nanoseconds(Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds))
+    /// The clock leader-lease reads are checked against, as time since an arbitrary origin. On
+    /// Linux, CLOCK_BOOTTIME: it runs as CLOCK_MONOTONIC, which NIO's deadlines and so
+    /// ``sleep(for:)`` are measured on, and on through a suspend of the machine, so it never lags
+    /// the ticks slept (a lease read on CLOCK_MONOTONIC would outlive a suspend).
+    public static func leaseClock() -> Duration {
+        var spec = timespec()
+        #if os(Linux)
+            clock_gettime(CLOCK_BOOTTIME, &spec)
+        #else
+            clock_gettime(CLOCK_MONOTONIC, &spec)
+        #endif
+        return .seconds(Int64(spec.tv_sec)) + .nanoseconds(Int64(spec.tv_nsec))
     }
 }

@@ -196,6 +196,8 @@ final class World: Sendable {
         // Short enough that a replica back from a crash often catches up by snapshot.
         configuration.retainEntries = 24
         configuration.snapshotChunkBytes = 64
+        // As paxos-node runs.
+        configuration.refuseBallotsAfterStart = true
         // Half the runs read under leases, with clocks up to 10% apart (the most the lease
         // bound tolerates is 11%), and the tick loops of the nodes a partition cuts off stall
         // now and then: a lease measured on the tick count, or longer than the bound allows,

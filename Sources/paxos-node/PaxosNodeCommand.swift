@@ -181,8 +181,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             "Serve linearizable reads under a leader lease: no round of messages while the lease holds "
                 + "(off: every linearizable read confirms the leader with one round). Safe only while no "
                 + "node's monotonic clock runs more than 5% fast or slow. A node with it refuses to promise "
-                + "another node's ballot for 300 ms after granting a lease, or after it starts; a node "
-                + "without it grants none, so a leader holds a lease only when a majority runs with it."))
+                + "another node's ballot for 300 ms after granting a lease (and every node refuses every "
+                + "ballot for 300 ms after it starts, with or without it); a node without it grants none, "
+                + "so a leader holds a lease only when a majority runs with it."))
     var leaseReads = false
 
     @Option(
@@ -478,6 +479,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             configuration.maxSlotsInFlight = pipelineWindow
             configuration.retainEntries = retainEntries
             configuration.snapshotChunkBytes = snapshotChunkBytes
+            // Without --lease-reads too: this data directory may have granted a lease in its last
+            // run, with the flag.
+            configuration.refuseBallotsAfterStart = true
             if leaseReads {
                 configuration.leaseTicks = LogConfiguration.maxLeaseTicks(
                     electionTicks: configuration.electionTicks)
@@ -488,7 +492,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
                 seed: UInt64(UInt32.random(in: .min ... .max)) << 32 | UInt64(id),
                 incarnation: identity.incarnation, addresses: addresses.mapValues(\.description),
                 joining: identity.joined, logger: logger, metrics: LogMetrics(factory: metrics.factory),
-                sleep: { try await executor.sleep(for: $0) }, clock: { EventLoopExecutor.now() },
+                sleep: { try await executor.sleep(for: $0) }, clock: { EventLoopExecutor.leaseClock() },
                 serialExecutor: executor.eventLoop.executor, start: false)
         } catch {
             await peer.kill()

@@ -29,6 +29,32 @@ struct LeaseReadTests {
         return (simulation, leader)
     }
 
+    /// With `old` cut off, ticks every clock together `ticks` times; the others write once they
+    /// elect a leader, and `old` is asked a read (under its lease, if it holds) at every tick.
+    static func cutOff(_ old: NodeID, _ simulation: inout LogSimulation, ticks: Int) -> (
+        newLeader: NodeID?, servedWhileCutOff: Int, servedAfterElection: Int
+    ) {
+        var newLeader: NodeID?
+        var servedWhileCutOff = 0
+        var servedAfterElection = 0
+        for _ in 0..<ticks {
+            for node in simulation.peers { simulation.tick(node) }
+            simulation.deliverAll()
+            if newLeader == nil { newLeader = simulation.leaders.first { $0 != old } }
+            if let newLeader {
+                simulation.submit(at: newLeader)
+                simulation.deliverAll()
+            }
+            let served = simulation.readsServed
+            simulation.read(at: old, clock: simulation.replicas[old]!.ticks)
+            if simulation.readsServed > served {
+                servedWhileCutOff += 1
+                if newLeader != nil { servedAfterElection += 1 }
+            }
+        }
+        return (newLeader, servedWhileCutOff, servedAfterElection)
+    }
+
     @Test("under a lease a read needs no round of messages: it is served at once")
     func leaseReadNeedsNoRound() async throws {
         try await simulating {
@@ -90,6 +116,27 @@ struct LeaseReadTests {
         }
     }
 
+    @Test(
+        "a lease is measured on the clock: a leader whose tick count fell far behind its clock (as it does in a long run) still earns and uses one (found by benchmark)"
+    )
+    func leaseOnAClockFarAhead() async throws {
+        try await simulating {
+            var simulation = LogSimulation.elected(3, seed: 7, configuration: Self.configuration)
+            let leader = try #require(simulation.leaders.first)
+            let lag = UInt64(50 * Self.configuration.electionTicks)
+            simulation.read(at: leader, clock: simulation.replicas[leader]!.ticks + lag)
+            simulation.deliverAll()
+            #expect(simulation.readsServed == 1)
+            var replica = simulation.replicas[leader]!
+            #expect(replica.leaseHolds(at: replica.ticks + lag), "the round earned no lease on the clock")
+            let (id, ready) = replica.read(clock: replica.ticks + lag)
+            #expect(Self.confirms(ready.eagerMessages) == 0 && ready.reads == [id])
+            // And it still ends on the clock.
+            let leaseTicks = UInt64(Self.configuration.leaseTicks)
+            #expect(!replica.leaseHolds(at: replica.ticks + lag + leaseTicks))
+        }
+    }
+
     @Test("a lease ends leaseTicks after the round that earned it began, and reads under it keep it renewed")
     func leaseEndsAndRenews() async throws {
         try await simulating {
@@ -133,25 +180,8 @@ struct LeaseReadTests {
             for seed in UInt64(1)...UInt64(10) {
                 var (simulation, old) = try leasedCluster(seed: seed)
                 simulation.isolated = [old]
-                var newLeader: NodeID?
-                var servedAfterElection = 0
-                var servedWhileCutOff = 0
-                // Every clock moves together; the old leader is asked a read at every tick.
-                for _ in 0..<400 {
-                    for node in simulation.peers { simulation.tick(node) }
-                    simulation.deliverAll()
-                    if newLeader == nil { newLeader = simulation.leaders.first { $0 != old } }
-                    if let newLeader {
-                        simulation.submit(at: newLeader)
-                        simulation.deliverAll()
-                    }
-                    let served = simulation.readsServed
-                    simulation.read(at: old, clock: simulation.replicas[old]!.ticks)
-                    if simulation.readsServed > served {
-                        servedWhileCutOff += 1
-                        if newLeader != nil { servedAfterElection += 1 }
-                    }
-                }
+                let (newLeader, servedWhileCutOff, servedAfterElection) = Self.cutOff(
+                    old, &simulation, ticks: 400)
                 #expect(newLeader != nil, "seed \(seed): the others elected no leader")
                 #expect(
                     servedWhileCutOff > 0, "seed \(seed): the lease served nothing (the test shows nothing)")
@@ -192,20 +222,8 @@ struct LeaseReadTests {
                     simulation.crash(node)
                     simulation.restart(node)
                 }
-                var newLeader: NodeID?
-                var servedAfterElection = 0
-                for _ in 0..<(10 * electionTicks) {
-                    for node in simulation.peers { simulation.tick(node) }
-                    simulation.deliverAll()
-                    if newLeader == nil { newLeader = simulation.leaders.first { $0 != old } }
-                    if let newLeader {
-                        simulation.submit(at: newLeader)
-                        simulation.deliverAll()
-                    }
-                    let served = simulation.readsServed
-                    simulation.read(at: old, clock: simulation.replicas[old]!.ticks)
-                    if simulation.readsServed > served, newLeader != nil { servedAfterElection += 1 }
-                }
+                let (newLeader, _, servedAfterElection) = Self.cutOff(
+                    old, &simulation, ticks: 10 * electionTicks)
                 #expect(newLeader != nil, "seed \(seed): the others elected no leader")
                 #expect(
                     servedAfterElection == 0,
@@ -275,6 +293,60 @@ struct LeaseReadTests {
             #expect(
                 preVote.reply?.reply == .preVote(ballot: higher, granted: false, promised: restarted.promised)
             )
+        }
+    }
+
+    @Test(
+        "an acceptor grants one lease at a time: a second leader's confirmation gets no lease while the first one's holds (found by review)"
+    )
+    func oneLeaseAtATime() async throws {
+        try await simulating {
+            let (simulation, leader) = try leasedCluster()
+            let follower = simulation.peers.first { $0 != leader }!
+            let other = simulation.peers.first { $0 != leader && $0 != follower }!
+            let promised = try #require(simulation.replicas[follower]!.promised)
+            // A higher ballot's confirmation (another leader's, which this acceptor never promised).
+            let higher = Ballot(round: promised.round + 5, node: other)
+            var acceptor = simulation.replicas[follower]!
+            let second = acceptor.onRequest(
+                LogRequestEnvelope(
+                    from: other, incarnation: simulation.incarnations[other]!,
+                    request: .confirm(ballot: higher, round: 1)))
+            #expect(second.eagerReply?.reply == .confirmed(ballot: higher, round: 1, promised: promised))
+            // Still the first leader's: the other node's prepare is refused.
+            let prepare = acceptor.onRequest(
+                LogRequestEnvelope(
+                    from: other, incarnation: simulation.incarnations[other]!,
+                    request: .prepare(ballot: higher, from: 1)))
+            #expect(prepare.reply?.reply == .rejected(ballot: higher, promised: promised))
+        }
+    }
+
+    @Test(
+        "with leases off and refuseBallotsAfterStart, a restarted acceptor refuses for an election timeout: it may have granted a lease before"
+    )
+    func refusalAfterStartWithLeasesOff() async throws {
+        try await simulating {
+            var configuration = LogConfiguration.simulation
+            configuration.refuseBallotsAfterStart = true
+            var simulation = LogSimulation.elected(3, seed: 7, configuration: configuration)
+            let leader = try #require(simulation.leaders.first)
+            let follower = simulation.peers.first { $0 != leader }!
+            let other = simulation.peers.first { $0 != leader && $0 != follower }!
+            simulation.crash(follower)
+            simulation.restart(follower)
+            var acceptor = simulation.replicas[follower]!
+            let promised = try #require(acceptor.promised)
+            let higher = Ballot(round: promised.round + 5, node: other)
+            let prepare = LogRequestEnvelope(
+                from: other, incarnation: simulation.incarnations[other]!,
+                request: .prepare(ballot: higher, from: 1))
+            #expect(acceptor.onRequest(prepare).reply?.reply == .rejected(ballot: higher, promised: promised))
+            for _ in 0..<configuration.electionTicks { _ = acceptor.tick() }
+            if case .promise = acceptor.onRequest(prepare).reply?.reply {
+            } else {
+                Issue.record("still refused after an election timeout")
+            }
         }
     }
 

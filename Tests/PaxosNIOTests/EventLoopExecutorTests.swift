@@ -22,6 +22,19 @@ struct EventLoopExecutorTests {
         try await group.shutdownGracefully()
     }
 
+    @Test(
+        "the lease clock never lags the loop's sleeps: each sleep of a tick length moves it a tick length at least"
+    )
+    func leaseClockKeepsUpWithSleeps() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let executor = EventLoopExecutor(group.next())
+        let start = EventLoopExecutor.leaseClock()
+        for _ in 0..<20 { try await executor.sleep(for: .milliseconds(3)) }
+        // A sleep never ends before its deadline on NIO's clock; the lease clock must not read less.
+        #expect(EventLoopExecutor.leaseClock() - start >= .milliseconds(60))
+        try await group.shutdownGracefully()
+    }
+
     @Test("a cancelled sleep throws at once: a stopping runtime's tick loop never hangs on one")
     func cancelledSleepEnds() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -79,6 +79,14 @@ public struct LogConfiguration: Hashable, Sendable {
     ///   leases; read-index reads (the default) do not depend on clocks at all.
     public var leaseTicks = 0
 
+    /// Whether a replica refuses every ballot (other nodes' prepares and pre-votes, and its own
+    /// campaign) for ``electionTicks`` after it starts, with leases off too. With leases on it
+    /// always does: it may have granted a lease just before it stopped, and remembers nothing of
+    /// it. A node restarted with leases turned off may have granted one in its previous run all
+    /// the same, so `paxos-node` sets this whatever its flags; it costs a restarted node's vote
+    /// for one election timeout.
+    public var refuseBallotsAfterStart = false
+
     /// The longest lease the clock argument of ``leaseTicks`` allows for `electionTicks`.
     public static func maxLeaseTicks(electionTicks: Int) -> Int {
         Swift.max(0, (electionTicks - 1) * 9 / 10)

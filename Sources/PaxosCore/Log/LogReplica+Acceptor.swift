@@ -40,9 +40,11 @@ extension LogReplica {
         case .confirm(let ballot, let round):
             // Nothing durable changes, nothing to persist; sent at once (see LogReady.eagerReply).
             observe(ballot.round)
-            if configuration.leaseReads, let promised, ballot >= promised {
-                // A lease only from a replica that promised something: one that promised nothing
-                // could not refuse a prepare (a refusal names the promise it keeps).
+            if configuration.leaseReads, let promised, ballot >= promised, !leaseForbids(ballot.node) {
+                // A lease only from a replica that promised something (one that promised nothing
+                // could not refuse a prepare: a refusal names the promise it keeps), and not
+                // while a lease it granted another node holds (or since it started): that one
+                // forbids this node's ballots, which a second lease would allow.
                 grantLease(to: ballot.node)
                 ready.eagerReply = reply(.leaseConfirmed(ballot: ballot, round: round))
             } else {
@@ -93,8 +95,7 @@ extension LogReplica {
     /// Whether a lease this replica granted (or may have granted before it started) forbids
     /// promising a ballot of `node`; while it leads with leases on, no other node's either.
     func leaseForbids(_ node: NodeID) -> Bool {
-        guard configuration.leaseReads else { return false }
-        if leadership != nil { return node != me }
+        if leadership != nil, configuration.leaseReads { return node != me }
         guard let leaseGuard, now < leaseGuard.until else { return false }
         return leaseGuard.holder != node
     }

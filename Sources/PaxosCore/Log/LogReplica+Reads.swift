@@ -21,6 +21,7 @@ extension LogReplica {
     public mutating func read(clock: UInt64? = nil) -> (ReadID, LogReady) {
         nextReadID += 1
         let id = nextReadID
+        if let clock, clock > now { clockAhead = Swift.max(clockAhead, clock - now) }
         var ready = LogReady()
         guard let leadership, leadership.reads.count < configuration.maxQueuedProposals else {
             ready.failedReads.append(id)
@@ -48,6 +49,15 @@ extension LogReplica {
         return (id, ready)
     }
 
+    /// The clock's reading, as far as this replica can tell without one, never above the real one:
+    /// the tick count plus the most the clock was seen ahead of it, less one tick. Between two
+    /// readings the tick count grows by at most one tick more than the clock (the sleep of the
+    /// first tick after a reading may have begun before it); before any, the tick count itself,
+    /// which never runs ahead of a clock read from before the first tick.
+    var clockEstimate: UInt64 {
+        Swift.max(now, now + clockAhead - Swift.min(clockAhead, 1))
+    }
+
     /// Whether this leader's lease holds at `clock` (ticks, as ``read(clock:)`` takes it).
     public func leaseHolds(at clock: UInt64) -> Bool {
         guard configuration.leaseReads, let leadership else { return false }
@@ -72,14 +82,18 @@ extension LogReplica {
         self.leadership!.readRound = round
         self.leadership!.readConfirmations = [me]
         self.leadership!.readRoundSentAt = now
-        self.leadership!.readRoundStartedAt = now
+        // On the clock, not the tick count: the tick count lags behind it more and more as the
+        // process runs, and a lease measured from it would be over before it began.
+        self.leadership!.readRoundStartedAt = clockEstimate
         self.leadership!.readRoundWanted = false
         self.leadership!.leaseWanted = false
         self.leadership!.leaseConfirmations = [me]
         if isQuorum([me], of: leadership.voters, unanimous: false) {
             self.leadership!.confirmedRound = round
             // Alone, it refuses every other node's ballot while it leads.
-            if configuration.leaseReads { self.leadership!.leaseEnd = now + UInt64(configuration.leaseTicks) }
+            if configuration.leaseReads {
+                self.leadership!.leaseEnd = clockEstimate + UInt64(configuration.leaseTicks)
+            }
             return
         }
         // May leave at once: it depends on this leader's promise, durable before it led.
@@ -122,7 +136,7 @@ extension LogReplica {
     mutating func renewLease(_ ready: inout LogReady) {
         guard configuration.leaseReads, let leadership, leadership.leaseWanted,
             leadership.readRound == leadership.confirmedRound,
-            leadership.leaseEnd <= now + UInt64(configuration.leaseTicks / 2)
+            leadership.leaseEnd <= clockEstimate + UInt64(configuration.leaseTicks / 2)
         else { return }
         startReadRound(&ready)
     }

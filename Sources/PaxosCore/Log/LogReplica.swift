@@ -279,7 +279,7 @@ public struct LogReplica: Sendable {
         precondition(
             configuration.leaseTicks <= maxLease,
             "leaseTicks \(configuration.leaseTicks) exceeds what the clock argument allows")
-        if configuration.leaseReads {
+        if configuration.leaseReads || configuration.refuseBallotsAfterStart {
             // It may have granted a lease just before it stopped, and remembers nothing of it.
             leaseGuard = (holder: nil, until: UInt64(configuration.electionTicks))
         }
@@ -303,6 +303,11 @@ public struct LogReplica: Sendable {
     /// Reads this replica took under its lease, with no round of messages (for metrics and
     /// tests).
     public internal(set) var leaseReads: UInt64 = 0
+
+    /// How far the driver's clock was seen ahead of the tick count (``read(clock:)``): ticks
+    /// only ever fall behind it (each follows a full sleep, and takes time to run), so a lease
+    /// is measured on the clock, estimated from this.
+    var clockAhead: UInt64 = 0
 
     /// Whether this replica knows a leader it heard from within an election timeout (a leader
     /// hears itself at every tick): what a readiness probe asks before sending clients here.
@@ -686,7 +691,7 @@ public struct LogReplica: Sendable {
             precondition(
                 leadership.confirmedRound <= leadership.readRound, "a read round confirmed before it began")
             precondition(
-                leadership.leaseEnd <= now + UInt64(configuration.leaseTicks),
+                leadership.leaseEnd <= now + clockAhead + UInt64(configuration.leaseTicks),
                 "a lease ends at most leaseTicks after the round that earned it began")
             precondition(leader == me, "a leader knows itself as the leader")
         }
