@@ -342,7 +342,11 @@ final class World: Sendable {
         guard !clockRates.isEmpty else { return { [scheduler] in try await scheduler.sleep($0) } }
         let rate = clockRates[index]
         return { [self] duration in
-            try await scheduler.sleep(duration * rate)
+            // Rounded up, and a nanosecond more: the node's clock (virtual time / rate, rounded
+            // down) must move by at least `duration` in every sleep of it, as a real monotonic
+            // clock does by the time a sleep on it ends (found by review).
+            let virtual = (Double(duration.nanoseconds) * rate).rounded(.up)
+            try await scheduler.sleep(.nanoseconds(Int64(virtual) + 1))
             let until = stalledUntil.withLock { $0[index] }
             if until > scheduler.now { try await scheduler.sleep(.nanoseconds(Int64(until - scheduler.now))) }
         }

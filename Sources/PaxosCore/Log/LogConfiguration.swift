@@ -60,8 +60,10 @@ public struct LogConfiguration: Hashable, Sendable {
     /// reaches `s + leaseTicks`; each acceptor that confirmed refuses, for ``electionTicks`` of
     /// its own ticks from receiving the confirmation, to promise any other node's ballot (and a
     /// replica refuses every ballot for ``electionTicks`` after it starts, since it may have
-    /// confirmed one before a crash). Every replica of a cluster must run with the same setting,
-    /// tick length and ``electionTicks``.
+    /// confirmed one before a crash). Every replica of a cluster must run with the same tick length
+    /// and ``electionTicks``. A replica restarted with leases turned off must still refuse after
+    /// it starts: set ``refuseBallotsAfterStart`` in every run of a data directory that may ever
+    /// have run with leases (paxos-node always does).
     ///
     /// The clock argument (a lease is only as safe as it):
     /// - an acceptor's ticks never run ahead of real time: each follows a full sleep of one tick
