@@ -437,7 +437,8 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
     ///   - sleep: the clock; the simulator passes its virtual one.
     ///   - clock: the monotonic clock `sleep` is measured on (or one that never runs slower),
     ///     which leader-lease reads are checked against (``LogConfiguration/leaseTicks``); `nil`:
-    ///     leases are never used to serve a read, whatever the configuration says.
+    ///     leases are never used to serve a read, whatever the configuration says. Unused with
+    ///     leases off.
     ///   - executor: where the replica's tasks prefer to run (see ``ReplicaRuntime``).
     ///   - serialExecutor: where the replica's actor runs, whoever calls it (see
     ///     ``ReplicaRuntime``).
@@ -473,8 +474,11 @@ public final class LogPeer<Machine: StateMachine>: Sendable {
             core: core, me: me, transport: transport,
             submitTimeoutTicks: UInt64(Swift.max(1, submitTimeout / tickInterval)), logger: logger,
             metrics: metrics, observed: LogMetrics.Observed(leader: nil, firstUnchosen: core.firstUnchosen))
-        // Read before the runtime exists, so before its first tick's sleep begins.
-        driver.leaseClock = clock.map { LeaseClock(now: $0, origin: $0(), tick: tickInterval) }
+        // Read before the runtime exists, so before its first tick's sleep begins; not read at
+        // all with leases off (no read would use it).
+        if configuration.leaseReads {
+            driver.leaseClock = clock.map { LeaseClock(now: $0, origin: $0(), tick: tickInterval) }
+        }
         let runtime = ReplicaRuntime(
             me: me, driver: driver,
             persist: { mutations, durable, early in
