@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import PaxosServer
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -36,23 +37,35 @@ func http(
     return HTTPAnswer(status: http?.statusCode ?? 0, json: json, body: data, headers: headers)
 }
 
-/// A loopback TCP port that was free a moment ago.
+/// Ports handed out so far in this process: each is given once.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A loopback TCP port that is free now and that nothing in this process takes before a node
+/// binds it: outside the kernel's ephemeral range (32768-60999), where the test servers that bind port 0 and every outgoing connection
+/// take theirs. A port from that range could be taken between this probe and the node's bind
+/// (a multi-process test failed with "address already in use" that way), as the kill test
+/// learned before (its ports are outside the range too).
 func freePort() throws -> Int {
+    for _ in 0..<1000 {
+        let port = Int.random(in: 20_000...32_000)
+        guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
+        if canBind(port) { return port }
+    }
+    throw TestError("no free port between 20000 and 32000")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    address.sin_port = UInt16(port).bigEndian
+    let length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
-    guard bound == 0 else { throw TestError("cannot bind a probe socket") }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
+    return bound == 0
 }
 
 struct TestError: Error, CustomStringConvertible {
