@@ -210,7 +210,15 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: HTTPLimits
     private let logger: Logger
     private var state = State.awaitingHead
-    private var deadline: Scheduled<Void>?
+    /// When the connection must have sent `awaited`, if it must send anything.
+    private var expiry: NIODeadline?
+    private var awaited = ""
+    private var awaitedTimeout = Duration.zero
+    /// The one timer of the connection, and when it fires. It is moved only when a deadline
+    /// comes before it: a deadline met, or pushed later, costs no timer (two per request
+    /// otherwise); a timer that fires early finds the later deadline and waits for it.
+    private var timer: Scheduled<Void>?
+    private var timerFires = NIODeadline.distantFuture
     private var answeredError = false
     /// The response ended before its request's body did (an early 413, say).
     private var respondedEarly = false
@@ -220,10 +228,10 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         self.logger = logger
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { cancelDeadline() }
+    func handlerRemoved(context: ChannelHandlerContext) { stopTimer() }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancelDeadline()
+        stopTimer()
         context.fireChannelInactive()
     }
 
@@ -232,7 +240,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireUserInboundEventTriggered(event)
             return
         }
-        if case .awaitingHead = state, deadline == nil {
+        if case .awaitingHead = state, expiry == nil {
             startDeadline(context, limits.headerTimeout, "its request head")
         }
     }
@@ -298,20 +306,41 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func startDeadline(_ context: ChannelHandlerContext, _ timeout: Duration, _ what: String) {
-        cancelDeadline()
-        let channel = context.channel
-        let logger = self.logger
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-            logger.debug(
-                "closing an HTTP connection that did not send \(what) within \(timeout)",
-                metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
-            channel.close(promise: nil)
+        let at = NIODeadline.now() + TimeAmount(timeout)
+        expiry = at
+        awaited = what
+        awaitedTimeout = timeout
+        if timer == nil || at < timerFires { arm(context.channel, at) }
+    }
+
+    private func arm(_ channel: any Channel, _ at: NIODeadline) {
+        timer?.cancel()
+        timerFires = at
+        timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [self] in
+            timerFired(channel)
         }
     }
 
-    private func cancelDeadline() {
-        deadline?.cancel()
-        deadline = nil
+    private func timerFired(_ channel: any Channel) {
+        timer = nil
+        timerFires = .distantFuture
+        guard let expiry else { return }
+        guard NIODeadline.now() >= expiry else { return arm(channel, expiry) }
+        stopTimer()
+        logger.debug(
+            "closing an HTTP connection that did not send \(awaited) within \(awaitedTimeout)",
+            metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
+        channel.close(promise: nil)
+    }
+
+    /// Nothing is awaited now; the timer stays, and finds nothing when it fires.
+    private func cancelDeadline() { expiry = nil }
+
+    private func stopTimer() {
+        expiry = nil
+        timer?.cancel()
+        timer = nil
+        timerFires = .distantFuture
     }
 }
 

@@ -47,6 +47,23 @@ struct HTTPLimitsTests {
         }
     }
 
+    @Test(
+        "a slow head right after an answered request is closed after the header timeout: the connection's timer, set for the first head, finds the later deadline and waits for it"
+    )
+    func slowSecondHead() async throws {
+        let limits = HTTPLimits(
+            headerTimeout: .milliseconds(400), bodyTimeout: .seconds(60), idleTimeout: .seconds(120),
+            maxConnections: 10)
+        try await withLimits(limits) { port in
+            let connection = try RawConnection(port: port)
+            #expect(try await connection.request("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").contains("pong"))
+            try connection.send("GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            let closed = try await connection.dripUntilClosed(
+                "a", every: .milliseconds(100), within: Self.deadline)
+            #expect(closed, "the server still holds a connection that never finished its second head")
+        }
+    }
+
     @Test("a never-ending chunked body is closed after the body timeout")
     func endlessBody() async throws {
         let limits = HTTPLimits(
