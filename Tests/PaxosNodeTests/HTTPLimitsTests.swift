@@ -51,8 +51,10 @@ struct HTTPLimitsTests {
         "a slow head right after an answered request is closed after the header timeout: the connection's timer, set for the first head, finds the later deadline and waits for it"
     )
     func slowSecondHead() async throws {
+        // 1 s: the first request is answered before its timer fires, so the second head finds
+        // that timer armed and moves it, rather than arming a fresh one.
         let limits = HTTPLimits(
-            headerTimeout: .milliseconds(400), bodyTimeout: .seconds(60), idleTimeout: .seconds(120),
+            headerTimeout: .seconds(1), bodyTimeout: .seconds(60), idleTimeout: .seconds(120),
             maxConnections: 10)
         try await withLimits(limits) { port in
             let connection = try RawConnection(port: port)
@@ -61,6 +63,39 @@ struct HTTPLimitsTests {
             let closed = try await connection.dripUntilClosed(
                 "a", every: .milliseconds(100), within: Self.deadline)
             #expect(closed, "the server still holds a connection that never finished its second head")
+        }
+    }
+
+    @Test(
+        "a head that ends within its own header timeout is answered, though it is still arriving when the timer set for the request before it fires"
+    )
+    func secondHeadInTime() async throws {
+        let header: Duration = .seconds(2)
+        let limits = HTTPLimits(
+            headerTimeout: header, bodyTimeout: .seconds(60), idleTimeout: .seconds(120), maxConnections: 10)
+        try await withLimits(limits) { port in
+            // Up to three tries: a try counts only if this test sent the head's end within the
+            // header timeout (a stall of the test process would break that, not the server).
+            for _ in 1...3 {
+                let connection = try RawConnection(port: port)
+                #expect(
+                    try await connection.request("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").contains("pong"))
+                // The first request's bytes came before this instant, so its timer fires before
+                // answered + header, while the second head is half sent.
+                let answered = ContinuousClock.now
+                try await Task.sleep(until: answered + header / 2)
+                let headStarted = ContinuousClock.now
+                try connection.send("GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                try await Task.sleep(until: answered + header * 5 / 4)
+                let ended = ContinuousClock.now
+                guard ended - headStarted < header - .milliseconds(100) else { continue }
+                let answer = try await connection.request("a\r\n\r\n")
+                #expect(
+                    answer.contains("pong"),
+                    "a head sent within its header timeout was not answered: \(answer)")
+                return
+            }
+            Issue.record("the test process was too slow three times to send a head within its header timeout")
         }
     }
 
