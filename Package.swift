@@ -211,9 +211,10 @@ let package = Package(
             name: "PaxosNodeTests",
             dependencies: [
                 "PaxosServer", "Paxos", "PaxosCore", "PaxosKV", "PaxosTesting", "PaxosCertificates",
-                "PaxosKVClient",
+                "PaxosKVClient", "PaxosNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "PaxosSQLiteTests", dependencies: ["PaxosSQLite", "PaxosCore", "CSQLite"]),

@@ -53,21 +53,29 @@ public enum HTTPServer {
     ///
     /// `tls`: serve HTTPS with it (see ``tlsConfiguration(certificateFile:keyFile:)``).
     /// `onServerRunning` runs once the server listens (after the connection guard is in place).
-    /// `eventLoopGroup`: where connections run (paxos-node: its clients' event loop, apart from
+    /// `eventLoopGroup`: where connections run (paxos-node: its clients' event loops, apart from
     /// the replicas'); nil: NIO's singleton.
+    /// `connectionExecutor`: the task executor a connection's task (reading its requests, running
+    /// the handlers, writing the answers) prefers, given the connection's event loop; nil: the
+    /// task's inherited preference (Swift's pool unless the caller set one).
     public static func application(
         router: Router<BasicRequestContext>, address: BindAddress, limits: HTTPLimits,
         tls: TLSConfiguration? = nil, serverName: String? = nil, logger: Logger,
         eventLoopGroup: (any EventLoopGroup)? = nil,
+        connectionExecutor: (@Sendable (any EventLoop) -> any TaskExecutor)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(limits.idleTimeout))
         let server = HTTPServerBuilder { responder -> any ServerChildChannel in
             let http = HTTP1Channel(responder: responder, configuration: http1)
-            guard let tls else { return GuardedChildChannel(base: http, limits: limits, logger: logger) }
+            guard let tls else {
+                return GuardedChildChannel(
+                    base: http, limits: limits, logger: logger, executor: connectionExecutor)
+            }
             // The handshake is bounded by the idle timeout: nothing reaches HTTP before it ends.
             return GuardedChildChannel(
-                base: try TLSChannel(http, tlsConfiguration: tls), limits: limits, logger: logger)
+                base: try TLSChannel(http, tlsConfiguration: tls), limits: limits, logger: logger,
+                executor: connectionExecutor)
         }
         return Application(
             router: router, server: server,
@@ -156,6 +164,7 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     let base: Base
     let limits: HTTPLimits
     let logger: Logger
+    let executor: (@Sendable (any EventLoop) -> any TaskExecutor)?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         base.setup(channel: channel, logger: logger).map { value in
@@ -172,7 +181,10 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 
     func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
+        guard let executor = executor?(value.channel.eventLoop) else {
+            return await base.handle(value: value, logger: logger)
+        }
+        await withTaskExecutorPreference(executor) { await base.handle(value: value, logger: logger) }
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import NIOPosix
 import NIOSSL
 import Paxos
@@ -173,6 +174,13 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             valueName: "count"))
     var httpMaxConnections: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Threads (event loops) for HTTP clients; each connection stays on one. The replicas run "
+                + "on a loop of their own whatever this is (default: the number of cores, at most 64).",
+            valueName: "count"))
+    var httpThreads: Int?
+
     @Option(help: "The longest key-value key a client may name, in bytes (after percent-decoding).")
     var maxKeyBytes: Int = KVHTTPAPI.defaultMaxKeyBytes
 
@@ -257,6 +265,9 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         }
         guard (clientCert == nil) == (clientKey == nil) else {
             throw ValidationError("--client-cert and --client-key go together")
+        }
+        if let httpThreads, !(1...64).contains(httpThreads) {
+            throw ValidationError("--http-threads must be between 1 and 64, got \(httpThreads)")
         }
         if let httpMaxConnections, httpMaxConnections < 1 {
             throw ValidationError("--http-max-connections must be positive, got \(httpMaxConnections)")
@@ -432,12 +443,14 @@ struct PaxosNodeCommand: AsyncParsableCommand {
             maxValueBytes + maxKeyBytes + snapshotChunkBytes + (64 << 10))
         // One event loop runs the replicas: their actors, their ticks, the peer connections and
         // every task under the service group but the HTTP server's (EventLoopExecutor); only
-        // the store's commits leave it. Clients get a loop of their own: what anyone who can
+        // the store's commits leave it. Clients get loops of their own: what anyone who can
         // reach the HTTP port sends (TLS handshakes, bodies, reads of large values) never
-        // delays a heartbeat or a vote.
+        // delays a heartbeat or a vote. A connection's task runs on its connection's loop, so a
+        // request is read, handled and answered on one thread; a single loop was the bound of
+        // reads under load (one core busy, the others partly idle).
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let executor = EventLoopExecutor(loopGroup.next())
-        let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: httpThreads ?? min(System.coreCount, 64))
         let httpExecutor = EventLoopExecutor(httpGroup.next())
         let transport = TCPTransport(
             configuration: transportConfiguration, logger: logger, executor: executor)
@@ -565,6 +578,7 @@ struct PaxosNodeCommand: AsyncParsableCommand {
         let application = HTTPServer.application(
             router: router, address: .hostname(httpAddress.host, port: httpAddress.port), limits: limits,
             tls: tls, serverName: "paxos-node", logger: logger, eventLoopGroup: httpGroup,
+            connectionExecutor: { EventLoopExecutor($0) },
             onServerRunning: { channel in
                 logger.info(
                     "serving the HTTP API",
