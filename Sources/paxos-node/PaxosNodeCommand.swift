@@ -177,7 +177,8 @@ struct PaxosNodeCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Threads (event loops) for HTTP clients; each connection stays on one. The replicas run "
-                + "on a loop of their own whatever this is (default: the number of cores, at most 64).",
+                + "on a loop of their own whatever this is; with fewer HTTP threads than cores, a flood of "
+                + "clients cannot take every core (default: the number of cores, at most 64).",
             valueName: "count"))
     var httpThreads: Int?
 
